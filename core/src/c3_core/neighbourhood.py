@@ -1,0 +1,400 @@
+"""The counterfactual neighbourhood N(x): a declarative spec, per-case plans, and realisation.
+
+A spec lists *members*; each member is a chain of one or more operator steps with a severity
+range or a set of levels (physical units of that operator). For each case, K counterfactuals
+are planned; counterfactual k of exam e draws everything from a generator seeded with
+``derive_seed(seed, exam_id, k)``, so a case's neighbourhood is the same whatever the batch
+size, batch order or number of workers.
+
+TOML form::
+
+    k = 8
+    seed = 0
+
+    [[members]]
+    op = "mri.bias_field"
+    severity = [0.1, 0.4]     # a range: uniform draw; or levels = [0.1, 0.2, 0.4]
+    weight = 1.0
+
+    [[members]]                # a composition: steps applied in order
+    weight = 0.5
+    steps = [
+      { op = "mri.bias_field", levels = [0.2] },
+      { op = "mri.rician_noise", severity = [20.0, 10.0], options = { coils = 1 } },
+    ]
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from c3_core.batch import Batch
+from c3_core.operator import Operator, SeverityError
+from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
+from c3_core.seeding import derive_seed, generator_from_seed, uniform
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class NeighbourhoodSpecError(ValueError):
+    """A malformed neighbourhood spec; the message names the file and the member."""
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    op: str
+    low: float | None = None
+    high: float | None = None
+    levels: tuple[float, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemberSpec:
+    steps: tuple[StepSpec, ...]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class NeighbourhoodSpec:
+    members: tuple[MemberSpec, ...]
+    k: int = 8
+    seed: int = 0
+    source: str = "<spec>"
+
+    @property
+    def operator_ids(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(s.op for m in self.members for s in m.steps))
+
+    def with_overrides(self, *, k: int | None = None, seed: int | None = None) -> NeighbourhoodSpec:
+        return NeighbourhoodSpec(
+            members=self.members,
+            k=self.k if k is None else _positive_int(k, "k", self.source),
+            seed=self.seed if seed is None else int(seed),
+            source=self.source,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "k": self.k,
+            "seed": self.seed,
+            "members": [
+                {
+                    "weight": m.weight,
+                    "steps": [
+                        {
+                            "op": s.op,
+                            **({"severity": [s.low, s.high]} if s.low is not None else {}),
+                            **({"levels": list(s.levels)} if s.levels else {}),
+                            **({"options": dict(s.options)} if s.options else {}),
+                        }
+                        for s in m.steps
+                    ],
+                }
+                for m in self.members
+            ],
+        }
+
+    # -- parsing --------------------------------------------------------------------------
+    @classmethod
+    def from_toml(cls, path: str | Path) -> NeighbourhoodSpec:
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise NeighbourhoodSpecError(f"{p}: cannot read neighbourhood spec ({exc.strerror})") from None
+        return cls.from_toml_string(text, source=str(p))
+
+    @classmethod
+    def from_toml_string(cls, text: str, source: str = "<string>") -> NeighbourhoodSpec:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise NeighbourhoodSpecError(f"{source}: not valid TOML ({exc})") from None
+        return cls.from_dict(data, source=source)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> NeighbourhoodSpec:
+        allowed = {"k", "seed", "members", "description"}
+        unknown = set(data) - allowed
+        if unknown:
+            raise NeighbourhoodSpecError(f"{source}: unknown top-level key(s) {sorted(unknown)}")
+        raw_members = data.get("members")
+        if not isinstance(raw_members, list) or not raw_members:
+            raise NeighbourhoodSpecError(f"{source}: needs at least one [[members]] entry")
+        members = tuple(_parse_member(m, i, source) for i, m in enumerate(raw_members))
+        k = _positive_int(data.get("k", 8), "k", source)
+        seed = data.get("seed", 0)
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise NeighbourhoodSpecError(f"{source}: seed must be an integer, got {seed!r}")
+        return cls(members=members, k=k, seed=seed, source=source)
+
+
+def _positive_int(value: Any, name: str, source: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise NeighbourhoodSpecError(f"{source}: {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise NeighbourhoodSpecError(f"{where}: expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _parse_step(raw: Any, where: str) -> StepSpec:
+    if not isinstance(raw, Mapping):
+        raise NeighbourhoodSpecError(f"{where}: a step must be a table, got {raw!r}")
+    unknown = set(raw) - {"op", "severity", "levels", "options"}
+    if unknown:
+        raise NeighbourhoodSpecError(f"{where}: unknown key(s) {sorted(unknown)}")
+    op = raw.get("op")
+    if not isinstance(op, str) or "." not in op:
+        raise NeighbourhoodSpecError(f"{where}: 'op' must be an operator id like 'mri.bias_field', got {op!r}")
+    low = high = None
+    if "severity" in raw:
+        sev = raw["severity"]
+        if isinstance(sev, list) and len(sev) == 2:
+            a, b = (_number(v, f"{where}.severity") for v in sev)
+            low, high = min(a, b), max(a, b)
+        elif isinstance(sev, int | float) and not isinstance(sev, bool):
+            low = high = _number(sev, f"{where}.severity")
+        else:
+            raise NeighbourhoodSpecError(f"{where}: severity must be a number or [low, high], got {sev!r}")
+    levels: tuple[float, ...] = ()
+    if "levels" in raw:
+        if low is not None:
+            raise NeighbourhoodSpecError(f"{where}: give either 'severity' or 'levels', not both")
+        lv = raw["levels"]
+        if not isinstance(lv, list) or not lv:
+            raise NeighbourhoodSpecError(f"{where}: levels must be a non-empty list of numbers")
+        levels = tuple(_number(v, f"{where}.levels") for v in lv)
+    options = raw.get("options", {})
+    if not isinstance(options, Mapping):
+        raise NeighbourhoodSpecError(f"{where}: options must be a table")
+    return StepSpec(op=op, low=low, high=high, levels=levels, options=dict(options))
+
+
+def _parse_member(raw: Any, index: int, source: str) -> MemberSpec:
+    where = f"{source}: members[{index}]"
+    if not isinstance(raw, Mapping):
+        raise NeighbourhoodSpecError(f"{where}: must be a table")
+    weight = _number(raw.get("weight", 1.0), f"{where}.weight")
+    if weight <= 0:
+        raise NeighbourhoodSpecError(f"{where}: weight must be > 0")
+    if "steps" in raw:
+        if "op" in raw:
+            raise NeighbourhoodSpecError(f"{where}: give either 'op' or 'steps', not both")
+        steps = raw["steps"]
+        if not isinstance(steps, list) or not steps:
+            raise NeighbourhoodSpecError(f"{where}: steps must be a non-empty list")
+        parsed = tuple(_parse_step(s, f"{where}.steps[{j}]") for j, s in enumerate(steps))
+    else:
+        step_raw = {k: v for k, v in raw.items() if k != "weight"}
+        parsed = (_parse_step(step_raw, where),)
+    return MemberSpec(steps=parsed, weight=weight)
+
+
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class PlannedStep:
+    operator: Operator[Any]
+    severity: float
+    params: Any
+    options: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One planned counterfactual of one case."""
+
+    exam_id: str
+    index: int
+    member: int
+    seed: int
+    steps: tuple[PlannedStep, ...]
+
+    def provenance(self) -> Provenance:
+        return Provenance(
+            exam_id=self.exam_id,
+            index=self.index,
+            member=self.member,
+            seed=self.seed,
+            steps=tuple(
+                Step(
+                    op_id=s.operator.id,
+                    op_version=s.operator.version,
+                    severity=s.severity,
+                    params=params_to_dict(s.params),
+                    options=dict(s.options),
+                )
+                for s in self.steps
+            ),
+        )
+
+
+OperatorFactory = Callable[[str, Mapping[str, Any]], Operator[Any]]
+
+
+class Neighbourhood:
+    """Plans and realises K counterfactuals per case from a :class:`NeighbourhoodSpec`.
+
+    ``make_operator(op_id, options)`` builds an operator instance (the plugin host provides one);
+    every step is checked against the operator's severity range when the neighbourhood is built.
+    """
+
+    def __init__(self, spec: NeighbourhoodSpec, make_operator: OperatorFactory) -> None:
+        self.spec = spec
+        self._ops: list[list[Operator[Any]]] = []
+        for i, member in enumerate(spec.members):
+            chain = []
+            for j, step in enumerate(member.steps):
+                where = f"{spec.source}: members[{i}].steps[{j}] ({step.op})"
+                try:
+                    op = make_operator(step.op, step.options)
+                except (KeyError, LookupError) as exc:
+                    raise NeighbourhoodSpecError(f"{where}: {exc.args[0] if exc.args else exc}") from None
+                except TypeError as exc:
+                    raise NeighbourhoodSpecError(f"{where}: bad options {dict(step.options)} ({exc})") from None
+                try:
+                    if step.low is not None:
+                        op.severity.check(step.low, where)
+                        op.severity.check(step.high, where)  # type: ignore[arg-type]
+                    for lv in step.levels:
+                        op.severity.check(lv, where)
+                except SeverityError as exc:
+                    raise NeighbourhoodSpecError(str(exc)) from None
+                chain.append(op)
+            self._ops.append(chain)
+        w = torch.tensor([m.weight for m in spec.members], dtype=torch.float64)
+        self._cum_weights = torch.cumsum(w / w.sum(), 0)
+
+    @property
+    def k(self) -> int:
+        return self.spec.k
+
+    def operators(self) -> list[Operator[Any]]:
+        seen: dict[str, Operator[Any]] = {}
+        for chain in self._ops:
+            for op in chain:
+                seen.setdefault(op.id, op)
+        return list(seen.values())
+
+    def check_compatible(self, batch: Batch) -> None:
+        """Raise ValueError if any operator cannot take ``batch`` (modality, domain, rank)."""
+        for op in self.operators():
+            op.check_input(batch)
+
+    # -- planning -------------------------------------------------------------------------
+    def _severity(self, step: StepSpec, op: Operator[Any], g: torch.Generator) -> float:
+        if step.levels:
+            i = int(torch.randint(0, len(step.levels), (1,), generator=g).item())
+            return step.levels[i]
+        if step.low is not None:
+            return uniform(g, step.low, step.high)  # type: ignore[arg-type]
+        if op.severity.levels:
+            i = int(torch.randint(0, len(op.severity.levels), (1,), generator=g).item())
+            return op.severity.levels[i]
+        return uniform(g, op.severity.identity, op.severity.extreme)
+
+    def plan_case(self, batch: Batch, index: int) -> list[Plan]:
+        """The K plans of case ``index``: a pure function of (spec seed, exam id, k)."""
+        info = batch.case_info(index)
+        plans = []
+        for k in range(self.spec.k):
+            seed = derive_seed(self.spec.seed, info.exam_id, k)
+            g = generator_from_seed(seed)
+            u = torch.rand((), generator=g, dtype=torch.float64)
+            member = min(int(torch.searchsorted(self._cum_weights, u, right=True)), len(self._ops) - 1)
+            steps = []
+            for step_spec, op in zip(self.spec.members[member].steps, self._ops[member]):
+                sev = self._severity(step_spec, op, g)
+                params = op.sample_params(info, g, sev)
+                steps.append(PlannedStep(op, sev, params, dict(step_spec.options)))
+            plans.append(Plan(info.exam_id, k, member, seed, tuple(steps)))
+        return plans
+
+    def plan(self, batch: Batch) -> list[list[Plan]]:
+        return [self.plan_case(batch, i) for i in range(batch.size)]
+
+    # -- realisation ----------------------------------------------------------------------
+    def realise(self, batch: Batch, plans: Sequence[Sequence[Plan]]) -> tuple[Batch, list[list[str | None]]]:
+        """Apply plans: returns the (B*K)-row batch (row i*K+k) and operator-check rejections."""
+        k = len(plans[0]) if plans else 0
+        flat = [p for case in plans for p in case]
+        if any(len(case) != k for case in plans):
+            raise ValueError("every case must have the same number of plans")
+        original = batch.repeat_interleave(k)
+        return apply_plans(original, flat)
+
+    def draw(self, batch: Batch) -> tuple[Batch, list[list[Plan]], list[list[str | None]]]:
+        """Plan and realise: ``(counterfactuals (B*K rows), plans (B x K), rejections (B x K))``."""
+        plans = self.plan(batch)
+        cf, rejections = self.realise(batch, plans)
+        k = self.spec.k
+        return cf, plans, [rejections[i * k : (i + 1) * k] for i in range(batch.size)]  # type: ignore[misc]
+
+
+def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str | None]]:
+    """Apply ``plans[r]`` to row r of ``original``; rows sharing an operator run as one batch."""
+    if len(plans) != original.size:
+        raise ValueError(f"{len(plans)} plans for {original.size} rows")
+    image = original.image.clone()
+    mask = None if original.mask is None else original.mask.clone()
+    extras = {k: v.clone() for k, v in original.extras.items()}
+    reasons: list[str | None] = [None] * len(plans)
+    depth = max((len(p.steps) for p in plans), default=0)
+    current = original
+    for s in range(depth):
+        groups: dict[tuple[str, str], list[int]] = {}
+        for r, plan in enumerate(plans):
+            if s < len(plan.steps):
+                op = plan.steps[s].operator
+                groups.setdefault((op.id, repr(sorted(plan.steps[s].options.items()))), []).append(r)
+        for rows in groups.values():
+            op = plans[rows[0]].steps[s].operator
+            sub = current.select(rows)
+            params = [plans[r].steps[s].params for r in rows]
+            out = op.apply(sub, params)
+            for r, why in zip(rows, op.check(sub, out, params)):
+                if why is not None:
+                    reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
+            idx = torch.as_tensor(rows, device=image.device)
+            image[idx] = out.image.to(image.dtype)
+            if op.spatial:
+                if mask is not None and out.mask is not None:
+                    mask[idx] = out.mask
+                for key in extras:
+                    extras[key][idx] = out.extras[key]
+        current = original.replace(image=image, mask=mask, extras=extras)
+        image = image.clone() if s + 1 < depth else image
+        mask = mask.clone() if (mask is not None and s + 1 < depth) else mask
+        extras = {k: v.clone() for k, v in extras.items()} if s + 1 < depth else extras
+    return current, reasons
+
+
+def replay(original: Batch, provenance: Provenance, make_operator: OperatorFactory) -> Batch:
+    """Rebuild a single-case counterfactual from its provenance (bit-for-bit on the same device)."""
+    if original.size != 1:
+        raise ValueError("replay takes a batch of exactly one case")
+    steps = []
+    for s in provenance.steps:
+        op = make_operator(s.op_id, s.options)
+        if op.version != s.op_version:
+            raise ValueError(
+                f"{s.op_id}: provenance was made with version {s.op_version}, installed is {op.version}"
+            )
+        steps.append(PlannedStep(op, s.severity, params_from_dict(op.params_type, s.params), s.options))
+    plan = Plan(provenance.exam_id, provenance.index, provenance.member, provenance.seed, tuple(steps))
+    out, _ = apply_plans(original, [plan])
+    return out

@@ -1,0 +1,198 @@
+"""Base classes for physics operators and semantic editors.
+
+An operator is split in two, like TorchIO's random/deterministic transforms:
+
+* ``sample_params(info, generator, severity)`` draws one frozen params dataclass for one case,
+  in physical units, using only the explicit ``torch.Generator`` it is given;
+* ``apply(batch, params)`` is deterministic: the same batch and params give the same bytes.
+
+Subclasses implement ``_sample`` and ``_apply``; the public methods validate inputs first.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Literal, TypeVar
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.domains import IntensityDomain
+
+P = TypeVar("P")
+
+
+class SeverityError(ValueError):
+    """A severity value outside an operator's admissible range."""
+
+
+@dataclass(frozen=True)
+class Severity:
+    """An operator's severity axis in physical units.
+
+    ``identity`` is the value at which the operator changes nothing (or least), ``extreme`` the
+    most severe value still considered label-preserving. Either may be the larger number
+    (e.g. dose fraction: identity 1.0, extreme 0.1).
+    """
+
+    name: str
+    unit: str
+    identity: float
+    extreme: float
+    levels: tuple[float, ...] = ()
+
+    @property
+    def low(self) -> float:
+        return min(self.identity, self.extreme)
+
+    @property
+    def high(self) -> float:
+        return max(self.identity, self.extreme)
+
+    def check(self, value: float, where: str) -> float:
+        """Return ``value`` as float or raise :class:`SeverityError` naming ``where``."""
+        v = float(value)
+        if not math.isfinite(v) or v < self.low - 1e-12 or v > self.high + 1e-12:
+            raise SeverityError(
+                f"{where}: severity {value!r} is outside the admissible range "
+                f"[{self.low:g}, {self.high:g}] {self.unit} ({self.name})"
+            )
+        return v
+
+    def fraction(self, value: float) -> float:
+        """Position of ``value`` between identity (0) and extreme (1)."""
+        span = self.extreme - self.identity
+        return 0.0 if span == 0 else (float(value) - self.identity) / span
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "unit": self.unit,
+            "identity": self.identity,
+            "extreme": self.extreme,
+            "levels": list(self.levels),
+        }
+
+
+class Operator(ABC, Generic[P]):
+    """A physics-grounded acquisition operator for one modality.
+
+    Class attributes every subclass sets:
+
+    * ``id`` — ``"modality.name"``; ``version`` — bump when outputs for the same params change;
+    * ``modality``; ``domain`` — the intensity domain it expects and returns;
+    * ``spatial`` — True when it moves pixels (then masks and spatial extras move with it);
+    * ``preserves`` — what stays valid: ``{"label", "mask"}`` for admissible operators;
+    * ``severity`` — a :class:`Severity`; ``params_type`` — the frozen params dataclass;
+    * ``summary`` — one line for the catalogue; ``spatial_dims`` — supported 2 and/or 3.
+    """
+
+    id: ClassVar[str]
+    version: ClassVar[str] = "1"
+    modality: ClassVar[str]
+    domain: ClassVar[IntensityDomain]
+    spatial: ClassVar[bool] = False
+    preserves: ClassVar[frozenset[str]] = frozenset({"label", "mask"})
+    severity: ClassVar[Severity]
+    params_type: ClassVar[type]
+    summary: ClassVar[str] = ""
+    spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
+    channels: ClassVar[tuple[int, ...] | None] = None  # allowed channel counts, None = any
+    kind: ClassVar[Literal["operator", "editor"]] = "operator"
+
+    # -- public API -----------------------------------------------------------------------
+    def sample_params(self, info: CaseInfo, generator: torch.Generator, severity: float) -> P:
+        """Draw params for one case at ``severity`` (physical units) from ``generator``."""
+        sev = self.severity.check(severity, self.id)
+        if info.modality != self.modality:
+            raise ValueError(f"{self.id} is a {self.modality} operator; case {info.exam_id} is {info.modality}")
+        return self._sample(info, generator, sev)
+
+    def apply(self, batch: Batch, params: Sequence[P]) -> Batch:
+        """Deterministically apply per-case ``params`` to ``batch``; returns a new batch."""
+        self.check_input(batch)
+        if len(params) != batch.size:
+            raise ValueError(f"{self.id}: {len(params)} params for a batch of {batch.size}")
+        for p in params:
+            if not isinstance(p, self.params_type):
+                raise TypeError(f"{self.id}: expected {self.params_type.__name__}, got {type(p).__name__}")
+        out = self._apply(batch, params)
+        if not self.spatial and out.mask is not batch.mask:
+            raise RuntimeError(f"{self.id} is an intensity operator but replaced the mask")
+        return out
+
+    def __call__(
+        self, batch: Batch, generator: torch.Generator, severity: float | None = None
+    ) -> Batch:
+        """Sample params for every case from one generator and apply them (convenience)."""
+        sev = self.severity.extreme if severity is None else severity
+        params = [self.sample_params(batch.case_info(i), generator, sev) for i in range(batch.size)]
+        return self.apply(batch, params)
+
+    def check(self, original: Batch, counterfactual: Batch, params: Sequence[P]) -> list[str | None]:
+        """Operator-declared validity: a rejection reason per case, or None. Default: all valid."""
+        return [None] * original.size
+
+    def check_input(self, batch: Batch) -> None:
+        """Raise ValueError when ``batch`` is not something this operator can take."""
+        if batch.modality != self.modality:
+            raise ValueError(f"{self.id} expects modality {self.modality!r}, got {batch.modality!r}")
+        if batch.domain != self.domain:
+            raise ValueError(
+                f"{self.id} expects intensity domain {self.domain.value!r}, got {batch.domain.value!r}"
+            )
+        if batch.spatial_dims not in self.spatial_dims:
+            raise ValueError(
+                f"{self.id} supports {self.spatial_dims}-D images, got {batch.spatial_dims}-D "
+                f"shape {tuple(batch.image.shape)}"
+            )
+        if self.channels is not None and batch.image.shape[1] not in self.channels:
+            raise ValueError(
+                f"{self.id} expects {self.channels} channel(s), got {batch.image.shape[1]}"
+            )
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        """The catalogue entry: id, version, domain, units, severity range, flags."""
+        return {
+            "id": cls.id,
+            "version": cls.version,
+            "kind": cls.kind,
+            "modality": cls.modality,
+            "domain": cls.domain.value,
+            "spatial": cls.spatial,
+            "preserves": sorted(cls.preserves),
+            "spatial_dims": list(cls.spatial_dims),
+            "severity": cls.severity.describe(),
+            "summary": cls.summary,
+            "params": [f for f in getattr(cls.params_type, "__dataclass_fields__", {})],
+        }
+
+    # -- to implement ---------------------------------------------------------------------
+    @abstractmethod
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> P: ...
+
+    @abstractmethod
+    def _apply(self, batch: Batch, params: Sequence[P]) -> Batch: ...
+
+
+class Editor(Operator[P]):
+    """A semantic editor (learned or mask-guided). Same contract as :class:`Operator`.
+
+    ``intent`` is ``"admissible"`` (label preserved; passes through the validity gate) or
+    ``"interventional"`` (the edit changes the label or a structure on purpose, and
+    ``expected_effect`` says how, e.g. ``"lesion removed"``).
+    """
+
+    kind: ClassVar[Literal["operator", "editor"]] = "editor"
+    intent: ClassVar[Literal["admissible", "interventional"]] = "admissible"
+    expected_effect: ClassVar[str] = ""
+
+    @classmethod
+    def describe(cls) -> dict[str, Any]:
+        d = super().describe()
+        d.update(intent=cls.intent, expected_effect=cls.expected_effect)
+        return d

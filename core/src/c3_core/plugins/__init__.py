@@ -1,0 +1,1 @@
+"""The plugin host: pluggy hook specs, registries of lazy contributions, discovery."""

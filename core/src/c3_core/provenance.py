@@ -1,0 +1,99 @@
+"""Provenance: enough to replay a counterfactual bit-for-bit on the same device."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+
+def params_to_dict(params: Any) -> dict[str, Any]:
+    """A JSON-ready dict of a frozen params dataclass."""
+    if not dataclasses.is_dataclass(params):
+        raise TypeError(f"params must be a dataclass instance, got {type(params).__name__}")
+    return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)}
+
+
+def params_from_dict(params_type: type, data: dict[str, Any]) -> Any:
+    """Rebuild a params dataclass from :func:`params_to_dict` output (lists become tuples)."""
+    names = {f.name for f in dataclasses.fields(params_type)}
+    unknown = set(data) - names
+    if unknown:
+        raise ValueError(f"{params_type.__name__}: unknown parameter(s) {sorted(unknown)}")
+    return params_type(**{k: _tuplify(v) for k, v in data.items()})
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple | list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float | int | str | bool) or value is None:
+        return value
+    if hasattr(value, "value"):  # Enum
+        return value.value
+    raise TypeError(f"parameter value of type {type(value).__name__} is not JSON-serialisable")
+
+
+def _tuplify(value: Any) -> Any:
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operator application inside a counterfactual."""
+
+    op_id: str
+    op_version: str
+    severity: float
+    params: dict[str, Any]
+    options: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """How one counterfactual was made: the case, its index, its seed and the operator chain."""
+
+    exam_id: str
+    index: int
+    member: int
+    seed: int
+    steps: tuple[Step, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "exam_id": self.exam_id,
+            "index": self.index,
+            "member": self.member,
+            "seed": self.seed,
+            "steps": [dataclasses.asdict(s) for s in self.steps],
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @property
+    def label(self) -> str:
+        """A short human label: ``op@severity + op@severity``."""
+        return " + ".join(f"{s.op_id}@{s.severity:g}" for s in self.steps)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Provenance:
+        steps = tuple(
+            Step(
+                op_id=s["op_id"],
+                op_version=str(s["op_version"]),
+                severity=float(s["severity"]),
+                params=dict(s["params"]),
+                options=dict(s.get("options", {})),
+            )
+            for s in data["steps"]
+        )
+        return cls(
+            exam_id=str(data["exam_id"]),
+            index=int(data["index"]),
+            member=int(data["member"]),
+            seed=int(data["seed"]),
+            steps=steps,
+        )

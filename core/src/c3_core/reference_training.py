@@ -1,0 +1,72 @@
+"""A plain supervised loop that plugins use to train their small demo reference models."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
+
+from c3_core.batch import Batch, collate
+from c3_core.model import ModelBundle
+
+
+def supervised_loss(task: str) -> Callable[[Tensor, Batch], Tensor]:
+    """Cross-entropy (multiclass), masked BCE (multilabel, NaN targets ignored), BCE+Dice (seg)."""
+    if task == "multiclass":
+        return lambda logits, b: nn.functional.cross_entropy(logits, b.label.long())  # type: ignore[union-attr]
+    if task == "multilabel":
+
+        def bce(logits: Tensor, b: Batch) -> Tensor:
+            y = b.label.float()  # type: ignore[union-attr]
+            keep = torch.isfinite(y)
+            return nn.functional.binary_cross_entropy_with_logits(logits[keep], y[keep])
+
+        return bce
+
+    def seg(logits: Tensor, b: Batch) -> Tensor:
+        y = (b.mask[:, :1] > 0.5).float()  # type: ignore[index]
+        p = torch.sigmoid(logits[:, :1])
+        inter = (p * y).flatten(1).sum(1)
+        dice = 1 - (2 * inter + 1) / (p.flatten(1).sum(1) + y.flatten(1).sum(1) + 1)
+        return nn.functional.binary_cross_entropy_with_logits(logits[:, :1], y) + dice.mean()
+
+    return seg
+
+
+def train_reference(
+    bundle: ModelBundle,
+    dataset: Dataset,
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    augment: Callable[[Batch, torch.Generator], Batch] | None = None,
+    weight_decay: float = 1e-4,
+) -> dict[str, Tensor]:
+    """Train ``bundle.network`` with AdamW on ``dataset``; returns its state dict.
+
+    Shuffling and ``augment`` draw only from a generator seeded with ``seed``.
+    """
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # weight init of any lazily built layers
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=True, collate_fn=collate, generator=g)
+    net = bundle.network
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, epochs * len(loader)))
+    loss_fn = supervised_loss(bundle.task)
+    net.train()
+    for _ in range(epochs):
+        for batch in loader:
+            if augment is not None:
+                batch = augment(batch, g)
+            logits = net(bundle.prepare(batch.image))
+            loss = loss_fn(logits, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+    return net.state_dict()
