@@ -32,7 +32,7 @@ from packaging.version import Version
 import c3_core
 from c3_core.plugins import hookspecs
 from c3_core.plugins.markers import PROJECT
-from c3_core.plugins.registry import KINDS, Contribution, Registry
+from c3_core.plugins.registry import KINDS, Contribution, Registry, UnknownContributionError
 
 ENTRY_POINT_GROUP = "c3"
 ENV_DISABLE_AUTOLOAD = "C3_DISABLE_PLUGIN_AUTOLOAD"
@@ -229,9 +229,14 @@ class PluginHost:
     def make_operator(self, op_id: str, options: Mapping[str, Any] | None = None) -> Any:
         """Instantiate an operator or editor by id with constructor ``options``."""
         self.load()
-        reg = self.registries["operators"] if op_id in self.registries["operators"] else self.registries["editors"]
-        cls = reg.get(op_id).load()
-        return cls(**dict(options or {}))
+        for kind in ("operators", "editors"):
+            if op_id in self.registries[kind]:
+                cls = self.registries[kind].get(op_id).load()
+                return cls(**dict(options or {}))
+        known = sorted(c.id for k in ("operators", "editors") for c in self.registries[k])
+        raise UnknownContributionError(
+            f"unknown operator id {op_id!r} (known: {', '.join(known) or 'none installed'})"
+        )
 
     def demo_dataset(self, modality: str) -> Contribution:
         """The dataset a plugin marked ``demo=True`` for ``modality``."""
