@@ -1,0 +1,184 @@
+"""The ``c3`` command line (Typer). Heavy modules are imported inside commands only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+import c3_core
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_RUN_FAILED = 3
+
+app = typer.Typer(
+    name="c3",
+    help="C3: clinically-guided counterfactuals — robustness evaluation and training for imaging models.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+gate_app = typer.Typer(help="The validity gate: calibrate thresholds from human-audited anchors.", no_args_is_help=True)
+app.add_typer(gate_app, name="gate")
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"c3-core {c3_core.__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """C3 command line."""
+
+
+def _host() -> Any:
+    from c3_core.plugins.host import PluginHost
+
+    return PluginHost().load()
+
+
+@app.command()
+def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
+    """List installed plugins: version, c3-core range, modalities, contributions, status."""
+    host = _host()
+    rows = [p.to_dict() for p in host.plugins]
+    if as_json:
+        typer.echo(json.dumps({"c3_core": c3_core.__version__, "plugins": rows}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"c3 plugins (c3-core {c3_core.__version__})")
+    for col in ("name", "version", "core range", "modalities", "contributions", "status"):
+        table.add_column(col)
+    for r in rows:
+        counts = ", ".join(f"{v} {k}" for k, v in r["contributions"].items() if v)
+        status = r["status"] if not r["error"] else f"{r['status']}: {r['error']}"
+        table.add_row(r["name"], r["version"], r["core_range"], ", ".join(r["modalities"]), counts, status)
+    Console().print(table)
+    if not rows:
+        typer.echo("no plugins installed (pip install c3-cxr c3-mri c3-fundus)")
+
+
+@app.command()
+def ops(
+    modality: Annotated[str | None, typer.Option(help="Only this modality.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """The operator and editor catalogue: domains, units and severity ranges."""
+    host = _host()
+    entries = []
+    for kind in ("operators", "editors"):
+        for c in host.registry(kind):
+            if modality and c.modality != modality:
+                continue
+            try:
+                d = c.load().describe()
+            except Exception as exc:  # noqa: BLE001 - show the broken entry, keep listing
+                d = {"id": c.id, "kind": kind[:-1], "error": str(exc)}
+            d["plugin"] = c.plugin
+            entries.append(d)
+    if modality and not entries:
+        known = sorted({c.modality for k in ("operators", "editors") for c in host.registry(k)})
+        raise _fail(f"unknown modality {modality!r} (installed: {', '.join(known) or 'none'})")
+    if as_json:
+        typer.echo(json.dumps(entries, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="c3 operators")
+    for col in ("id", "kind", "domain", "spatial", "severity", "range", "summary"):
+        table.add_column(col)
+    for d in entries:
+        if "error" in d:
+            table.add_row(d["id"], d["kind"], "", "", "", "", f"[red]{d['error']}[/red]")
+            continue
+        s = d["severity"]
+        table.add_row(
+            d["id"], d["kind"], d["domain"], "yes" if d["spatial"] else "no",
+            f"{s['name']} [{s['unit']}]", f"{s['identity']:g} → {s['extreme']:g}", d["summary"],
+        )
+    Console().print(table)
+
+
+@app.command()
+def evaluate(
+    modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Modality to evaluate (repeatable); default: every installed one.")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model id, package.module:factory, or a weights file (.safetensors / TorchScript).")] = None,
+    data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions.")] = None,
+    teacher: Annotated[str | None, typer.Option(help="Model id or weights used by the validity gate (default: the dataset's teacher, if any).")] = None,
+    neighborhood: Annotated[Path | None, typer.Option("--neighborhood", "--neighbourhood", help="Neighbourhood spec (TOML).")] = None,
+    k: Annotated[int | None, typer.Option(min=1, help="Counterfactuals per case (overrides the spec).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Base seed (overrides the spec).")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+    batch_size: Annotated[int, typer.Option(min=1, help="Cases per batch.")] = 8,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N cases.")] = None,
+    gate_file: Annotated[Path | None, typer.Option("--gate", help="Gate thresholds JSON written by `c3 gate calibrate`.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-results"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Evaluate robustness across every installed modality and write per-case and aggregate results."""
+    from c3_core.evaluation.session import EvaluationRequest, run_evaluation
+
+    request = EvaluationRequest(
+        modalities=list(modality or []), model=model, data=data, teacher=teacher,
+        neighbourhood=None if neighborhood is None else str(neighborhood), k=k, seed=seed, device=device,
+        batch_size=batch_size, workers=workers, limit=limit,
+        gate_file=None if gate_file is None else str(gate_file), out=str(out), quiet=quiet,
+    )
+    code = run_evaluation(request, _host(), echo=lambda m: typer.echo(m, err=True))
+    raise typer.Exit(code)
+
+
+@gate_app.command("calibrate")
+def gate_calibrate(
+    anchors: Annotated[Path, typer.Argument(help="CSV of human-audited anchors: columns statistic, valid.")],
+    kind: Annotated[str, typer.Option(help="classification (statistic = max |Δp|) or segmentation (statistic = teacher IoU).")] = "classification",
+    target_precision: Annotated[float, typer.Option(min=0.0, max=1.0, help="Required share of truly valid among admitted.")] = 0.95,
+    out: Annotated[Path, typer.Option(help="Where to write the thresholds (JSON read by c3 evaluate --gate).")] = Path("gate.json"),
+) -> None:
+    """Set delta (classification) or tau (segmentation) from audited anchors."""
+    from c3_core.evaluation.output import OutputError, prepare_output_dir, write_json
+    from c3_core.gate import AnchorFileError, CalibrationError, calibrate, load_anchors_csv
+
+    if kind not in ("classification", "segmentation"):
+        raise _fail(f"--kind must be classification or segmentation, got {kind!r}")
+    try:
+        result = calibrate(load_anchors_csv(anchors), target_precision=target_precision, kind=kind)
+        existing: dict[str, Any] = {}
+        if out.is_file():
+            existing = json.loads(out.read_text())
+        key = "delta" if kind == "classification" else "tau"
+        existing[key] = result.threshold
+        existing.setdefault("calibration", {})[kind] = result.to_dict()
+        write_json(prepare_output_dir(out.parent if str(out.parent) else Path(".")), out.name, existing)
+    except (AnchorFileError, CalibrationError, OutputError, json.JSONDecodeError) as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(
+        f"{key} = {result.threshold:.4g}: precision {result.precision:.3f} (target {target_precision:.3f}), "
+        f"recall {result.recall:.3f}, {result.n_admitted}/{result.n_anchors} anchors admitted -> {out}"
+    )
+
+
+def main() -> None:
+    """Console entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)

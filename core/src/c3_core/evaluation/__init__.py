@@ -1,0 +1,1 @@
+"""Evaluation: neighbourhoods drawn per batch, gated, scored, and written as per-case tables."""

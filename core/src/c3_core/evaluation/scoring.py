@@ -1,0 +1,174 @@
+"""Score one batch: originals and their counterfactuals, gated, into per-case and per-cf rows."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from c3_core.batch import Batch
+from c3_core.gate import ClassificationGate, GateDecision, SegmentationGate
+from c3_core.model import ModelBundle
+from c3_core.neighbourhood import Plan
+from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    """Thresholds of the validity gate; a teacher model is needed for the learned tests."""
+
+    delta: float = 0.2
+    tau: float = 0.7
+    threshold: float = 0.5
+
+    def to_dict(self) -> dict[str, float]:
+        return {"delta": self.delta, "tau": self.tau, "threshold": self.threshold}
+
+
+def _forward(bundle: ModelBundle, image: Tensor, chunk: int) -> Tensor:
+    outs = [bundle.logits(image[i : i + chunk]) for i in range(0, image.shape[0], chunk)]
+    return bundle.probabilities(torch.cat(outs, 0))
+
+
+def case_scores(task: str, probs: Tensor, batch: Batch, threshold: float) -> Tensor:
+    """Per-case score s(f(x), y) in [0, 1] for the task (higher is better)."""
+    if task == "multiclass":
+        return true_class_probability(probs, batch.label.long())  # type: ignore[union-attr]
+    if task == "multilabel":
+        return one_minus_brier(probs, batch.label.float())  # type: ignore[union-attr]
+    if batch.mask is None:
+        raise ValueError("segmentation scoring needs ground-truth masks")
+    return dice_score(probs[:, :1] >= threshold, batch.mask[:, :1] >= 0.5)
+
+
+def predictions(task: str, probs: Tensor, threshold: float) -> Tensor:
+    """Class index (multiclass), positive set (multilabel) or binary mask (segmentation)."""
+    if task == "multiclass":
+        return probs.argmax(1)
+    return probs >= threshold if task == "multilabel" else probs[:, :1] >= threshold
+
+
+def _same_prediction(task: str, a: Tensor, b: Tensor) -> Tensor:
+    if task == "multiclass":
+        return a == b
+    if task == "multilabel":
+        return (a == b).all(dim=1)
+    inter = (a & b).flatten(1).sum(1).float()
+    total = a.flatten(1).sum(1).float() + b.flatten(1).sum(1).float()
+    dice = torch.where(total > 0, 2 * inter / total.clamp_min(1), torch.ones_like(total))
+    return dice >= 0.9
+
+
+def score_batch(
+    bundle: ModelBundle,
+    batch: Batch,
+    cf: Batch,
+    plans: Sequence[Sequence[Plan]],
+    operator_rejections: Sequence[Sequence[str | None]],
+    gate: GateSettings,
+    teacher: ModelBundle | None,
+    chunk: int = 32,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Tensor]]:
+    """Rows for this batch plus the raw tensors the modality summary needs.
+
+    The neighbourhood N(x) of each case is the original plus its *admitted* counterfactuals.
+    Without a teacher, only operator-declared checks gate; with one, the learned tests
+    (probability shift and class change, or teacher-mask IoU) gate too.
+    """
+    task = bundle.task
+    b, k = batch.size, len(plans[0])
+    probs_all = _forward(bundle, torch.cat([batch.image, cf.image], 0), chunk)
+    probs, probs_cf = probs_all[:b], probs_all[b:]
+    decision = _gate(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk)
+    decision = decision.with_extra_rejections(operator_rejections)
+    admitted = decision.admitted.to(probs.device)
+
+    score = case_scores(task, probs, batch, gate.threshold)
+    cf_truth = batch.repeat_interleave(k)
+    score_cf = case_scores(task, probs_cf, cf_truth, gate.threshold).view(b, k)
+    util = shift_stable_utility(score, score_cf, admitted)
+
+    pred = predictions(task, probs, gate.threshold)
+    pred_cf = predictions(task, probs_cf, gate.threshold)
+    same = _same_prediction(task, pred.repeat_interleave(k, 0), pred_cf).view(b, k)
+
+    case_rows: list[dict[str, Any]] = []
+    cf_rows: list[dict[str, Any]] = []
+    for i in range(b):
+        adm = admitted[i]
+        n_adm = int(adm.sum())
+        worst = int(util.argmin[i])
+        worst_plan = plans[i][worst] if worst >= 0 else None
+        row: dict[str, Any] = {
+            "exam_id": batch.exam_ids[i],
+            "score": float(score[i]),
+            "utility": float(util.utility[i]),
+            "worst_k": worst,
+            "worst_ops": worst_plan.provenance().label if worst_plan else "original",
+            "worst_operator": worst_plan.steps[0].operator.id if worst_plan else "",
+            "worst_severity": float(worst_plan.steps[0].severity) if worst_plan else 0.0,
+            "n_counterfactuals": k,
+            "n_admitted": n_adm,
+            "n_rejected": k - n_adm,
+            "n_flipped": int((~same[i] & adm).sum()),
+            "agreement": float((same[i] & adm).sum()) / n_adm if n_adm else 1.0,
+        }
+        if task == "multiclass":
+            row["label"] = int(batch.label[i])  # type: ignore[index]
+            row["pred"] = int(pred[i])
+        elif task == "multilabel":
+            row["label"] = [None if not torch.isfinite(v) else float(v) for v in batch.label[i]]  # type: ignore[index]
+            row["pred"] = [int(v) for v in pred[i]]
+        if task != "segmentation":
+            for c, name in enumerate(bundle.class_names):
+                row[f"prob_{name}"] = float(probs[i, c])
+        case_rows.append(row)
+        for j in range(k):
+            prov = plans[i][j].provenance()
+            cf_rows.append(
+                {
+                    "exam_id": batch.exam_ids[i],
+                    "k": j,
+                    "ops": prov.label,
+                    "operator": prov.steps[0].op_id,
+                    "severity": prov.steps[0].severity,
+                    "admitted": bool(adm[j]),
+                    "reason": decision.reasons[i][j] or "",
+                    "gate_statistic": float(decision.statistic[i, j]),
+                    "score": float(score_cf[i, j]),
+                    "score_drop": float(score[i] - score_cf[i, j]),
+                    "flipped": bool(~same[i, j]),
+                    "provenance": json.dumps(prov.to_dict(), sort_keys=True),
+                }
+            )
+    raw = {"probs": probs.cpu(), "pred": pred.cpu(), "score": score.cpu(), "utility": util.utility.cpu()}
+    return case_rows, cf_rows, raw
+
+
+def _gate(
+    task: str,
+    batch: Batch,
+    cf: Batch,
+    b: int,
+    k: int,
+    gate: GateSettings,
+    teacher: ModelBundle | None,
+    class_names: Sequence[str],
+    chunk: int,
+) -> GateDecision:
+    if teacher is None:
+        return GateDecision.admit_all(b, k)
+    t_all = _forward(teacher, torch.cat([batch.image, cf.image], 0), chunk)
+    t_ref, t_cf = t_all[:b], t_all[b:]
+    if task == "segmentation":
+        return SegmentationGate(tau=gate.tau, threshold=gate.threshold)(
+            t_ref[:, :1], t_cf[:, :1].reshape(b, k, 1, *t_cf.shape[2:])
+        )
+    g = ClassificationGate(
+        delta=gate.delta, multilabel=task == "multilabel", threshold=gate.threshold, class_names=class_names
+    )
+    return g(t_ref, t_cf.reshape(b, k, -1))

@@ -1,0 +1,112 @@
+"""Every development task in one place: `nox -l` lists them.
+
+Test sessions install c3-core plus ONE package, which proves that each plugin installs and works
+on its own. PyTorch (5.5 GB with torchvision) is installed once into `.nox/_torch` and made
+importable in each session through a `.pth` file, so sessions do not copy it again; pip then
+sees torch as installed and never downloads a CUDA build of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+TEST_TOOLS = ["pytest>=8", "hypothesis>=6", "scipy>=1.10"]
+PACKAGES = {
+    "core": "core",
+    "cxr": "plugins/cxr",
+    "mri": "plugins/mri",
+    "fundus": "plugins/fundus",
+    "ultrasound": "packages/ultrasound",
+    "template": "packages/plugin-template",
+}
+
+nox.options.default_venv_backend = "venv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "tests", "integration"]
+
+
+def _torch_site() -> Path:
+    """site-packages of a venv that holds only torch and torchvision (made once)."""
+    base = ROOT / ".nox" / "_torch"
+    py = base / "bin" / "python"
+    marker = base / ".c3-torch-ok"
+    if not marker.exists():
+        subprocess.run([sys.executable, "-m", "venv", "--clear", str(base)], check=True)
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *TORCH], check=True)
+        marker.write_text(" ".join(TORCH))
+    out = subprocess.run(
+        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        check=True, capture_output=True, text=True,
+    )
+    return Path(out.stdout.strip())
+
+
+def _with_torch(session: nox.Session) -> None:
+    site = session.run(
+        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
+    ).strip()
+    Path(site, "_c3_torch.pth").write_text(f"{_torch_site()}\n")
+
+
+def _install(session: nox.Session, *dirs: str, extras: str = "") -> None:
+    _with_torch(session)
+    args = []
+    for d in dirs:
+        args += ["-e", f"{d}{extras if d == 'core' else ''}"]
+    session.install(*args, *TEST_TOOLS)
+
+
+@nox.session(python=False)
+def lint(session: nox.Session) -> None:
+    """ruff over every package."""
+    session.run("ruff", "check", *[d for d in PACKAGES.values() if (ROOT / d).exists()], "tests", "noxfile.py")
+
+
+@nox.session(name="tests")
+@nox.parametrize("package", list(PACKAGES))
+def tests(session: nox.Session, package: str) -> None:
+    """One package's tests with only c3-core and that package installed."""
+    path = PACKAGES[package]
+    if not (ROOT / path).exists():
+        session.skip(f"{path} does not exist")
+    if package == "core":
+        _install(session, "core", extras="[test]")
+    else:
+        _install(session, "core", path)
+    session.env["C3_CACHE_DIR"] = str(ROOT / ".nox" / "_cache")
+    session.run("python", "-m", "pytest", f"{path}/tests", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def integration(session: nox.Session) -> None:
+    """Everything installed: the CLI end to end, plugin discovery, isolation."""
+    _install(session, "core", *[d for k, d in PACKAGES.items() if k not in ("core", "template") and (ROOT / d).exists()])
+    session.install("-e", "core[test]")
+    session.env["C3_CACHE_DIR"] = str(ROOT / ".nox" / "_cache")
+    session.run("python", "-m", "pytest", "tests", "-q", "-p", "no:cacheprovider", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """`c3 evaluate` on every installed modality's embedded demo cohort."""
+    _install(session, "core", *[d for k, d in PACKAGES.items() if k not in ("core", "template") and (ROOT / d).exists()])
+    out = session.posargs[0] if session.posargs else "c3-results"
+    session.run("c3", "evaluate", "--out", out)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks that print ratios measured side by side in one run."""
+    _install(session, "core", *[d for k, d in PACKAGES.items() if k != "core" and (ROOT / d).exists()])
+    session.install("monai>=1.3", "torchio>=0.19")
+    for script in sorted(ROOT.glob("**/bench/bench_*.py")):
+        if ".nox" in script.parts:
+            continue
+        session.run("python", str(script), env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
