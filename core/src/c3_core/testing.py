@@ -162,8 +162,6 @@ def _operator_checks(host: PluginHost, c: Contribution, factory: BatchFactory) -
         _assert(p1 == p2, f"{op.id}: same generator seed gave different params")
         a, b = op.apply(batch, p1), op.apply(batch, p2)
         _assert(torch.equal(a.image, b.image), f"{op.id}: same params gave different bytes")
-        p3 = sample(op, batch, 99)
-        _assert(p3 != p1 or not any(dataclasses.fields(op.params_type)), f"{op.id}: different seeds gave identical params")
 
     def check_replay(op: Operator[Any], batch: Batch) -> None:
         one = batch.select([0])
