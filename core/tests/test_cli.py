@@ -1,0 +1,91 @@
+"""The c3 CLI: version, plugin listing with failures, operator catalogue, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fake_dists import populate, write_dist
+from typer.testing import CliRunner
+
+import c3_core
+from c3_core.cli import app
+
+TOY_MODULE = '''
+from toy_plugin import c3_register_operators, c3_register_models  # noqa: F401
+from c3_core.plugins.markers import hookimpl
+
+@hookimpl
+def c3_register_datasets(registry):
+    registry.add("toy.demo", "toy_plugin:make_dataset", "toy demo", task="multiclass", demo=True,
+                 default_model="toy.model", default_neighbourhood=NEIGHBOURHOOD)
+'''
+
+SPEC = """k = 4
+seed = 2
+[[members]]
+op = "toy.gain"
+levels = [1.0, 3.0, 6.0]
+[[members]]
+op = "toy.noise"
+severity = [0.05, 0.3]
+"""
+
+
+@pytest.fixture()
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    spec = tmp_path / "toy.toml"
+    spec.write_text(SPEC)
+    write_dist(tmp_path, "c3-toy", "c3_toy_entry", f"NEIGHBOURHOOD = {str(spec)!r}\n" + TOY_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delenv("C3_PLUGINS", raising=False)
+    monkeypatch.delenv("C3_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    return tmp_path
+
+
+runner = CliRunner()
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and c3_core.__version__ in result.output
+
+
+def test_plugins_json_lists_good_and_failed_plugins(site: Path) -> None:
+    populate(site)
+    result = runner.invoke(app, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    by_name = {p["name"]: p for p in data["plugins"]}
+    assert by_name["c3-toy"]["status"] == "loaded"
+    assert by_name["c3-toy"]["modalities"] == ["toy"]
+    assert by_name["c3-toy"]["contributions"]["operators"] == 3
+    assert by_name["c3-fakebroken"]["status"] == "error" and "exploded" in by_name["c3-fakebroken"]["error"]
+    assert by_name["c3-fakefuture"]["status"] == "incompatible"
+    table = runner.invoke(app, ["plugins"])
+    assert table.exit_code == 0 and "c3-toy" in table.output
+
+
+def test_ops_catalogue(site: Path) -> None:
+    result = runner.invoke(app, ["ops", "--modality", "toy", "--json"])
+    assert result.exit_code == 0, result.output
+    ops = {d["id"]: d for d in json.loads(result.output)}
+    assert ops["toy.gain"]["severity"]["unit"] == "dB" and ops["toy.shift"]["spatial"] is True
+    bad = runner.invoke(app, ["ops", "--modality", "nope"])
+    assert bad.exit_code == 2 and "unknown modality 'nope'" in bad.output
+
+
+def test_gate_calibrate_cli(tmp_path: Path) -> None:
+    anchors = tmp_path / "anchors.csv"
+    rows = ["statistic,valid"] + [f"{i / 100:.2f},{1 if i < 30 else 0}" for i in range(60)]
+    anchors.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "gate.json"
+    result = runner.invoke(app, ["gate", "calibrate", str(anchors), "--target-precision", "1.0", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["delta"] == pytest.approx(0.29)
+    broken = tmp_path / "broken.csv"
+    broken.write_text("statistic,valid\n0.1,1\nabc,0\n")
+    result = runner.invoke(app, ["gate", "calibrate", str(broken), "--out", str(tmp_path / "g2.json")])
+    assert result.exit_code == 2 and "broken.csv" in result.output and "row" in result.output
+    assert not (tmp_path / "g2.json").exists()
