@@ -89,3 +89,33 @@ def test_gate_calibrate_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["gate", "calibrate", str(broken), "--out", str(tmp_path / "g2.json")])
     assert result.exit_code == 2 and "broken.csv" in result.output and "row" in result.output
     assert not (tmp_path / "g2.json").exists()
+
+
+def test_evaluate_toy_end_to_end(site: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["evaluate", "--out", str(out), "--quiet", "--batch-size", "5"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "toy" / "summary.json").read_text())
+    assert summary["n_cases"] == 12 and summary["k"] == 4
+    assert summary["auroc_macro"] == pytest.approx(1.0)
+    assert 0 <= summary["utility"]["p10"] <= summary["utility"]["mean"] <= summary["score_mean"]
+    assert "operator checks only" in summary["gated_by"]
+    assert set(summary["severity_response"]) == {"toy.gain", "toy.noise"}
+    # the same run with another batch size gives the same per-case table
+    out2 = tmp_path / "run2"
+    assert runner.invoke(app, ["evaluate", "--out", str(out2), "--quiet", "--batch-size", "1"]).exit_code == 0
+    assert (out / "toy" / "cases.csv").read_bytes() == (out2 / "toy" / "cases.csv").read_bytes()
+    assert (out / "toy" / "counterfactuals.csv").read_bytes() == (out2 / "toy" / "counterfactuals.csv").read_bytes()
+    # a finished folder is not overwritten
+    again = runner.invoke(app, ["evaluate", "--out", str(out), "--quiet"])
+    assert again.exit_code == 2 and "already holds a finished run" in again.output
+
+
+def test_evaluate_bad_spec_writes_nothing(site: Path, tmp_path: Path) -> None:
+    spec = tmp_path / "bad.toml"
+    spec.write_text("[[members]]\nop = 'toy.gain'\nseverity = [0, 60]\n")
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["evaluate", "--neighborhood", str(spec), "--out", str(out), "--quiet"])
+    assert result.exit_code == 2
+    assert "bad.toml" in result.output and "outside the admissible range" in result.output
+    assert not any(out.rglob("*.*"))

@@ -1,0 +1,1 @@
+"""The C3 metric set: classification, calibration, neighbourhood, segmentation, bootstrap CIs."""
