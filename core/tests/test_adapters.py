@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import toy_plugin
 import torch
+import toy_plugin
 
 monai = pytest.importorskip("monai")
 tio = pytest.importorskip("torchio")

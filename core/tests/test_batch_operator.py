@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import toy_plugin
 import torch
+import toy_plugin
 
 from c3_core.batch import Batch, Sample, check_finite, collate, concat
 from c3_core.domains import IntensityDomain, parse_domain

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import pytest
-import toy_plugin
 import torch
+import toy_plugin
 
 from c3_core.batch import Batch
 from c3_core.testing import plugin_checks

@@ -10,8 +10,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.special import rel_entr
 
-from c3_core.gate import AnchorFileError, CalibrationError, ClassificationGate, SegmentationGate, calibrate, load_anchors_csv
-from c3_core.losses import BernoulliKL, CategoricalKL, ConsistencyObjective, SoftDiceDistance, bernoulli_kl, categorical_kl, soft_dice_distance
+from c3_core.gate import (
+    AnchorFileError,
+    CalibrationError,
+    ClassificationGate,
+    SegmentationGate,
+    calibrate,
+    load_anchors_csv,
+)
+from c3_core.losses import (
+    BernoulliKL,
+    CategoricalKL,
+    ConsistencyObjective,
+    SoftDiceDistance,
+    bernoulli_kl,
+    categorical_kl,
+    soft_dice_distance,
+)
 from c3_core.metrics.utility_stats import utility_summary
 from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from monai.metrics import compute_hausdorff_distance, compute_iou
-from monai.metrics import DiceMetric
+from monai.metrics import DiceMetric, compute_hausdorff_distance, compute_iou
 
 from c3_core.metrics.segmentation import dice, hausdorff95, iou, lesion_wise, volume_calibration_slope
 

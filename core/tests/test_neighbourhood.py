@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import toy_plugin
 import torch
+import toy_plugin
 
 from c3_core.batch import collate
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError, replay

@@ -144,7 +144,6 @@ def expected_calibration_error(probs: Tensor, targets: Tensor, n_bins: int = 15,
     if conf.numel() == 0:
         raise UndefinedMetricError("ECE of zero cases")
     idx = _bin_index(conf, n_bins)
-    n = torch.bincount(idx, minlength=n_bins).double()
     sum_conf = torch.bincount(idx, weights=conf, minlength=n_bins)
     sum_acc = torch.bincount(idx, weights=acc, minlength=n_bins)
     return float(((sum_acc - sum_conf).abs()).sum() / conf.numel())
