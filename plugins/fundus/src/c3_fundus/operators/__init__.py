@@ -1,0 +1,1 @@
+"""Fundus camera operators, one family per module."""
