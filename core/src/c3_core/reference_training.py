@@ -26,11 +26,12 @@ def supervised_loss(task: str) -> Callable[[Tensor, Batch], Tensor]:
         return bce
 
     def seg(logits: Tensor, b: Batch) -> Tensor:
+        # batch-global soft Dice (robust to tiny lesions) plus BCE with positives up-weighted
         y = (b.mask[:, :1] > 0.5).float()  # type: ignore[index]
         p = torch.sigmoid(logits[:, :1])
-        inter = (p * y).flatten(1).sum(1)
-        dice = 1 - (2 * inter + 1) / (p.flatten(1).sum(1) + y.flatten(1).sum(1) + 1)
-        return nn.functional.binary_cross_entropy_with_logits(logits[:, :1], y) + dice.mean()
+        dice = 1 - (2 * (p * y).sum() + 1) / (p.sum() + y.sum() + 1)
+        bce = nn.functional.binary_cross_entropy_with_logits(logits[:, :1], y, pos_weight=torch.tensor(10.0, device=y.device))
+        return bce + dice
 
     return seg
 

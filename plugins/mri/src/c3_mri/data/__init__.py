@@ -1,0 +1,1 @@
+"""MRI cohorts: the synthesised MS-lesion demo and NIfTI folders/CSVs."""

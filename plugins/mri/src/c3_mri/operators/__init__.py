@@ -1,0 +1,1 @@
+"""MRI acquisition operators, one family per module."""
