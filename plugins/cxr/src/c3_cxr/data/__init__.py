@@ -1,0 +1,1 @@
+"""Chest radiograph cohorts: the procedural demo and CheXpert / MIMIC-CXR style CSVs."""

@@ -1,0 +1,1 @@
+"""Pure tensor kernels of the radiographic imaging chain."""

@@ -1,0 +1,1 @@
+"""Radiography operators, one family per module."""

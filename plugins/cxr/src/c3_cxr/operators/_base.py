@@ -1,0 +1,17 @@
+"""Shared class attributes of radiography operators."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from c3_core.domains import IntensityDomain
+from c3_core.operator import Operator, P
+
+
+class RadiographOperator(Operator[P]):
+    """A projection-radiography operator on log-attenuation images (B, 1, H, W)."""
+
+    modality: ClassVar[str] = "cxr"
+    domain: ClassVar[IntensityDomain] = IntensityDomain.LOG_ATTENUATION
+    spatial_dims: ClassVar[tuple[int, ...]] = (2,)
+    channels: ClassVar[tuple[int, ...] | None] = (1,)

@@ -1,0 +1,53 @@
+"""Patient positioning and projection geometry: small rotation, translation, magnification."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.operator import Severity
+from c3_core.seeding import uniform
+from c3_cxr.functional.filters import affine_matrices, resample
+from c3_cxr.operators._base import RadiographOperator
+
+
+@dataclass(frozen=True)
+class GeometryParams:
+    angle_deg: float
+    shift_x: float  # fraction of the half-width
+    shift_y: float
+    magnification: float
+
+
+class Geometry(RadiographOperator[GeometryParams]):
+    """Rotation ±5°·s, translation ±5 %·s, magnification 1 ± 6 %·s; masks move with the image."""
+
+    id = "cxr.geometry"
+    version = "1"
+    spatial = True
+    severity = Severity("positioning_change", "fraction of the admissible range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    params_type = GeometryParams
+    summary = "small rotation, translation and magnification"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GeometryParams:
+        return GeometryParams(
+            angle_deg=5.0 * severity * uniform(generator, -1, 1),
+            shift_x=0.1 * severity * uniform(generator, -1, 1),
+            shift_y=0.1 * severity * uniform(generator, -1, 1),
+            magnification=1.0 + 0.06 * severity * uniform(generator, -1, 1),
+        )
+
+    def _apply(self, batch: Batch, params: Sequence[GeometryParams]) -> Batch:
+        dev = batch.device
+        theta = affine_matrices(
+            torch.tensor([p.angle_deg for p in params], device=dev),
+            torch.tensor([[p.shift_x, p.shift_y] for p in params], device=dev),
+            torch.tensor([p.magnification for p in params], device=dev),
+        )
+        image = resample(batch.image, theta)
+        mask = None if batch.mask is None else (resample(batch.mask.float(), theta, padding="zeros") >= 0.5).to(batch.mask.dtype)
+        extras = {k: resample(v.float(), theta, padding="zeros").to(v.dtype) for k, v in batch.extras.items()}
+        return batch.replace(image=image, mask=mask, extras=extras)

@@ -1,0 +1,40 @@
+"""Vendor look-up table / window: a monotone power-law remapping of the line integral."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.operator import Severity
+from c3_core.seeding import uniform
+from c3_cxr.operators._base import RadiographOperator
+
+MU_SCALE = 4.0  # the reference window's upper end (line-integral units)
+
+
+@dataclass(frozen=True)
+class ToneParams:
+    gamma: float  # exponent of the LUT on μ / MU_SCALE
+    gain: float  # window-width change (multiplies the remapped values)
+
+
+class Tone(RadiographOperator[ToneParams]):
+    """μ' = gain · MU_SCALE · (μ / MU_SCALE)^γ with γ = 2^(±0.4 s) and gain = 2^(±0.15 s)."""
+
+    id = "cxr.tone"
+    version = "1"
+    severity = Severity("lut_change", "fraction of the vendor range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    params_type = ToneParams
+    summary = "vendor look-up table / window change"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ToneParams:
+        return ToneParams(2.0 ** (0.4 * severity * uniform(generator, -1, 1)), 2.0 ** (0.15 * severity * uniform(generator, -1, 1)))
+
+    def _apply(self, batch: Batch, params: Sequence[ToneParams]) -> Batch:
+        dev, dt = batch.device, batch.image.dtype
+        gamma = torch.tensor([p.gamma for p in params], device=dev, dtype=dt).view(-1, 1, 1, 1)
+        gain = torch.tensor([p.gain for p in params], device=dev, dtype=dt).view(-1, 1, 1, 1)
+        return batch.replace(image=gain * MU_SCALE * (batch.image.clamp_min(0) / MU_SCALE) ** gamma)

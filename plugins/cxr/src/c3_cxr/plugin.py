@@ -1,0 +1,41 @@
+"""Registrar hooks of c3-cxr: ids and lazy targets only (no torch import)."""
+
+from c3_core.plugins.markers import hookimpl
+
+
+@hookimpl
+def c3_register_operators(registry):
+    registry.add("cxr.dose", "c3_cxr.operators.dose:Dose", "lower dose: Poisson + electronic noise in the photon-count domain")
+    registry.add("cxr.scatter", "c3_cxr.operators.scatter:Scatter", "scatter-to-primary ratio with a broad kernel")
+    registry.add("cxr.sharpness", "c3_cxr.operators.sharpness:Sharpness", "detector MTF / vendor processing between soft and sharp")
+    registry.add("cxr.beam_hardening", "c3_cxr.operators.beam_hardening:BeamHardening", "mild non-linear attenuation (beam hardening)")
+    registry.add("cxr.tone", "c3_cxr.operators.tone:Tone", "vendor look-up table / window change")
+    registry.add("cxr.geometry", "c3_cxr.operators.geometry:Geometry", "small rotation, translation and magnification")
+
+
+@hookimpl
+def c3_register_datasets(registry):
+    registry.add(
+        "cxr.demo",
+        "c3_cxr.data.demo:make_demo_dataset",
+        "procedural chest radiographs with five findings drawn from their causes (embedded demo)",
+        task="multilabel",
+        demo=True,
+        default_model="cxr.demo_cnn",
+        default_neighbourhood="c3_cxr:neighbourhoods/default.toml",
+    )
+    registry.add(
+        "cxr.chexpert_csv",
+        "c3_cxr.data.chexpert:make_chexpert_dataset",
+        "CheXpert / MIMIC-CXR style CSV of PNG/JPEG/DICOM files and five findings",
+        task="multilabel",
+        accepts_path=True,
+        default_model="cxr.densenet121",
+        default_neighbourhood="c3_cxr:neighbourhoods/default.toml",
+    )
+
+
+@hookimpl
+def c3_register_models(registry):
+    registry.add("cxr.demo_cnn", "c3_cxr.models:demo_cnn", "small CNN trained on the demo cohort", task="multilabel", architecture="SmallCNN", spatial_dims=2, demo=True)
+    registry.add("cxr.densenet121", "c3_cxr.models:densenet121", "torchxrayvision DenseNet-121, five findings, raw probabilities", task="multilabel", architecture="xrv.DenseNet", spatial_dims=2)

@@ -1,0 +1,78 @@
+"""Radiographic physics: Poisson statistics, dose scaling, geometry, scatter, tone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from c3_core.batch import Batch
+from c3_core.seeding import generator_from_seed
+from c3_cxr.domains import from_counts, to_counts
+from c3_cxr.operators.beam_hardening import BeamHardening, BeamHardeningParams
+from c3_cxr.operators.dose import Dose, DoseParams
+from c3_cxr.operators.geometry import Geometry, GeometryParams
+from c3_cxr.operators.scatter import Scatter, ScatterParams
+from c3_cxr.operators.tone import Tone, ToneParams
+
+
+def _batch(mu: torch.Tensor, mask: torch.Tensor | None = None) -> Batch:
+    b = mu.shape[0]
+    return Batch(mu, tuple(f"e{i}" for i in range(b)), "cxr", "log_attenuation", ((1.0, 1.0),) * b, mask=mask)
+
+
+def test_count_domain_variance_equals_mean() -> None:
+    mu = torch.full((1, 1, 256, 256), 1.5)
+    p = DoseParams(dose_fraction=0.5, i0_reference=2000.0, electronic_sigma=0.0, seed=7)
+    out = Dose().apply(_batch(mu), [p]).image
+    counts = to_counts(out, 1000.0)
+    expected = 1000.0 * torch.exp(torch.tensor(-1.5))
+    assert float(counts.mean()) == pytest.approx(float(expected), rel=0.01)
+    assert float(counts.var()) == pytest.approx(float(expected), rel=0.05)
+
+
+def test_halving_dose_doubles_relative_noise_variance() -> None:
+    mu = torch.full((2, 1, 256, 256), 2.0)
+    params = [DoseParams(1.0, 4000.0, 0.0, 1), DoseParams(0.5, 4000.0, 0.0, 2)]
+    out = Dose().apply(_batch(mu), params).image
+    var_full, var_half = (float(out[i].var()) for i in range(2))
+    # var(mu') ~ 1 / counts for Poisson: halving the dose doubles it
+    assert var_half / var_full == pytest.approx(2.0, rel=0.08)
+
+
+def test_zero_counts_give_finite_values() -> None:
+    mu = torch.full((1, 1, 32, 32), 30.0)  # opaque: essentially no photons
+    out = Dose()(_batch(mu), generator_from_seed(0), 0.05).image
+    assert torch.isfinite(out).all()
+    assert torch.isfinite(from_counts(torch.zeros(3), 100.0)).all()
+
+
+def test_geometry_moves_mask_with_image() -> None:
+    mu = torch.zeros(1, 1, 64, 64)
+    mu[..., 20:30, 30:44] = 2.0
+    mask = (mu > 0).float()
+    p = GeometryParams(angle_deg=4.0, shift_x=0.1, shift_y=-0.05, magnification=1.05)
+    out = Geometry().apply(_batch(mu, mask), [p])
+    moved_img = out.image > 1.0
+    moved_mask = out.mask > 0.5
+    inter = (moved_img & moved_mask).sum().item()
+    union = (moved_img | moved_mask).sum().item()
+    assert inter / union > 0.85
+    assert not torch.equal(out.mask, mask)
+    # translation by +0.1 half-width moves content right by ~3.2 px
+    cx = lambda m: (m.float() * torch.arange(64.0)).sum() / m.float().sum()  # noqa: E731
+    assert float(cx(moved_mask[0, 0]) - cx(mask[0, 0] > 0.5)) == pytest.approx(3.2, abs=1.0)
+
+
+def test_scatter_lowers_contrast_and_attenuation() -> None:
+    mu = torch.full((1, 1, 64, 64), 1.0)
+    mu[..., 20:44, 20:44] = 3.0
+    out = Scatter().apply(_batch(mu), [ScatterParams(0.5, 20.0)]).image
+    assert float(out.max() - out.min()) < float(mu.max() - mu.min())
+    assert bool((out <= mu + 1e-6).all())  # added photons can only lower the line integral
+
+
+def test_tone_and_beam_hardening_are_monotone() -> None:
+    mu = torch.linspace(0, 4, 200).view(1, 1, 1, 200)
+    for op, p in ((Tone(), ToneParams(1.3, 0.9)), (BeamHardening(), BeamHardeningParams(0.06))):
+        out = op.apply(_batch(mu), [p]).image.flatten()
+        assert bool((out[1:] >= out[:-1]).all()), op.id
