@@ -1,0 +1,3 @@
+"""Template C3 plugin (modality ``example``)."""
+
+__version__ = "0.1.0"

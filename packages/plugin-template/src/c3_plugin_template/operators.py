@@ -1,0 +1,42 @@
+"""One operator family: a params dataclass (physical units), a kernel, and the operator class."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.domains import IntensityDomain
+from c3_core.operator import Operator, Severity
+from c3_core.seeding import uniform
+
+
+def contrast_kernel(image: Tensor, factor: Tensor) -> Tensor:
+    """Scale deviations from each image's mean by ``factor`` (B,); the mean is preserved."""
+    mean = image.mean(dim=tuple(range(1, image.ndim)), keepdim=True)
+    return mean + factor.view(-1, *[1] * (image.ndim - 1)) * (image - mean)
+
+
+@dataclass(frozen=True)
+class ContrastParams:
+    factor: float  # multiplies deviations from the mean (1 = unchanged)
+
+
+class Contrast(Operator[ContrastParams]):
+    id = "example.contrast"
+    version = "1"
+    modality = "example"
+    domain = IntensityDomain.DISPLAY
+    severity = Severity("contrast_change", "fraction (factor = 1 ± s)", 0.0, 0.5, (0.1, 0.25, 0.5))
+    params_type = ContrastParams
+    summary = "global contrast change about the mean"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ContrastParams:
+        return ContrastParams(1.0 + severity * (1.0 if uniform(generator, 0, 1) < 0.5 else -1.0))
+
+    def _apply(self, batch: Batch, params: Sequence[ContrastParams]) -> Batch:
+        factor = torch.tensor([p.factor for p in params], device=batch.device, dtype=batch.image.dtype)
+        return batch.replace(image=contrast_kernel(batch.image, factor))
