@@ -63,9 +63,10 @@ def _install(session: nox.Session, *dirs: str, extras: str = "") -> None:
     session.install(*args, *TEST_TOOLS)
 
 
-@nox.session(python=False)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff over every package."""
+    session.install("ruff>=0.6")
     session.run("ruff", "check", *[d for d in PACKAGES.values() if (ROOT / d).exists()], "tests", "noxfile.py")
 
 

@@ -91,7 +91,8 @@ def test_gate_calibrate_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "g2.json").exists()
 
 
-def test_evaluate_toy_end_to_end(site: Path, tmp_path: Path) -> None:
+def test_evaluate_toy_end_to_end(site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("C3_PLUGINS", "c3-toy")  # other installed plugins (a dev venv) stay out of this run
     out = tmp_path / "run"
     result = runner.invoke(app, ["evaluate", "--out", str(out), "--quiet", "--batch-size", "5"])
     assert result.exit_code == 0, result.output

@@ -76,3 +76,33 @@ def test_tone_and_beam_hardening_are_monotone() -> None:
     for op, p in ((Tone(), ToneParams(1.3, 0.9)), (BeamHardening(), BeamHardeningParams(0.06))):
         out = op.apply(_batch(mu), [p]).image.flatten()
         assert bool((out[1:] >= out[:-1]).all()), op.id
+
+
+def test_resolution_identity_mean_and_nyquist() -> None:
+    from c3_cxr.operators.resolution import Resolution, ResolutionParams
+
+    g = torch.Generator().manual_seed(0)
+    mu = 1.0 + torch.rand(1, 1, 64, 64, generator=g)
+    checker = 1.0 + 0.5 * ((torch.arange(64).view(-1, 1) + torch.arange(64).view(1, -1)) % 2).float().view(1, 1, 64, 64)
+    batch = _batch(torch.cat([mu, mu, checker, torch.full_like(mu, 2.0)]))
+    out = Resolution().apply(batch, [ResolutionParams(r) for r in (1.0, 2.0, 2.0, 1.7)]).image
+    torch.testing.assert_close(out[0], mu[0], rtol=0, atol=1e-4)  # native pitch: unchanged
+    # a 2× pitch averages pairs of pixels: the finest detail (the Nyquist checkerboard) is gone
+    assert float(out[2].std()) < 0.02 * float(checker.std())
+    assert float(out[1].diff(dim=-1).pow(2).mean()) < 0.5 * float(mu.diff(dim=-1).pow(2).mean())
+    torch.testing.assert_close(out[3], torch.full_like(mu[0], 2.0), rtol=0, atol=1e-4)  # flat field stays flat
+    assert float(out[1].mean()) == pytest.approx(float(mu.mean()), abs=0.01)  # line integrals kept on average
+
+
+def test_sharpness_signs_and_mask_untouched() -> None:
+    from c3_cxr.operators.sharpness import Sharpness, SharpnessParams
+
+    g = torch.Generator().manual_seed(1)
+    mu = (1.0 + torch.rand(1, 1, 48, 48, generator=g)).repeat(3, 1, 1, 1)
+    mask = torch.zeros(3, 1, 48, 48)
+    batch = _batch(mu, mask)
+    out = Sharpness().apply(batch, [SharpnessParams(c, 2.0) for c in (0.0, -1.0, 1.0)])
+    assert out.mask is batch.mask
+    hf = [float(x.diff(dim=-1).pow(2).mean()) for x in out.image]
+    assert torch.equal(out.image[0], mu[0]) and hf[1] < hf[0] < hf[2]
+    assert float(out.image[1].mean()) == pytest.approx(float(mu.mean()), rel=1e-3)  # blur keeps the mean

@@ -136,17 +136,21 @@ def run_evaluation(req: EvaluationRequest, host: PluginHost, echo: Callable[[str
     return EXIT_RUN_FAILED if failures else EXIT_OK
 
 
+def _fmt(value: Any) -> str:
+    """A metric for the headline: three decimals, or ``n/a`` where it is undefined (None)."""
+    return "n/a" if value is None else f"{value:.3f}"
+
+
 def _headline(s: dict[str, Any], seconds: float) -> str:
     u = s["utility"]
     main = (
-        f"Dice {s['dice_volume_mean']:.3f} lesion-Dice {s['lesion_dice_mean']:.3f}"
+        f"Dice {_fmt(s['dice_volume_mean'])} lesion-Dice {_fmt(s['lesion_dice_mean'])}"
         if s["task"] == "segmentation"
-        else f"AUROC {s['auroc_macro']:.3f} ECE {s['ece']:.3f} Brier {s['brier']:.3f}"
+        else f"AUROC {_fmt(s['auroc_macro'])} ECE {_fmt(s['ece'])} Brier {_fmt(s['brier'])}"
     )
-    flip = s["flip_rate"]
     return (
-        f"{s['modality']}: {s['n_cases']} cases, {main}, utility mean {u['mean']:.3f} p10 {u['p10']:.3f}, "
-        f"flip rate {'n/a' if flip is None else f'{flip:.3f}'} ({seconds:.1f} s)"
+        f"{s['modality']}: {s['n_cases']} cases, {main}, utility mean {_fmt(u['mean'])} p10 {_fmt(u['p10'])}, "
+        f"flip rate {_fmt(s['flip_rate'])} ({seconds:.1f} s)"
     )
 
 

@@ -2,4 +2,7 @@
 
 
 class UndefinedMetricError(ValueError):
-    """A metric that is undefined for the given input (e.g. AUROC with one class present)."""
+    """The metric is undefined for the given input (e.g. AUROC with one class present).
+
+    Raised instead of returning NaN; callers decide whether to skip, report ``None`` or fail.
+    """

@@ -1,27 +1,81 @@
-"""The demo reference model: a small CNN on log-compressed B-mode."""
+"""The demo reference model ``us.demo_cnn``: a small CNN on log-compressed B-mode.
+
+The bundle takes envelope amplitude (the dataset's domain); ``prepare`` log-compresses it to
+B-mode with a fixed reference and dynamic range, as a scanner's display does, and standardises.
+"""
 
 from __future__ import annotations
 
-from torch import Tensor
+from pathlib import Path
 
+import torch
+from torch import Tensor, nn
+
+from c3_core.batch import Batch
 from c3_core.cache import cached_weights
-from c3_core.model import ModelBundle, load_state_dict_safely
-from c3_core.reference_models import SmallCNN
+from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
 from c3_core.reference_training import train_reference
-from c3_ultrasound.demo import CLASSES, UltrasoundDemo
-from c3_ultrasound.functional import log_compress
+from c3_ultrasound.data.demo import CLASSES, UltrasoundDemo
+from c3_ultrasound.domains import envelope_to_bmode
+
+DEMO_WEIGHTS = "c3_ultrasound-demo_cnn-v2"  # bump when the architecture, data or training change
 
 
-def _prepare(x: Tensor) -> Tensor:
-    return (log_compress(x) - 0.5) / 0.25
+class EchoCNN(nn.Module):
+    """Four stride-2 conv blocks (BatchNorm, SiLU), global average pooling, a linear head.
+
+    Input (B, 1, H, W) B-mode (standardised); output logits (B, n_classes).
+    """
+
+    def __init__(self, n_classes: int = 2, width: int = 12, dropout: float = 0.2) -> None:
+        super().__init__()
+        chans = (1, width, 2 * width, 4 * width, 4 * width)
+        blocks: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            blocks += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.SiLU()]
+        self.features = nn.Sequential(*blocks)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(chans[-1], n_classes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x).mean(dim=(2, 3)))
 
 
-def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: object) -> ModelBundle:
-    net = SmallCNN(1, len(CLASSES), width=8, depth=3)
-    bundle = ModelBundle(net, "multiclass", CLASSES, "envelope", prepare=_prepare, name="us.demo_cnn")
+def prepare(envelope: Tensor) -> Tensor:
+    """Envelope amplitude -> standardised B-mode (60 dB dynamic range, reference amplitude 1)."""
+    return (envelope_to_bmode(envelope) - 0.5) / 0.2
+
+
+def _lateral_flip(batch: Batch, generator: torch.Generator) -> Batch:
+    """Training augmentation: mirror half the cases left-right (the anatomy has no handedness)."""
+    flip = torch.rand(batch.size, generator=generator) < 0.5
+    image = torch.where(flip.view(-1, 1, 1, 1), batch.image.flip(-1), batch.image)
+    mask = None if batch.mask is None else torch.where(flip.view(-1, 1, 1, 1), batch.mask.flip(-1), batch.mask)
+    return batch.replace(image=image, mask=mask)
+
+
+def train_demo_weights(bundle: ModelBundle) -> dict[str, Tensor]:
+    """Train the demo model on the ``us.demo`` train split (deterministic, ~30 s on 2 CPU cores)."""
+    return train_reference(bundle, UltrasoundDemo("train"), epochs=12, batch_size=32, lr=4e-3, seed=0, augment=_lateral_flip)
+
+
+def demo_cnn(*, weights: str | Path | None = None, device: str = "cpu", **options: object) -> ModelBundle:
+    """Model factory registered as ``us.demo_cnn``.
+
+    ``weights``: None (random init, for tests), ``"demo"`` (trained on first use and cached), or a
+    path to a safetensors / ``weights_only`` torch file for this architecture. There are no named
+    pretrained weights on any hub.
+    """
+    if options:
+        raise ValueError(f"us.demo_cnn: unknown option(s) {sorted(options)}")
+    net = EchoCNN(len(CLASSES))
+    bundle = ModelBundle(net, "multiclass", CLASSES, "envelope", prepare=prepare, name="us.demo_cnn")
     if weights == "demo":
-        path = cached_weights("c3_ultrasound-demo_cnn-v1", lambda: train_reference(bundle, UltrasoundDemo("train"), epochs=8, batch_size=32, lr=3e-3, seed=0))
-        load_state_dict_safely(path, net)
+        load_state_dict_safely(cached_weights(DEMO_WEIGHTS, lambda: train_demo_weights(bundle)), net)
     elif weights is not None:
-        load_state_dict_safely(weights, net)
+        path = Path(weights)
+        if not path.exists() and path.suffix == "" and "/" not in str(weights):
+            raise WeightsError(
+                f"us.demo_cnn: no named weights {str(weights)!r}; use weights='demo' or a path to a weights file"
+            )
+        load_state_dict_safely(path, net)
     return bundle.to(device)

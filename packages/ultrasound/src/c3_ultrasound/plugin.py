@@ -1,20 +1,31 @@
-"""Registrar hooks: ids and lazy targets only."""
+"""Registrar hooks of c3-ultrasound: ids, lazy "module:attr" targets, one-line summaries.
+
+This module imports no torch and holds no logic, so listing plugins stays cheap.
+"""
 
 from c3_core.plugins.markers import hookimpl
 
 
 @hookimpl
 def c3_register_operators(registry):
-    registry.add("us.speckle", "c3_ultrasound.operators:Speckle", "Rayleigh / K-distributed multiplicative speckle shaped by the PSF")
-    registry.add("us.attenuation_tgc", "c3_ultrasound.operators:AttenuationTGC", "depth attenuation with a mis-set time-gain compensation")
-    registry.add("us.gain", "c3_ultrasound.operators:Gain", "overall receive gain change in dB")
+    registry.add("us.speckle", "c3_ultrasound.operators.speckle:Speckle", "multiplicative speckle (Rician / Rayleigh / K amplitude) correlated by the PSF")
+    registry.add("us.attenuation_tgc", "c3_ultrasound.operators.attenuation:AttenuationTGC", "round-trip depth attenuation with a mis-set TGC slope (net depth gain error)")
+    registry.add("us.gain", "c3_ultrasound.operators.gain:Gain", "overall receive gain change in dB")
 
 
 @hookimpl
 def c3_register_datasets(registry):
-    registry.add("us.demo", "c3_ultrasound.demo:make_demo_dataset", "procedural B-mode phantoms with or without a hypoechoic lesion", task="multiclass", demo=True, default_model="us.demo_cnn", default_neighbourhood="c3_ultrasound:neighbourhoods/default.toml")
+    registry.add(
+        "us.demo",
+        "c3_ultrasound.data.demo:make_demo_dataset",
+        "procedural B-mode phantoms (envelope) with or without a hypoechoic lesion",
+        task="multiclass",
+        demo=True,
+        default_model="us.demo_cnn",
+        default_neighbourhood="c3_ultrasound:neighbourhoods/default.toml",
+    )
 
 
 @hookimpl
 def c3_register_models(registry):
-    registry.add("us.demo_cnn", "c3_ultrasound.models:demo_cnn", "small CNN on log-compressed B-mode", task="multiclass", architecture="SmallCNN", spatial_dims=2, demo=True)
+    registry.add("us.demo_cnn", "c3_ultrasound.models:demo_cnn", "small CNN on log-compressed B-mode, trained on first use", task="multiclass", architecture="EchoCNN", spatial_dims=2, demo=True)

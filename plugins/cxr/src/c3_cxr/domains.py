@@ -25,3 +25,22 @@ def from_counts(counts: Tensor, i0: Tensor | float) -> Tensor:
 def to_display(mu: Tensor, low: float = 0.0, high: float = 4.0) -> Tensor:
     """Reference window: bone and mediastinum bright, lungs dark, in [0, 1]."""
     return ((mu - low) / (high - low)).clamp(0.0, 1.0)
+
+
+# -- CT: Hounsfield units <-> linear attenuation ----------------------------------------------
+MU_WATER_PER_MM = 0.0192  # linear attenuation of water at an effective ~70 keV, 1/mm
+
+
+def hu_to_mu(hu: Tensor, mu_water: float = MU_WATER_PER_MM) -> Tensor:
+    """Linear attenuation (1/mm) from HU: μ = μ_w (1 + HU/1000), clipped at 0 (air is −1000 HU)."""
+    return (mu_water * (1.0 + hu / 1000.0)).clamp_min(0.0)
+
+
+def mu_to_hu(mu: Tensor, mu_water: float = MU_WATER_PER_MM) -> Tensor:
+    """HU from linear attenuation (1/mm): HU = 1000 (μ − μ_w) / μ_w."""
+    return 1000.0 * (mu - mu_water) / mu_water
+
+
+def delta_mu_to_hu(delta_mu: Tensor, mu_water: float = MU_WATER_PER_MM) -> Tensor:
+    """An attenuation change (1/mm) expressed in HU (HU is affine in μ, so only the slope applies)."""
+    return 1000.0 * delta_mu / mu_water

@@ -11,6 +11,11 @@ def c3_register_operators(registry):
     registry.add("cxr.beam_hardening", "c3_cxr.operators.beam_hardening:BeamHardening", "mild non-linear attenuation (beam hardening)")
     registry.add("cxr.tone", "c3_cxr.operators.tone:Tone", "vendor look-up table / window change")
     registry.add("cxr.geometry", "c3_cxr.operators.geometry:Geometry", "small rotation, translation and magnification")
+    registry.add("cxr.resolution", "c3_cxr.operators.resolution:Resolution", "pixel-pitch change: coarser detector sampling")
+    registry.add("ct.low_dose", "c3_cxr.operators.ct_dose:CTLowDose", "lower dose: Poisson thinning of the sinogram before FBP")
+    registry.add("ct.kernel", "c3_cxr.operators.ct_kernel:CTKernel", "reconstruction kernel between soft and sharp")
+    registry.add("ct.slice_thickness", "c3_cxr.operators.ct_slice:CTSliceThickness", "thicker slices: partial volume along z (3-D)")
+    registry.add("ct.beam_hardening", "c3_cxr.operators.ct_beam_hardening:CTBeamHardening", "beam hardening: cupping and HU shifts")
 
 
 @hookimpl

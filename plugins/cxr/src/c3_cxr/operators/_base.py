@@ -15,3 +15,13 @@ class RadiographOperator(Operator[P]):
     domain: ClassVar[IntensityDomain] = IntensityDomain.LOG_ATTENUATION
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (1,)
+
+
+class CTOperator(Operator[P]):
+    """A CT operator on reconstructed slices in HU: ``(B, 1, H, W)`` or volumes ``(B, 1, D, H, W)``
+    (axial slices along the first spatial axis; in-plane pixels assumed square)."""
+
+    modality: ClassVar[str] = "ct"
+    domain: ClassVar[IntensityDomain] = IntensityDomain.HU
+    spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
+    channels: ClassVar[tuple[int, ...] | None] = (1,)

@@ -11,7 +11,7 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import uniform
 from c3_cxr.domains import from_counts, to_counts
-from c3_cxr.functional.filters import gaussian_blur
+from c3_cxr.functional.filters import gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
 
 
@@ -22,10 +22,10 @@ class ScatterParams:
 
 
 class Scatter(RadiographOperator[ScatterParams]):
-    """Detected = P + S, S = SPR · mean(P) · normalised blur(P); μ' = −ln(P + S) (I0 = 1)."""
+    """Detected = P + S, S = SPR · mean(P) · blur(P) / mean(blur(P)); μ' = −ln(P + S) (I0 = 1)."""
 
     id = "cxr.scatter"
-    version = "1"
+    version = "2"
     severity = Severity("scatter_to_primary", "ratio", 0.0, 0.8, (0.1, 0.25, 0.5, 0.8))
     params_type = ScatterParams
     summary = "scatter-to-primary ratio with a broad kernel"
@@ -34,11 +34,11 @@ class Scatter(RadiographOperator[ScatterParams]):
         return ScatterParams(severity, uniform(generator, 25.0, 60.0))
 
     def _apply(self, batch: Batch, params: Sequence[ScatterParams]) -> Batch:
+        dev, dt = batch.device, batch.image.dtype
+        spr = torch.tensor([p.scatter_to_primary for p in params], device=dev, dtype=dt).view(-1, 1, 1, 1)
+        sigma_px = torch.tensor([p.kernel_sigma_mm / s[-1] for p, s in zip(params, batch.spacing, strict=True)], device=dev, dtype=dt)
         primary = to_counts(batch.image, 1.0)
-        out = []
-        for i, p in enumerate(params):
-            sigma_px = p.kernel_sigma_mm / batch.spacing[i][0]
-            broad = gaussian_blur(primary[i : i + 1], sigma_px)
-            s = p.scatter_to_primary * primary[i : i + 1].mean() * broad / broad.mean().clamp_min(1e-12)
-            out.append(from_counts(primary[i : i + 1] + s, 1.0))
-        return batch.replace(image=torch.cat(out).to(batch.image.dtype))
+        broad = gaussian_blur_batched(primary, sigma_px)
+        mean_p = primary.mean(dim=(1, 2, 3), keepdim=True)
+        scatter = spr * mean_p * broad / broad.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        return batch.replace(image=from_counts(primary + scatter, 1.0).to(dt))

@@ -10,7 +10,7 @@ import torch
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import uniform
-from c3_cxr.functional.filters import gaussian_blur
+from c3_cxr.functional.filters import gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
 
 
@@ -21,10 +21,10 @@ class SharpnessParams:
 
 
 class Sharpness(RadiographOperator[SharpnessParams]):
-    """Softer: convolution with a Gaussian of σ = |c| · σ_mm. Sharper: x + c · (x − blur(x))."""
+    """Softer: convolution with a Gaussian of σ = |c| · σ_mm. Sharper: x + c · (x − blur_σ(x))."""
 
     id = "cxr.sharpness"
-    version = "1"
+    version = "2"
     severity = Severity("sharpness_change", "fraction of the vendor range (sign drawn)", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
     params_type = SharpnessParams
     summary = "detector MTF / vendor processing between soft and sharp"
@@ -34,14 +34,12 @@ class Sharpness(RadiographOperator[SharpnessParams]):
         return SharpnessParams(sign * severity, uniform(generator, 1.5, 3.0))
 
     def _apply(self, batch: Batch, params: Sequence[SharpnessParams]) -> Batch:
-        out = []
-        for i, p in enumerate(params):
-            x = batch.image[i : i + 1]
-            sigma_px = p.sigma_mm / batch.spacing[i][0]
-            if p.change < 0:
-                out.append(gaussian_blur(x, abs(p.change) * sigma_px))
-            elif p.change > 0:
-                out.append(x + p.change * (x - gaussian_blur(x, sigma_px)))
-            else:
-                out.append(x)
-        return batch.replace(image=torch.cat(out).clamp_min(0).to(batch.image.dtype))
+        dev, dt = batch.device, batch.image.dtype
+        change = torch.tensor([p.change for p in params], device=dev, dtype=dt)
+        sigma_px = torch.tensor([p.sigma_mm / s[-1] for p, s in zip(params, batch.spacing, strict=True)], device=dev, dtype=dt)
+        x = batch.image
+        soft_sigma = torch.where(change < 0, change.abs() * sigma_px, sigma_px)  # blur width used by each case
+        low = gaussian_blur_batched(x, soft_sigma)
+        c = change.view(-1, 1, 1, 1)
+        out = torch.where(c < 0, low, torch.where(c > 0, x + c * (x - low), x))
+        return batch.replace(image=out.clamp_min(0).to(dt))

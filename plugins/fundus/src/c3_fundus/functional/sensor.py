@@ -1,4 +1,9 @@
-"""Sensor model: photon shot noise, read noise, fixed-pattern noise, Bayer mosaic and demosaic."""
+"""Sensor model in linear light: photon shot noise, read noise, PRNU/DSNU, ADC, Bayer CFA.
+
+Photon model: a pixel at linear value x collects on average ``x · full_well_e`` photo-electrons
+(the full well is reached at x = 1). Electrons are Poisson; read noise is Gaussian in electrons;
+the ADC maps electrons to integer DN with ``gain_e_per_dn = full_well_e / (2^bits − 1)``.
+"""
 
 from __future__ import annotations
 
@@ -18,13 +23,13 @@ def bayer_masks(shape: tuple[int, int], device: torch.device) -> Tensor:
 
 
 def mosaic(rgb: Tensor) -> Tensor:
-    """Keep each pixel's CFA channel: (B, 3, H, W) -> sparse (B, 3, H, W)."""
-    return rgb * bayer_masks(tuple(rgb.shape[-2:]), rgb.device)
+    """Keep each pixel's CFA channel: (B, 3, H, W) -> sparse (B, 3, H, W) (zeros elsewhere)."""
+    return rgb * bayer_masks((rgb.shape[-2], rgb.shape[-1]), rgb.device)
 
 
 def bilinear_demosaic(sparse: Tensor) -> Tensor:
-    """Bilinear demosaicing of an RGGB mosaic (B, 3, H, W) with normalised convolution."""
-    masks = bayer_masks(tuple(sparse.shape[-2:]), sparse.device).expand_as(sparse)
+    """Bilinear demosaicing of an RGGB mosaic (B, 3, H, W) by normalised convolution."""
+    masks = bayer_masks((sparse.shape[-2], sparse.shape[-1]), sparse.device).to(sparse.dtype).expand_as(sparse)
     k = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], device=sparse.device, dtype=sparse.dtype)
     k = k.view(1, 1, 3, 3).repeat(3, 1, 1, 1)
     num = F.conv2d(F.pad(sparse, (1, 1, 1, 1), mode="reflect"), k, groups=3)
@@ -32,15 +37,24 @@ def bilinear_demosaic(sparse: Tensor) -> Tensor:
     return torch.where(masks > 0, sparse, num / den.clamp_min(1e-6))
 
 
-def shot_and_read_noise(linear: Tensor, photons_at_white: Tensor, read_noise_e: Tensor, generator: torch.Generator) -> Tensor:
-    """One sample (3, H, W): electrons ~ Poisson(x · N_white) + N(0, σ_read²), back to [0, 1] units."""
-    electrons = torch.poisson(linear.clamp_min(0) * photons_at_white, generator=generator)
-    electrons = electrons + read_noise_e * torch.randn(linear.shape, generator=generator, device=linear.device, dtype=linear.dtype)
-    return electrons / photons_at_white
+def electrons(linear: Tensor, full_well_e: Tensor, read_noise_e: Tensor, generator: torch.Generator) -> Tensor:
+    """One realisation: Poisson(x · full_well) + N(0, read_noise²) electrons, same shape as ``linear``.
+
+    ``full_well_e`` and ``read_noise_e`` broadcast against ``linear`` (scalars or (B, 1, 1, 1)).
+    """
+    e = torch.poisson(linear.clamp_min(0) * full_well_e, generator=generator)
+    return e + read_noise_e * torch.randn(linear.shape, generator=generator, device=linear.device, dtype=linear.dtype)
+
+
+def adc(electrons_: Tensor, full_well_e: Tensor, bits: int) -> Tensor:
+    """Quantise electrons to DN (gain = full_well / (2^bits − 1) e⁻/DN), clip, return linear [0, 1]."""
+    levels = float(2**bits - 1)
+    dn = torch.round(electrons_ * (levels / full_well_e)).clamp(0.0, levels)
+    return dn / levels
 
 
 def fixed_pattern(shape: tuple[int, ...], prnu: float, dsnu: float, generator: torch.Generator, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Per-pixel gain (PRNU, relative std) and offset (DSNU, in [0, 1] units) maps."""
+    """Per-pixel gain (PRNU: relative std) and offset (DSNU: std in linear [0, 1] units) maps."""
     gain = 1.0 + prnu * torch.randn(shape, generator=generator, device=device)
     offset = dsnu * torch.randn(shape, generator=generator, device=device)
     return gain, offset

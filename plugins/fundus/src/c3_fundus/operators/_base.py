@@ -5,23 +5,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 from torch import Tensor
 
 from c3_core.batch import Batch
 from c3_core.domains import IntensityDomain
 from c3_core.operator import Operator, P
 from c3_fundus.colour import linear_to_srgb, srgb_to_linear
-from c3_fundus.functional.visibility import visibility_ratio
+from c3_fundus.functional.visibility import lesion_visibility
 
 MIN_VISIBILITY = 0.5
+LESION_TYPES = ("microaneurysms", "haemorrhages", "exudates")  # mask channels of fundus cohorts
+
+
+def lesion_check(
+    op_id: str,
+    original: Batch,
+    counterfactual: Batch,
+    min_visibility: float,
+    area_scale: Tensor | None = None,
+) -> list[str | None]:
+    """Rejection reasons (or None) for counterfactuals whose lesions lost local contrast.
+
+    The one helper every fundus operator's ``check`` calls. No mask: nothing to check.
+    Masks with 3 channels are named microaneurysms / haemorrhages / exudates in the reason.
+    """
+    if original.mask is None:
+        return [None] * original.size
+    cf_masks = None if counterfactual.mask is original.mask else counterfactual.mask
+    vis, worst = lesion_visibility(
+        srgb_to_linear(original.image.float()),
+        srgb_to_linear(counterfactual.image.float()),
+        original.mask.float(),
+        None if cf_masks is None else cf_masks.float(),
+        area_scale,
+    )
+    names = LESION_TYPES if original.mask.shape[1] == len(LESION_TYPES) else None
+    reasons: list[str | None] = []
+    for v, t in zip(vis.tolist(), worst.tolist()):
+        if v >= min_visibility:
+            reasons.append(None)
+            continue
+        what = f"{op_id}: {names[t]}" if names is not None and t >= 0 else op_id
+        reasons.append(f"lesion visibility {v:.2f} < {min_visibility:.2f} ({what})")
+    return reasons
 
 
 class FundusOperator(Operator[P]):
-    """An sRGB fundus operator whose physics runs in linear light.
+    """An sRGB fundus operator; intensity physics runs in linear light via :meth:`_apply_linear`.
 
-    ``check`` rejects a counterfactual when the lesions in mask channel 0 keep less than
-    ``min_visibility`` of their original local contrast (microaneurysms, haemorrhages and exudates
-    must stay visible for the grade to stay the same).
+    ``check`` rejects a counterfactual when any lesion type in the mask keeps less than
+    ``min_visibility`` of its original local contrast against the surrounding retina
+    (microaneurysms, haemorrhages and exudates must stay visible for the grade to stay the same).
     """
 
     modality: ClassVar[str] = "fundus"
@@ -30,7 +65,7 @@ class FundusOperator(Operator[P]):
     channels: ClassVar[tuple[int, ...] | None] = (3,)
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
-        if not 0.0 <= min_visibility <= 1.0:
+        if not 0.0 <= float(min_visibility) <= 1.0:
             raise ValueError(f"{self.id}: min_visibility must be in [0, 1], got {min_visibility}")
         self.min_visibility = float(min_visibility)
 
@@ -39,15 +74,19 @@ class FundusOperator(Operator[P]):
         return batch.replace(image=linear_to_srgb(linear).to(batch.image.dtype))
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[P]) -> Tensor:
-        raise NotImplementedError  # every concrete operator overrides this
+        """Linear light (B, 3, H, W) in -> linear light out. Intensity operators override this."""
+        raise NotImplementedError(f"{self.id} must override _apply or _apply_linear")
 
     def check(self, original: Batch, counterfactual: Batch, params: Sequence[Any]) -> list[str | None]:
-        if original.mask is None:
-            return [None] * original.size
-        ratio = visibility_ratio(
-            srgb_to_linear(original.image), srgb_to_linear(counterfactual.image), original.mask[:, :1]
-        )
-        return [
-            None if float(r) >= self.min_visibility else f"lesion visibility {float(r):.2f} < {self.min_visibility:.2f} ({self.id})"
-            for r in ratio
-        ]
+        return lesion_check(self.id, original, counterfactual, self.min_visibility)
+
+
+def per_sample(params: Sequence[Any], name: str, device: torch.device) -> Tensor:
+    """Stack one float field of per-sample params into a (B,) float32 tensor on ``device``."""
+    return torch.tensor([float(getattr(p, name)) for p in params], dtype=torch.float32, device=device)
+
+
+def fov_of(batch: Batch) -> Tensor | None:
+    """The batch's FOV mask (B, 1, H, W) from ``extras['fov']``, if it carries one."""
+    fov = batch.extras.get("fov")
+    return None if fov is None else fov[:, :1].to(batch.image.dtype)

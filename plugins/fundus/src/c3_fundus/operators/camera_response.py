@@ -1,4 +1,4 @@
-"""Camera response: exposure, colour temperature (white balance) and tone-curve changes."""
+"""Camera response: exposure, white balance (colour temperature) and tone curve."""
 
 from __future__ import annotations
 
@@ -12,33 +12,45 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import uniform
 from c3_fundus.colour import white_balance_gains
-from c3_fundus.operators._base import FundusOperator
+from c3_fundus.operators._base import FundusOperator, per_sample
+
+MAX_EXPOSURE_STOPS = 0.7
+MAX_MIRED = 60.0
+MAX_LOG2_GAMMA = 0.32
 
 
 @dataclass(frozen=True)
 class CameraResponseParams:
-    exposure_stops: float  # global exposure change, log2
+    """A different camera's response to the same light."""
+
+    exposure_stops: float  # global exposure change, log2 of the linear gain
     mired_shift: float  # colour-temperature change in mired (1e6 / K); > 0 is warmer
-    tone_gamma: float  # exponent of the response curve applied to linear light (1 = unchanged)
+    tone_gamma: float  # exponent of the response curve on linear light (1 = unchanged)
 
 
 class CameraResponse(FundusOperator[CameraResponseParams]):
+    """y = sRGB((2^stops · WB(mired) · x).clip(0, 1) ^ gamma), x linear light.
+
+    Severity: fraction of the admissible camera-to-camera range (exposure ±0.7 stop, colour
+    temperature ±60 mired, gamma ×2^±0.32), 0 → 1.
+    """
+
     id = "fundus.camera_response"
     version = "1"
     severity = Severity("response_change", "fraction of the admissible camera-to-camera range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
     params_type = CameraResponseParams
-    summary = "exposure (±0.7 stop), colour temperature (±60 mired) and tone-curve (gamma ±25 %) change"
+    summary = "exposure (±0.7 stop), white balance (±60 mired) and tone-curve (gamma ×2^±0.32) change"
 
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CameraResponseParams:
         return CameraResponseParams(
-            exposure_stops=severity * uniform(generator, -0.7, 0.7),
-            mired_shift=severity * uniform(generator, -60.0, 60.0),
-            tone_gamma=2.0 ** (severity * uniform(generator, -0.32, 0.32)),
+            exposure_stops=severity * uniform(generator, -MAX_EXPOSURE_STOPS, MAX_EXPOSURE_STOPS),
+            mired_shift=severity * uniform(generator, -MAX_MIRED, MAX_MIRED),
+            tone_gamma=2.0 ** (severity * uniform(generator, -MAX_LOG2_GAMMA, MAX_LOG2_GAMMA)),
         )
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[CameraResponseParams]) -> Tensor:
         dev = linear.device
-        exposure = torch.exp2(torch.tensor([p.exposure_stops for p in params], device=dev)).view(-1, 1, 1, 1)
-        gains = white_balance_gains(torch.tensor([p.mired_shift for p in params])).to(dev).view(-1, 3, 1, 1)
-        gamma = torch.tensor([p.tone_gamma for p in params], device=dev).view(-1, 1, 1, 1)
+        exposure = torch.exp2(per_sample(params, "exposure_stops", dev)).view(-1, 1, 1, 1)
+        gains = white_balance_gains(per_sample(params, "mired_shift", dev)).view(-1, 3, 1, 1)
+        gamma = per_sample(params, "tone_gamma", dev).view(-1, 1, 1, 1)
         return (linear * exposure * gains).clamp(0.0, 1.0) ** gamma

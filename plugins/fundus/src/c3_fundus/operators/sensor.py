@@ -1,4 +1,4 @@
-"""Sensor noise and colour-filter array: shot, read, PRNU/DSNU, Bayer mosaic + demosaic."""
+"""Sensor: photon shot noise, read noise, PRNU/DSNU fixed pattern, ADC, Bayer mosaic + demosaic."""
 
 from __future__ import annotations
 
@@ -11,48 +11,71 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import draw_seed, generator_from_seed
-from c3_fundus.functional.sensor import bilinear_demosaic, fixed_pattern, mosaic, shot_and_read_noise
+from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, fixed_pattern, mosaic
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator
 
 
 @dataclass(frozen=True)
 class SensorParams:
-    photons_at_white: float  # mean photo-electrons collected at linear value 1.0
-    read_noise_e: float  # read-noise std in electrons
-    prnu: float  # photo-response non-uniformity, relative std of per-pixel gain
-    dsnu: float  # dark-signal non-uniformity, std of per-pixel offset in [0, 1] units
-    bayer: bool  # mosaic through an RGGB CFA and demosaic bilinearly
-    noise_seed: int
-    pattern_seed: int
+    """One exposure of the sensor; electrons and linear [0, 1] units as named."""
+
+    full_well_e: float  # mean photo-electrons collected at linear value 1.0 (full scale)
+    read_noise_e: float  # read-noise standard deviation, electrons
+    prnu: float  # photo-response non-uniformity: relative std of the per-pixel gain
+    dsnu: float  # dark-signal non-uniformity: std of the per-pixel offset, linear [0, 1] units
+    adc_bits: int  # ADC bit depth (0 = no quantisation)
+    bayer: bool  # sample through an RGGB colour-filter array and demosaic bilinearly
+    noise_seed: int  # temporal noise realisation
+    pattern_seed: int  # fixed-pattern realisation
 
 
 class Sensor(FundusOperator[SensorParams]):
-    id = "fundus.sensor"
-    version = "1"
-    severity = Severity("photons_at_white", "photo-electrons at full scale", 50000.0, 400.0, (8000.0, 2000.0, 800.0, 400.0))
-    params_type = SensorParams
-    summary = "shot and read noise, PRNU/DSNU, Bayer mosaic and demosaic"
+    """Camera sensor noise in linear light.
 
-    def __init__(self, read_noise_e: float = 4.0, prnu: float = 0.01, dsnu: float = 0.002, bayer: bool = True, min_visibility: float = MIN_VISIBILITY) -> None:
+    electrons = Poisson(x · gain_map · full_well + offset · full_well) + N(0, read²), then an ADC
+    with gain full_well / (2^bits − 1) e⁻/DN, then an RGGB mosaic and bilinear demosaic.
+    Severity: full-well electrons at full scale, 50 000 (clean) → 400 (very noisy).
+    """
+
+    id = "fundus.sensor"
+    version = "2"
+    severity = Severity("full_well", "photo-electrons at full scale", 50000.0, 400.0, (8000.0, 2000.0, 800.0, 400.0))
+    params_type = SensorParams
+    summary = "Poisson shot and read noise, PRNU/DSNU, ADC, Bayer mosaic and bilinear demosaic"
+
+    def __init__(
+        self,
+        read_noise_e: float = 4.0,
+        prnu: float = 0.01,
+        dsnu: float = 0.002,
+        adc_bits: int = 10,
+        bayer: bool = True,
+        min_visibility: float = MIN_VISIBILITY,
+    ) -> None:
         super().__init__(min_visibility)
         if read_noise_e < 0 or prnu < 0 or dsnu < 0:
-            raise ValueError(f"{self.id}: noise parameters must be >= 0")
-        self.read_noise_e, self.prnu, self.dsnu, self.bayer = float(read_noise_e), float(prnu), float(dsnu), bool(bayer)
+            raise ValueError(f"{self.id}: noise parameters must be >= 0 (read_noise_e={read_noise_e}, prnu={prnu}, dsnu={dsnu})")
+        if not 0 <= int(adc_bits) <= 16:
+            raise ValueError(f"{self.id}: adc_bits must be in 0..16 (0 = off), got {adc_bits}")
+        self.read_noise_e, self.prnu, self.dsnu = float(read_noise_e), float(prnu), float(dsnu)
+        self.adc_bits, self.bayer = int(adc_bits), bool(bayer)
 
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SensorParams:
-        return SensorParams(severity, self.read_noise_e, self.prnu, self.dsnu, self.bayer, draw_seed(generator), draw_seed(generator))
+        return SensorParams(
+            severity, self.read_noise_e, self.prnu, self.dsnu, self.adc_bits, self.bayer,
+            draw_seed(generator), draw_seed(generator),
+        )
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[SensorParams]) -> Tensor:
         out = []
-        for i, p in enumerate(params):
+        for i, p in enumerate(params):  # per-sample noise realisations; the maths is whole-image
             x = linear[i]
             gain, offset = fixed_pattern(tuple(x.shape), p.prnu, p.dsnu, generator_from_seed(p.pattern_seed, x.device), x.device)
-            signal = x * gain + offset
-            noisy = shot_and_read_noise(signal, torch.tensor(p.photons_at_white, device=x.device), torch.tensor(p.read_noise_e, device=x.device), generator_from_seed(p.noise_seed, x.device))
-            out.append(noisy)
+            fw = torch.tensor(p.full_well_e, device=x.device, dtype=x.dtype)
+            e = electrons(x * gain + offset, fw, torch.tensor(p.read_noise_e, device=x.device, dtype=x.dtype), generator_from_seed(p.noise_seed, x.device))
+            out.append(adc(e, fw, p.adc_bits) if p.adc_bits > 0 else e / fw)
         y = torch.stack(out)
-        if any(p.bayer for p in params):
-            demosaiced = bilinear_demosaic(mosaic(y))
-            use = torch.tensor([p.bayer for p in params], device=y.device).view(-1, 1, 1, 1)
-            y = torch.where(use, demosaiced, y)
+        use = torch.tensor([p.bayer for p in params], device=y.device).view(-1, 1, 1, 1)
+        if bool(use.any()):
+            y = torch.where(use, bilinear_demosaic(mosaic(y)), y)
         return y

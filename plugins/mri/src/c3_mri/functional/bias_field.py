@@ -1,41 +1,61 @@
-"""Smooth multiplicative receive fields built from separable Legendre polynomials."""
+"""Smooth multiplicative fields from separable Legendre polynomials (B1 receive, B0 maps).
+
+Fields are defined on *physical* coordinates: along each axis u = (x − centre) / R with x in mm
+and a reference radius R (default 100 mm, about half a head), so the same coefficients give the
+same field per millimetre whatever the field of view or spacing. The field
+``Σ c_ijk P_i(u) P_j(v) P_k(w)`` is evaluated separably as a chain of per-axis contractions with
+the 1-D Legendre bases — never as a loop over full-volume power terms.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+REFERENCE_RADIUS_MM = 100.0
 
-def legendre_basis(n: int, order: int, device: torch.device, dtype: torch.dtype = torch.float32) -> Tensor:
-    """P_0..P_order on n points of [-1, 1] by Bonnet's recursion -> (order + 1, n)."""
-    x = torch.linspace(-1.0, 1.0, n, device=device, dtype=torch.float64)
-    polys = [torch.ones_like(x), x]
+
+def legendre(u: Tensor, order: int) -> Tensor:
+    """P_0..P_order at ``u`` (any shape) by Bonnet's recursion -> (order + 1, *u.shape)."""
+    polys = [torch.ones_like(u), u]
     for k in range(1, order):
-        polys.append(((2 * k + 1) * x * polys[k] - k * polys[k - 1]) / (k + 1))
-    return torch.stack(polys[: order + 1]).to(dtype)
+        polys.append(((2 * k + 1) * u * polys[k] - k * polys[k - 1]) / (k + 1))
+    return torch.stack(polys[: order + 1])
+
+
+def axis_coordinates(n: int, spacing_mm: Tensor, radius_mm: float = REFERENCE_RADIUS_MM) -> Tensor:
+    """Centred physical coordinates / radius of ``n`` voxels per case: ``spacing_mm (B,)`` -> (B, n)."""
+    idx = torch.arange(n, device=spacing_mm.device, dtype=spacing_mm.dtype) - (n - 1) / 2
+    return idx.unsqueeze(0) * spacing_mm.unsqueeze(1) / radius_mm
+
+
+def log_field(shape: tuple[int, ...], spacing_mm: Tensor, coefficients: Tensor, order: int,
+              radius_mm: float = REFERENCE_RADIUS_MM) -> Tensor:
+    """Σ c_ijk P_i P_j P_k on a grid: ``spacing_mm (B, D)``, ``coefficients (B, (order+1)^D)`` -> (B, *shape).
+
+    Coefficients index the full tensor-product grid in C order (terms above the wanted total order
+    are simply zero).
+    """
+    b, d = spacing_mm.shape
+    out = coefficients.reshape(b, *([order + 1] * d))
+    for axis, n in enumerate(shape):
+        basis = legendre(axis_coordinates(n, spacing_mm[:, axis], radius_mm), order)  # (order+1, B, n)
+        # contract the leading order axis (index 1 of out) with the basis; the new spatial axis
+        # is appended last, so after D steps out is (B, n_0, ..., n_{D-1})
+        out = torch.einsum("bi...,ibn->b...n", out, basis.to(out.dtype))
+    return out
 
 
 def log_bias_field(shape: tuple[int, ...], coefficients: Tensor, order: int) -> Tensor:
-    """Σ c_ijk P_i(x) P_j(y) P_k(z) with i + j + k <= order, evaluated separably.
-
-    ``coefficients`` (B, (order+1)^D) indexes the full tensor-product grid (terms above the total
-    order must be zero). Evaluated as a chain of per-axis contractions, so the cost is that of a
-    few small matrix products, never a loop over full-volume power terms. Returns (B, *shape).
-    """
-    d = len(shape)
+    """The field on [−1, 1] per axis (FOV-relative; used by the demo's site simulation) -> (B, *shape)."""
     b = coefficients.shape[0]
-    c = coefficients.view(b, *([order + 1] * d))
-    out = c
-    for n in shape:
-        basis = legendre_basis(n, order, coefficients.device, coefficients.dtype)  # (order+1, n)
-        # contract the first remaining order axis; the new spatial axis lands last, so after D
-        # steps the axes are (B, n_0, ..., n_{D-1}) in order
-        out = torch.tensordot(out, basis, dims=([1], [0]))
-    return out.reshape(b, *shape)
+    # spacing chosen so that the end voxels sit at u = ±1 with radius 1
+    sp = torch.tensor([2.0 / max(n - 1, 1) for n in shape], dtype=coefficients.dtype, device=coefficients.device)
+    return log_field(shape, sp.expand(b, -1), coefficients, order, radius_mm=1.0)
 
 
 def total_order_mask(order: int, dims: int) -> Tensor:
-    """1 for tensor-product terms with i + j (+ k) <= order (and not the constant term)."""
+    """1 for tensor-product terms with 0 < i + j (+ k) <= order, in C order -> ((order+1)^dims,)."""
     grids = torch.meshgrid(*[torch.arange(order + 1)] * dims, indexing="ij")
     total = sum(grids)
     mask = (total <= order) & (total > 0)

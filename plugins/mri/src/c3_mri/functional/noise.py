@@ -1,20 +1,54 @@
-"""Magnitude noise: Rician (one coil) and non-central chi (L coils, root-sum-of-squares)."""
+"""Magnitude noise: Rician (one coil) and non-central chi (L coils, root-sum-of-squares).
+
+SNR convention used throughout c3-mri: SNR = S_ref / σ, where σ is the standard deviation of
+the Gaussian noise in each real and imaginary channel of each coil, and S_ref is
+
+* the mean signal of white matter (voxels whose WM fraction ``tissue[2]`` exceeds 0.9) when a
+  tissue map is given, otherwise
+* the mean of the foreground: voxels at or above 20 % of the image's 99th percentile.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
 
+WM_THRESHOLD = 0.9
+FOREGROUND_FRACTION = 0.2
+_MAX_STAT_VOXELS = 1 << 18
 
-def noncentral_chi_magnitude(signal: Tensor, sigma: float, coils: int, generator: torch.Generator) -> Tensor:
+
+def noncentral_chi_magnitude(signal: Tensor, sigma: float | Tensor, coils: int, generator: torch.Generator) -> Tensor:
     """|s + n| over L coils with complex Gaussian noise of std ``sigma`` per real channel.
 
     The true signal is put in coil 1's real part (equal coil sensitivities would only rescale):
-    M = sqrt((s + n_1r)^2 + n_1i^2 + Σ_{l>1} (n_lr^2 + n_li^2)). For L = 1 this is Rician; in
+    M = sqrt((s + n_1r)² + n_1i² + Σ_{l>1} (n_lr² + n_li²)). For L = 1 this is Rician; in
     general M/σ follows a non-central chi distribution with 2L degrees of freedom and
     non-centrality s/σ.
     """
-    shape = (2 * coils, *signal.shape)
-    n = torch.randn(shape, generator=generator, device=signal.device, dtype=signal.dtype) * sigma
+    n = torch.randn((2 * coils, *signal.shape), generator=generator, device=signal.device, dtype=signal.dtype) * sigma
     real = signal + n[0]
     return torch.sqrt(real**2 + (n[1:] ** 2).sum(0))
+
+
+def _subsample(flat: Tensor) -> Tensor:
+    step = max(1, flat.shape[1] // _MAX_STAT_VOXELS)
+    return flat[:, ::step]
+
+
+def reference_signal(image: Tensor, tissue: Tensor | None = None) -> Tensor:
+    """S_ref per case (B,) for ``image (B, C, *sp)`` (first channel), see the module docstring."""
+    x = image[:, 0].flatten(1)
+    if tissue is not None:
+        wm = tissue[:, 2].flatten(1) > WM_THRESHOLD
+        n = wm.sum(1)
+        mean_wm = (x * wm).sum(1) / n.clamp_min(1)
+        if bool((n > 0).all()):
+            return mean_wm
+    sub = _subsample(x)
+    p99 = torch.quantile(sub, 0.99, dim=1, keepdim=True)
+    fg = x >= FOREGROUND_FRACTION * p99
+    mean_fg = (x * fg).sum(1) / fg.sum(1).clamp_min(1)
+    if tissue is not None:
+        return torch.where(n > 0, mean_wm, mean_fg)
+    return mean_fg

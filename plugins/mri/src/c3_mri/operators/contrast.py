@@ -1,10 +1,19 @@
-"""Protocol contrast change from the Bloch steady-state equations.
+"""Protocol contrast change from the Bloch steady-state equations ("Bloch-informed lookup").
 
-With tissue maps (``extras["tissue"]``: CSF, GM, WM, lesion fractions) the image is changed by
-the difference between the new and the reference protocol's partial-volume synthesis, scaled to
-the image's intensity, so texture, bias and noise of the original are kept. Without tissue maps
-the *Bloch-informed lookup* maps intensities monotonically through anchors at the tissue-class
-signals of the reference protocol to those of the new one.
+The reference protocol (an option: sequence, field strength, TR/TE/TI/flip) is changed per case
+within an admissible range scaled by the severity: TR ±20 %, TE ±25 %, TI ±150 ms (IR), flip
+angle ±30 % (SPGR). Relaxation values and their sources: :mod:`c3_mri.functional.bloch`.
+
+* With tissue maps (``extras["tissue"]`` (B, 3 or 4, *sp): CSF, GM, WM[, lesion] fractions) the
+  change is re-synthesised: ``x' = x + g (S_new(tissue) − S_ref(tissue))`` with the gain
+  g = mean WM intensity / WM signal of the reference protocol, so the original texture, bias and
+  noise are kept and only the tissue contrast moves.
+* Without tissue maps, a monotone intensity lookup: the foreground is split into three classes by
+  1-D k-means (10 Lloyd iterations, quantile start), the class medians are the anchors, and each
+  anchor m_c moves to m_c · S_new(c) / S_ref(c) for the tissue c (CSF, WM, GM) that the reference
+  protocol's equations put at that rank; intensities between anchors are interpolated linearly,
+  above the last anchor scaled by its ratio, and the map is made monotone (a cumulative maximum),
+  so it never swaps the order of intensities.
 """
 
 from __future__ import annotations
@@ -18,70 +27,122 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import uniform
-from c3_mri.functional.bloch import synthesise, tissue_signals
+from c3_mri.functional.bloch import FIELDS_T, SEQUENCES, synthesise, tissue_signals
+from c3_mri.functional.noise import _subsample
 from c3_mri.operators._base import MriOperator
 
 
 @dataclass(frozen=True)
 class ContrastParams:
     sequence: str  # "se", "spgr" or "ir"
-    field_t: float  # 1.5 or 3.0
-    tr_ms: float
+    field_t: float  # 1.5 or 3.0 (tesla)
+    tr_ms: float  # reference protocol
     te_ms: float
     ti_ms: float
-    new_tr_ms: float
+    flip_deg: float
+    new_tr_ms: float  # changed protocol
     new_te_ms: float
     new_ti_ms: float
+    new_flip_deg: float
 
 
 def lookup(image: Tensor, anchors_from: Tensor, anchors_to: Tensor) -> Tensor:
-    """Piecewise-linear monotone map through sorted anchors (extrapolated with the end slopes)."""
-    order = torch.argsort(anchors_from)
-    xf, xt = anchors_from[order], torch.cummax(anchors_to[order], 0).values  # enforce monotone
-    xf = torch.cat([torch.zeros(1, dtype=xf.dtype, device=xf.device), xf])
-    xt = torch.cat([torch.zeros(1, dtype=xt.dtype, device=xt.device), xt])
-    idx = torch.bucketize(image.clamp_min(0), xf[1:-1])
-    x0, x1, y0, y1 = xf[idx], xf[idx + 1], xt[idx], xt[idx + 1]
-    w = (image - x0) / (x1 - x0).clamp_min(1e-9)
-    return y0 + w * (y1 - y0)
+    """Per-case monotone piecewise-linear map ``(B, N)`` through anchors ``(B, A)`` (sorted by from).
+
+    (0, 0) is prepended; beyond the last anchor the map continues with that anchor's ratio.
+    """
+    b = image.shape[0]
+    zero = torch.zeros(b, 1, dtype=image.dtype, device=image.device)
+    xf = torch.cat([zero, anchors_from.to(image.dtype)], 1)
+    xt = torch.cummax(torch.cat([zero, anchors_to.to(image.dtype)], 1), 1).values
+    idx = torch.searchsorted(xf.contiguous(), image.contiguous(), right=True).clamp(1, xf.shape[1] - 1)
+    x0, x1 = xf.gather(1, idx - 1), xf.gather(1, idx)
+    y0, y1 = xt.gather(1, idx - 1), xt.gather(1, idx)
+    w = ((image - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+    inside = y0 + w * (y1 - y0)
+    last_ratio = (xt[:, -1] / xf[:, -1].clamp_min(1e-12)).unsqueeze(1)
+    return torch.where(image > xf[:, -1:], image * last_ratio, inside)
+
+
+def class_medians(x: Tensor, classes: int = 3, iterations: int = 10) -> Tensor:
+    """Sorted medians of ``classes`` 1-D k-means clusters of each case's foreground, (B, classes).
+
+    Foreground: values >= 20 % of the case's 99th percentile (statistics on at most 2^18
+    regularly subsampled voxels).
+    """
+    sub = _subsample(x)
+    p99 = torch.quantile(sub, 0.99, dim=1, keepdim=True)
+    fg = sub >= 0.2 * p99
+    vals = torch.where(fg, sub, torch.nan)
+    q = torch.linspace(0.15, 0.85, classes, device=x.device, dtype=x.dtype)
+    centres = torch.nanquantile(vals, q, dim=1).T  # (B, classes)
+    for _ in range(iterations):
+        assign = (sub.unsqueeze(-1) - centres.unsqueeze(1)).abs().argmin(-1)  # (B, n)
+        onehot = torch.nn.functional.one_hot(assign, classes).to(x.dtype) * fg.unsqueeze(-1)
+        counts = onehot.sum(1)
+        centres = torch.where(counts > 0, (onehot * sub.unsqueeze(-1)).sum(1) / counts.clamp_min(1), centres)
+    assign = (sub.unsqueeze(-1) - centres.unsqueeze(1)).abs().argmin(-1)
+    med = torch.stack(
+        [torch.nanmedian(torch.where(fg & (assign == c), sub, torch.nan), dim=1).values for c in range(classes)], 1
+    )
+    med = torch.where(torch.isnan(med), centres, med)
+    return torch.sort(med, dim=1).values
 
 
 class ProtocolContrast(MriOperator[ContrastParams]):
     id = "mri.contrast"
-    version = "1"
-    severity = Severity("protocol_change", "fraction of the admissible protocol range (TE ±25 %, TI ±300 ms, TR ±20 %)", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    version = "2"
+    severity = Severity(
+        "protocol_change", "fraction of the admissible protocol range (TR ±20 %, TE ±25 %, TI ±150 ms, flip ±30 %)",
+        0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
+    )
     params_type = ContrastParams
-    summary = "Bloch-equation contrast change (SE / SPGR / IR) from tissue maps or a tissue-anchored lookup"
+    summary = "Bloch-equation protocol change (SE / SPGR / IR-FLAIR) from tissue maps or a tissue-anchored lookup"
 
-    def __init__(self, sequence: str = "ir", field_t: float = 3.0, tr_ms: float = 9000.0, te_ms: float = 100.0, ti_ms: float = 2500.0) -> None:
-        if sequence not in ("se", "spgr", "ir") or field_t not in (1.5, 3.0):
-            raise ValueError(f"{self.id}: sequence must be se/spgr/ir and field_t 1.5 or 3.0")
-        self.base = (sequence, float(field_t), float(tr_ms), float(te_ms), float(ti_ms))
+    def __init__(self, sequence: str = "ir", field_t: float = 3.0, tr_ms: float = 9000.0, te_ms: float = 90.0,
+                 ti_ms: float = 2400.0, flip_deg: float = 90.0) -> None:
+        if sequence not in SEQUENCES:
+            raise ValueError(f"{self.id}: sequence must be one of {SEQUENCES}, got {sequence!r}")
+        if float(field_t) not in FIELDS_T:
+            raise ValueError(f"{self.id}: field_t must be one of {FIELDS_T} T, got {field_t}")
+        if min(tr_ms, te_ms) <= 0 or ti_ms < 0 or not 0 < flip_deg <= 180:
+            raise ValueError(f"{self.id}: TR, TE must be > 0 ms, TI >= 0 ms, flip in (0, 180] degrees")
+        self.base = (sequence, float(field_t), float(tr_ms), float(te_ms), float(ti_ms), float(flip_deg))
 
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ContrastParams:
-        seq, field, tr, te, ti = self.base
+        seq, field, tr, te, ti, fa = self.base
         return ContrastParams(
-            seq, field, tr, te, ti,
+            seq, field, tr, te, ti, fa,
             new_tr_ms=tr * (1 + 0.2 * severity * uniform(generator, -1, 1)),
             new_te_ms=te * (1 + 0.25 * severity * uniform(generator, -1, 1)),
-            new_ti_ms=max(0.0, ti + 300.0 * severity * uniform(generator, -1, 1)),
+            new_ti_ms=max(0.0, ti + 150.0 * severity * uniform(generator, -1, 1)),
+            new_flip_deg=min(180.0, fa * (1 + 0.3 * severity * uniform(generator, -1, 1))),
         )
 
     def _apply(self, batch: Batch, params: Sequence[ContrastParams]) -> Batch:
-        out = []
+        protocols = {(p.sequence, p.field_t) for p in params}
+        if len(protocols) != 1:
+            raise ValueError(f"{self.id}: one batch cannot mix sequences / field strengths {sorted(protocols)}")
+        seq, field = protocols.pop()
+
+        def col(name: str) -> Tensor:
+            return torch.tensor([getattr(p, name) for p in params], dtype=torch.float64)
+
+        old = tissue_signals(seq, field, col("tr_ms"), col("te_ms"), col("ti_ms"), col("flip_deg"))  # (B, 4)
+        new = tissue_signals(seq, field, col("new_tr_ms"), col("new_te_ms"), col("new_ti_ms"), col("new_flip_deg"))
+        x = batch.image
         tissue = batch.extras.get("tissue")
-        for i, p in enumerate(params):
-            old = tissue_signals(p.sequence, p.field_t, p.tr_ms, p.te_ms, p.ti_ms)
-            new = tissue_signals(p.sequence, p.field_t, p.new_tr_ms, p.new_te_ms, p.new_ti_ms)
-            x = batch.image[i : i + 1]
-            if tissue is not None:
-                t = tissue[i : i + 1].to(x.dtype)
-                s_old, s_new = synthesise(t, old), synthesise(t, new)
-                brain = t[:, 1:3].sum(1, keepdim=True) > 0.5
-                scale = x[brain].median() / s_old[brain].median().clamp_min(1e-9) if bool(brain.any()) else torch.tensor(1.0)
-                out.append((x + scale * (s_new - s_old)).clamp_min(0))
-            else:
-                wm = float(x.flatten().kthvalue(max(1, int(0.75 * x.numel()))).values)  # WM ~ bright upper quartile
-                scale = wm / float(old[2])
-                out.append(lookup(x, (old * scale).to(x), (new * scale).to(x)))
-        return batch.replace(image=torch.cat(out, 0).to(batch.image.dtype))
+        if tissue is not None:
+            t = tissue.to(device=x.device, dtype=x.dtype)
+            wm = (t[:, 2] > 0.9).flatten(1)
+            flat = x[:, 0].flatten(1)
+            mean_wm = (flat * wm).sum(1) / wm.sum(1).clamp_min(1)
+            gain = (mean_wm / old[:, 2].to(x)).view(-1, *[1] * (x.ndim - 1))
+            out = (x + gain * (synthesise(t, new) - synthesise(t, old))).clamp_min(0)
+            return batch.replace(image=out.to(x.dtype))
+        order = torch.argsort(old[:, :3], dim=1)  # tissues (CSF, GM, WM) by reference signal
+        ratio = (new[:, :3] / old[:, :3].clamp_min(1e-12)).gather(1, order).to(x)
+        flat = x.flatten(1)
+        anchors = class_medians(x[:, 0].flatten(1))
+        out = lookup(flat, anchors, anchors * ratio).view_as(x).clamp_min(0)
+        return batch.replace(image=out.to(x.dtype))

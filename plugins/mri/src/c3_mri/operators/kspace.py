@@ -1,4 +1,9 @@
-"""k-space artefacts: Gibbs truncation and N/2 ghosting."""
+"""k-space artefacts: Gibbs truncation, N/2 ghosting, rigid motion between segments, spikes.
+
+All four are intensity operators (the mask stays valid): motion keeps the segment holding the
+k-space centre at the reference pose, so the object stays registered to its mask and only
+ghosts/blurs. Kernels: :mod:`c3_mri.functional.kspace`.
+"""
 
 from __future__ import annotations
 
@@ -6,82 +11,158 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
+from c3_core.seeding import uniform
+from c3_mri.functional.kspace import add_spike, nyquist_ghost, rigid_theta, segment_lines, segmented_motion, truncate
 from c3_mri.operators._base import MriOperator
 
 
-def _kspace(x: Tensor) -> Tensor:
-    dims = tuple(range(2, x.ndim))
-    return torch.fft.fftshift(torch.fft.fftn(x, dim=dims), dim=dims)
+def _check_axis(op_id: str, axis: int, dims: int) -> None:
+    if not 0 <= axis < dims:
+        raise ValueError(f"{op_id}: phase_axis {axis} does not exist in a {dims}-D image")
 
 
-def _image(k: Tensor) -> Tensor:
-    dims = tuple(range(2, k.ndim))
-    return torch.fft.ifftn(torch.fft.ifftshift(k, dim=dims), dim=dims).abs()
-
-
+# -- Gibbs -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GibbsParams:
-    kept_fraction: float  # fraction of k-space kept along every axis (centred)
+    kept_fraction: float  # centred fraction of k-space kept along every axis
 
 
 class GibbsTruncation(MriOperator[GibbsParams]):
     id = "mri.gibbs"
-    version = "1"
+    version = "2"
     severity = Severity("kept_fraction", "fraction of k-space kept per axis", 1.0, 0.5, (0.85, 0.7, 0.6, 0.5))
     params_type = GibbsParams
-    summary = "Gibbs ringing from k-space truncation"
+    summary = "Gibbs ringing from truncating k-space to a central fraction per axis"
 
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GibbsParams:
         return GibbsParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[GibbsParams]) -> Batch:
-        k = _kspace(batch.image)
-        masks = []
-        for p in params:
-            m = torch.ones(batch.spatial_shape, device=batch.device)
-            for axis, n in enumerate(batch.spatial_shape):
-                keep = max(1, int(round(n * p.kept_fraction)))
-                lo = (n - keep) // 2
-                line = torch.zeros(n, device=batch.device)
-                line[lo : lo + keep] = 1
-                m = m * line.view(*[n if a == axis else 1 for a in range(batch.spatial_dims)])
-            masks.append(m)
-        return batch.replace(image=_image(k * torch.stack(masks).unsqueeze(1)).to(batch.image.dtype))
+        kept = torch.tensor([p.kept_fraction for p in params], device=batch.device, dtype=batch.image.dtype)
+        return batch.replace(image=truncate(batch.image, kept))
 
 
+# -- ghosting ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class GhostParams:
-    ghost_fraction: float  # amplitude of the N/2 ghost relative to the object
+    ghost_fraction: float  # N/2 ghost amplitude relative to the object
     phase_axis: int
 
 
 class Ghosting(MriOperator[GhostParams]):
-    """Alternate phase-encode lines scaled by (1 − 2a): an N/2 ghost of relative amplitude a."""
+    """Alternate phase-encode lines scaled by (1 − 2a): (1 − a) object + a N/2-shifted ghost."""
 
     id = "mri.ghosting"
-    version = "1"
-    severity = Severity("ghost_fraction", "ghost amplitude / object amplitude", 0.0, 0.25, (0.05, 0.1, 0.15, 0.25))
+    version = "2"
+    severity = Severity("ghost_fraction", "ghost amplitude / object amplitude", 0.0, 0.2, (0.03, 0.06, 0.1, 0.2))
     params_type = GhostParams
-    summary = "N/2 ghosting from phase errors on alternate k-space lines"
+    summary = "N/2 (Nyquist) ghost from alternate-line errors along phase encode"
 
     def __init__(self, phase_axis: int = 1) -> None:
         self.phase_axis = int(phase_axis)
 
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GhostParams:
+        _check_axis(self.id, self.phase_axis, len(info.spatial_shape))
         return GhostParams(severity, self.phase_axis)
 
     def _apply(self, batch: Batch, params: Sequence[GhostParams]) -> Batch:
-        axis = params[0].phase_axis
-        dims = tuple(range(2, batch.image.ndim))
-        k = torch.fft.fftn(batch.image, dim=dims)
-        n = batch.spatial_shape[axis]
-        odd = (torch.arange(n, device=batch.device) % 2 == 1).float()
-        a = torch.tensor([p.ghost_fraction for p in params], device=batch.device).view(-1, 1)
-        scale = 1.0 - 2.0 * a * odd.view(1, n)  # (B, n)
-        view = [batch.size, 1] + [n if i == axis else 1 for i in range(batch.spatial_dims)]
-        k = k * scale.view(view)
-        return batch.replace(image=torch.fft.ifftn(k, dim=dims).abs().to(batch.image.dtype))
+        axes = {p.phase_axis for p in params}
+        if len(axes) != 1:
+            raise ValueError(f"{self.id}: one batch cannot mix phase-encode axes {sorted(axes)}")
+        a = torch.tensor([p.ghost_fraction for p in params], device=batch.device)
+        return batch.replace(image=nyquist_ghost(batch.image, a, axes.pop()))
+
+
+# -- motion ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MotionParams:
+    phase_axis: int
+    segments: int  # k-space segments acquired sequentially along phase encode
+    rotations_deg: tuple[tuple[float, ...], ...]  # per segment: 3 angles (3-D) or 1 (2-D)
+    translations_mm: tuple[tuple[float, ...], ...]  # per segment, along the spatial axes
+
+
+class RigidMotion(MriOperator[MotionParams]):
+    """Each k-space segment sees the head in its own rigid pose; the centre segment is the
+    reference. Severity a: translations ~ U(−a, a) mm and rotations ~ U(−a, a) degrees per axis."""
+
+    id = "mri.motion"
+    version = "1"
+    severity = Severity("motion_amplitude", "mm translation and degrees rotation per axis", 0.0, 3.0, (0.5, 1.0, 2.0, 3.0))
+    params_type = MotionParams
+    summary = "rigid head motion between k-space segments (ghosting and blurring along phase encode)"
+
+    def __init__(self, phase_axis: int = 1, segments: int = 4) -> None:
+        if int(segments) < 2:
+            raise ValueError(f"{self.id}: segments must be >= 2, got {segments}")
+        self.phase_axis, self.segments = int(phase_axis), int(segments)
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> MotionParams:
+        d = len(info.spatial_shape)
+        _check_axis(self.id, self.phase_axis, d)
+        _, ref = segment_lines(info.spatial_shape[self.phase_axis], self.segments)
+        n_rot = 3 if d == 3 else 1
+        rots, trans = [], []
+        for s in range(self.segments):
+            r = tuple(uniform(generator, -severity, severity) for _ in range(n_rot))
+            t = tuple(uniform(generator, -severity, severity) for _ in range(d))
+            rots.append(tuple(0.0 for _ in r) if s == ref else r)
+            trans.append(tuple(0.0 for _ in t) if s == ref else t)
+        return MotionParams(self.phase_axis, self.segments, tuple(rots), tuple(trans))
+
+    def _apply(self, batch: Batch, params: Sequence[MotionParams]) -> Batch:
+        kinds = {(p.phase_axis, p.segments) for p in params}
+        if len(kinds) != 1:
+            raise ValueError(f"{self.id}: one batch cannot mix phase axes / segment counts {sorted(kinds)}")
+        axis, segments = kinds.pop()
+        b, sp = batch.size, batch.spatial_shape
+        angles = torch.tensor([p.rotations_deg for p in params], dtype=torch.float64)  # (B, S, r)
+        shifts_mm = torch.tensor([p.translations_mm for p in params], dtype=torch.float64)  # (B, S, d)
+        spacing = torch.tensor(batch.spacing, dtype=torch.float64).unsqueeze(1)  # (B, 1, d)
+        theta = rigid_theta(angles.reshape(b * segments, -1), (shifts_mm / spacing).reshape(b * segments, -1), sp)
+        seg, _ = segment_lines(sp[axis], segments, batch.device)
+        out = segmented_motion(batch.image, theta.reshape(b, segments, *theta.shape[1:]).to(batch.device),
+                               seg.unsqueeze(0).expand(b, -1), axis)
+        return batch.replace(image=out)
+
+
+# -- spike -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SpikeParams:
+    position: tuple[float, ...]  # spike frequency per spatial axis, cycles / voxel in [-0.5, 0.5)
+    amplitude: float  # stripe amplitude / image mean
+    phase_rad: float
+
+
+class Spike(MriOperator[SpikeParams]):
+    """One corrupt k-space sample (a spike): a herringbone stripe pattern over the image."""
+
+    id = "mri.spike"
+    version = "1"
+    severity = Severity("spike_amplitude", "stripe amplitude / mean image intensity", 0.0, 0.5, (0.1, 0.2, 0.3, 0.5))
+    params_type = SpikeParams
+    summary = "k-space spike: herringbone stripes of a set amplitude relative to the image mean"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SpikeParams:
+        # away from the centre (|f| >= 0.05 cycles/voxel on at least one axis) so it is a pattern,
+        # not a brightness change
+        pos = [uniform(generator, -0.5, 0.5) for _ in info.spatial_shape]
+        if max(abs(p) for p in pos) < 0.05:
+            pos[0] = 0.05 + 0.45 * abs(pos[0]) / 0.05
+        return SpikeParams(tuple(pos), severity, uniform(generator, -3.14159, 3.14159))
+
+    def _apply(self, batch: Batch, params: Sequence[SpikeParams]) -> Batch:
+        sp = batch.spatial_shape
+        idx = torch.zeros(batch.size, dtype=torch.long)
+        stride = 1
+        for axis in reversed(range(len(sp))):
+            f = torch.tensor([p.position[axis] for p in params], dtype=torch.float64)
+            k = torch.round(f * sp[axis]).long() % sp[axis]
+            idx = idx + k * stride
+            stride *= sp[axis]
+        amp = torch.tensor([p.amplitude for p in params], device=batch.device)
+        phase = torch.tensor([p.phase_rad for p in params], device=batch.device)
+        return batch.replace(image=add_spike(batch.image, idx.to(batch.device), amp, phase))

@@ -1,0 +1,1 @@
+"""Dataset factories: the embedded procedural demo cohort."""

@@ -1,0 +1,1 @@
+"""Pure tensor kernels (no Operator classes, no randomness of their own beyond a passed generator)."""

@@ -1,0 +1,37 @@
+"""``us.gain``: an overall receive-gain change (amplitude times ``10 ** (dB / 20)``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.operator import Severity
+from c3_ultrasound.functional.gain import apply_gain_db
+from c3_ultrasound.operators._base import UltrasoundOperator, random_sign
+
+
+@dataclass(frozen=True)
+class GainParams:
+    """``gain_db``: receive gain change in dB of amplitude (positive = brighter)."""
+
+    gain_db: float
+
+
+class Gain(UltrasoundOperator[GainParams]):
+    """Overall gain change; severity is ``|gain_db|``, the sign is drawn per case."""
+
+    id = "us.gain"
+    version = "2"
+    severity = Severity("gain_change", "dB", 0.0, 9.0, (3.0, 6.0, 9.0))
+    params_type = GainParams
+    summary = "overall receive gain change in dB"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GainParams:
+        return GainParams(random_sign(generator) * severity)
+
+    def _apply(self, batch: Batch, params: Sequence[GainParams]) -> Batch:
+        gain_db = torch.tensor([p.gain_db for p in params], dtype=torch.float64, device=batch.device)
+        return batch.replace(image=apply_gain_db(batch.image, gain_db))

@@ -1,0 +1,102 @@
+"""Sinogram-domain CT effects on reconstructed HU images.
+
+Each effect is computed as a *difference*: the image is forward-projected, the projections are
+changed (noise, kernel, polychromatic attenuation), and the filtered back-projection of the change
+is added to the original slice. So the identity setting returns the input exactly, and the
+discretisation error of re-projecting a reconstructed image never enters the result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from c3_cxr.domains import delta_mu_to_hu, hu_to_mu
+from c3_cxr.functional.tomography import default_angles, fbp, radon
+
+SinogramChange = Callable[[Tensor, Tensor], Tensor]  # (sinogram (S,1,A,D), angles) -> change
+
+
+def as_slices(image: Tensor) -> tuple[Tensor, int]:
+    """``(B, 1, H, W)`` or ``(B, 1, D, H, W)`` → ``(B·D, 1, H, W)`` and the slices per case."""
+    if image.ndim == 4:
+        return image, 1
+    b, c, d, h, w = image.shape
+    return image.permute(0, 2, 1, 3, 4).reshape(b * d, c, h, w), d
+
+
+def from_slices(slices: Tensor, like: Tensor) -> Tensor:
+    if like.ndim == 4:
+        return slices
+    b, c, d, h, w = like.shape
+    return slices.reshape(b, d, c, h, w).permute(0, 2, 1, 3, 4).contiguous()
+
+
+def pixel_mm(spacing: tuple[tuple[float, ...], ...], per_case: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """In-plane pixel size (mm) per slice, ``(B·D, 1, 1, 1)``."""
+    px = torch.tensor([0.5 * (s[-1] + s[-2]) for s in spacing], device=device, dtype=dtype)
+    return px.repeat_interleave(per_case).view(-1, 1, 1, 1)
+
+
+def project_hu(hu_slices: Tensor, px_mm: Tensor) -> tuple[Tensor, Tensor]:
+    """Sinogram of line integrals (dimensionless) of HU slices ``(S, 1, H, W)`` and its angles."""
+    h, w = hu_slices.shape[-2:]
+    angles = default_angles(h, w, hu_slices.device, hu_slices.dtype)
+    return radon(hu_to_mu(hu_slices) * px_mm, angles), angles
+
+
+def hu_change(delta_sinogram: Tensor, angles: Tensor, px_mm: Tensor, height: int, width: int, window: Tensor | None = None) -> Tensor:
+    """FBP of a sinogram change, in HU, ``(S, 1, H, W)``."""
+    return delta_mu_to_hu(fbp(delta_sinogram, angles, height, width, window) / px_mm)
+
+
+def poisson_thinning(line_integrals: Tensor, i0: float, fraction: float, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Reference and reduced-dose line integrals of one case (noise insertion by binomial thinning).
+
+    The reference scan detects N ~ Poisson(I0 e^(−p)) photons per ray; keeping each photon with
+    probability ``fraction`` gives Binomial(N, f) ~ Poisson(f I0 e^(−p)), the reduced-dose scan of
+    the same patient. Counts below 0.5 are clipped (no infinite line integrals).
+    """
+    expected = i0 * torch.exp(-line_integrals)
+    reference = torch.poisson(expected, generator=generator)
+    prob = torch.full_like(reference, fraction)
+    kept = torch.binomial(reference, prob, generator=generator) if fraction < 1.0 else reference
+    p_ref = -torch.log(reference.clamp_min(0.5) / i0)
+    p_low = -torch.log(kept.clamp_min(0.5) / (fraction * i0))
+    return p_ref, p_low
+
+
+def beam_hardening_change(line_integrals: Tensor, beta: Tensor) -> Tensor:
+    """Polychromatic minus monochromatic line integral: −β p² (per case β, ``(S, 1, 1, 1)``),
+    flattened beyond p = 1/(2β) so the mapping stays monotone."""
+    p_max = 1.0 / (2.0 * beta.clamp_min(1e-9))
+    p = torch.minimum(line_integrals, p_max)
+    return torch.where(beta > 0, -beta * p**2, torch.zeros_like(p))
+
+
+def slab_weights(ratio: Tensor, max_half: int) -> Tensor:
+    """Slice-sensitivity weights along z, ``(B, 2·max_half + 1)``.
+
+    A thick slice of ``ratio`` × the native thickness is the native slices averaged under a box of
+    that width (in slice units): slice k gets the overlap of [k − ½, k + ½] with [−r/2, r/2].
+    ratio 1 gives a unit impulse (identity).
+    """
+    k = torch.arange(-max_half, max_half + 1, device=ratio.device, dtype=ratio.dtype).view(1, -1)
+    half = ratio.view(-1, 1) / 2
+    w = (torch.minimum(k + 0.5, half) - torch.maximum(k - 0.5, -half)).clamp_min(0)
+    return w / w.sum(dim=1, keepdim=True)
+
+
+def thicken_slices(volume: Tensor, ratio: Tensor) -> Tensor:
+    """Partial-volume averaging along z of ``(B, 1, D, H, W)`` (replicate padding at the ends)."""
+    b, c, d, h, w = volume.shape
+    max_half = int(torch.ceil((ratio.max() - 1) / 2).item()) if ratio.numel() else 0
+    if max_half == 0:
+        return volume
+    weights = slab_weights(ratio.to(volume.dtype), max_half)  # (B, L)
+    x = volume.reshape(1, b * c, d, h * w)
+    x = torch.nn.functional.pad(x, (0, 0, max_half, max_half), mode="replicate")
+    kernel = weights.repeat_interleave(c, dim=0).view(b * c, 1, -1, 1)
+    return torch.nn.functional.conv2d(x, kernel, groups=b * c).reshape(b, c, d, h, w)

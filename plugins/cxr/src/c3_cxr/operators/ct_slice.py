@@ -1,0 +1,39 @@
+"""CT slice thickness: partial-volume averaging along z (volumes only)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.operator import Severity
+from c3_cxr.functional.ct import thicken_slices
+from c3_cxr.operators._base import CTOperator
+
+
+@dataclass(frozen=True)
+class CTSliceParams:
+    thickness_ratio: float  # reconstructed slice thickness / native slice thickness (≥ 1)
+
+
+class CTSliceThickness(CTOperator[CTSliceParams]):
+    """Thicker reconstructed slices on the native z grid: a box slice-sensitivity profile of
+    ``ratio`` native slices (fractional ends weighted by overlap). Needs volumes ``(B, 1, D, H, W)``
+    with z first; single 2-D slices carry no z information, so 2-D input is refused."""
+
+    id = "ct.slice_thickness"
+    version = "1"
+    spatial_dims: ClassVar[tuple[int, ...]] = (3,)
+    severity = Severity("thickness_ratio", "× native slice thickness", 1.0, 3.0, (1.5, 2.0, 3.0))
+    params_type = CTSliceParams
+    summary = "thicker slices: partial-volume averaging along z (3-D volumes)"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CTSliceParams:
+        return CTSliceParams(severity)
+
+    def _apply(self, batch: Batch, params: Sequence[CTSliceParams]) -> Batch:
+        ratio = torch.tensor([p.thickness_ratio for p in params], device=batch.device, dtype=batch.image.dtype)
+        return batch.replace(image=thicken_slices(batch.image, ratio).to(batch.image.dtype))

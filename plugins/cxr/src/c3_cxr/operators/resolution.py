@@ -1,0 +1,36 @@
+"""Detector pixel pitch: acquisition on a coarser grid, displayed on the original one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from c3_core.batch import Batch, CaseInfo
+from c3_core.operator import Severity
+from c3_cxr.functional.filters import change_pixel_pitch
+from c3_cxr.operators._base import RadiographOperator
+
+
+@dataclass(frozen=True)
+class ResolutionParams:
+    pitch_ratio: float  # new pixel pitch / native pixel pitch (≥ 1), square aperture of that width
+
+
+class Resolution(RadiographOperator[ResolutionParams]):
+    """Down-sampling by a detector of pitch r × native (aperture MTF sinc(r f) / sinc(f)), then
+    bilinear up-sampling back to the native grid. Values stay line integrals (a local mean)."""
+
+    id = "cxr.resolution"
+    version = "1"
+    severity = Severity("pitch_ratio", "× native pixel pitch", 1.0, 2.0, (1.25, 1.5, 2.0))
+    params_type = ResolutionParams
+    summary = "pixel-pitch change: coarser detector sampling, shown on the original grid"
+
+    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ResolutionParams:
+        return ResolutionParams(severity)
+
+    def _apply(self, batch: Batch, params: Sequence[ResolutionParams]) -> Batch:
+        ratio = torch.tensor([p.pitch_ratio for p in params], device=batch.device, dtype=batch.image.dtype)
+        return batch.replace(image=change_pixel_pitch(batch.image, ratio).clamp_min(0).to(batch.image.dtype))

@@ -1,0 +1,140 @@
+"""k-space artefact kernels on magnitude images ``(B, C, *sp)`` (2-D or 3-D).
+
+The magnitude image is treated as the object (zero phase); k-space is its DFT over the spatial
+axes, frequencies in cycles per voxel from ``torch.fft.fftfreq`` (no shifting needed), and the
+artefacted image is the magnitude of the inverse DFT.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.nn import functional as F
+
+
+def _dims(x: Tensor) -> tuple[int, ...]:
+    return tuple(range(2, x.ndim))
+
+
+def to_kspace(x: Tensor) -> Tensor:
+    return torch.fft.fftn(x, dim=_dims(x))
+
+
+def to_magnitude(k: Tensor) -> Tensor:
+    return torch.fft.ifftn(k, dim=_dims(k)).abs()
+
+
+def _axis_view(v: Tensor, axis: int, ndim_sp: int) -> Tensor:
+    """(B, n) -> (B, 1, 1.., n, 1..) with n on spatial ``axis``."""
+    shape = [v.shape[0], 1] + [1] * ndim_sp
+    shape[2 + axis] = v.shape[1]
+    return v.reshape(shape)
+
+
+def truncate(x: Tensor, kept_fraction: Tensor) -> Tensor:
+    """Keep the central ``kept_fraction (B,)`` of k-space along every spatial axis (Gibbs ringing)."""
+    k = to_kspace(x)
+    d = x.ndim - 2
+    mask = torch.ones((), device=x.device)
+    for axis, n in enumerate(x.shape[2:]):
+        f = torch.fft.fftfreq(n, device=x.device).abs()  # cycles / voxel, max 0.5
+        keep = (f.unsqueeze(0) <= 0.5 * kept_fraction.view(-1, 1) + 1e-9).to(x.dtype)
+        mask = mask * _axis_view(keep, axis, d)
+    return to_magnitude(k * mask).to(x.dtype)
+
+
+def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
+    """N/2 ghost: odd phase-encode lines scaled by (1 − 2a).
+
+    The result is (1 − a) x + a x shifted by N/2 along ``axis`` (before the magnitude), so ``a``
+    (B,) is the ghost's amplitude relative to the original object.
+    """
+    k = to_kspace(x)
+    n = x.shape[2 + axis]
+    odd = (torch.arange(n, device=x.device) % 2 == 1).to(x.dtype)
+    scale = 1.0 - 2.0 * amplitude.view(-1, 1).to(x.dtype) * odd.unsqueeze(0)
+    return to_magnitude(k * _axis_view(scale, axis, x.ndim - 2)).to(x.dtype)
+
+
+def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
+    """Add a k-space spike per case at ``flat_index (B,)`` (index into the flattened spatial DFT).
+
+    Its complex value is ``amplitude · k[0] · e^(iφ)`` where k[0] is the DC term (sum of the
+    image), so in the image it is a plane-wave stripe pattern of amplitude ``amplitude`` × the
+    image mean.
+    """
+    k = to_kspace(x)
+    b, c = k.shape[:2]
+    flat = k.reshape(b, c, -1)
+    dc = flat[:, :, 0]
+    value = dc * amplitude.view(-1, 1).to(dc.real.dtype) * torch.polar(torch.ones_like(phase), phase).view(-1, 1).to(dc.dtype)
+    spike = torch.zeros_like(flat)
+    spike.scatter_(2, flat_index.view(b, 1, 1).expand(b, c, 1), value.unsqueeze(-1))
+    return to_magnitude((flat + spike).reshape(k.shape)).to(x.dtype)
+
+
+def rigid_theta(angles_deg: Tensor, shifts_vox: Tensor, shape: tuple[int, ...]) -> Tensor:
+    """Affine matrices (N, d, d+1) in ``grid_sample``'s normalised (x, y[, z]) convention.
+
+    ``angles_deg (N, 3)`` (3-D: rotations about spatial axes 0, 1, 2; 2-D: (N, 1)) and
+    ``shifts_vox (N, d)`` in voxels along the spatial axes. Rotation is about the volume centre,
+    in voxel units (the caller makes the voxels isotropic-equivalent via spacing if it wishes).
+    """
+    d = len(shape)
+    a = torch.deg2rad(angles_deg.double())
+    n = a.shape[0]
+    if d == 2:
+        c, s = torch.cos(a[:, 0]), torch.sin(a[:, 0])
+        rot = torch.stack([torch.stack([c, -s], -1), torch.stack([s, c], -1)], -2)
+    else:
+        rot = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
+        for ax in range(3):
+            i, j = [q for q in range(3) if q != ax]
+            c, s = torch.cos(a[:, ax]), torch.sin(a[:, ax])
+            r = torch.eye(3, dtype=torch.float64).repeat(n, 1, 1)
+            r[:, i, i], r[:, i, j], r[:, j, i], r[:, j, j] = c, -s, s, c
+            rot = rot @ r
+    size = torch.tensor(shape, dtype=torch.float64)
+    # centred voxel coordinates v -> normalised u = D v (align_corners=False); the moved object
+    # is new(v) = old(R^T (v - t)), so the output at u samples the input at D R^T (D^-1 u - t)
+    to_norm = torch.diag(2.0 / size)
+    rot_t = rot.transpose(1, 2)
+    lin_inv = to_norm @ rot_t @ torch.diag(size / 2.0)
+    trans = -(to_norm @ rot_t @ shifts_vox.double().unsqueeze(-1))
+    theta = torch.cat([lin_inv, trans], -1)
+    flip = list(range(d))[::-1]  # spatial order -> grid_sample's (x, y, z)
+    theta = theta[:, flip][:, :, flip + [d]]
+    return theta
+
+
+def segmented_motion(x: Tensor, theta: Tensor, segment_of_line: Tensor, axis: int) -> Tensor:
+    """Rigid motion between k-space segments along the phase-encode ``axis``.
+
+    ``theta (B, S, d, d+1)`` is the pose of segment s (grid_sample convention); ``segment_of_line
+    (B, n)`` (long) says which segment acquired each phase-encode line (DFT order). Each line of
+    the output's k-space comes from the object in that segment's pose.
+    """
+    b, c = x.shape[:2]
+    s = theta.shape[1]
+    sp = x.shape[2:]
+    grid = F.affine_grid(theta.reshape(b * s, *theta.shape[2:]).to(x.dtype), (b * s, c, *sp), align_corners=False)
+    moved = F.grid_sample(
+        x.repeat_interleave(s, 0), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+    ).reshape(b, s, c, *sp)
+    k = torch.fft.fftn(moved, dim=tuple(range(3, moved.ndim)))
+    onehot = F.one_hot(segment_of_line, s).to(x.dtype).transpose(1, 2)  # (B, S, n)
+    view = [b, s, 1] + [1] * len(sp)
+    view[3 + axis] = sp[axis]
+    k = (k * onehot.reshape(view)).sum(1)
+    return to_magnitude(k).to(x.dtype)
+
+
+def segment_lines(n: int, segments: int, device: torch.device | str = "cpu") -> tuple[Tensor, int]:
+    """Segment index of each phase-encode line (DFT order) for a sequential acquisition in
+    ``segments`` contiguous blocks of k_y from −k_max to +k_max, and the index of the segment that
+    holds the k-space centre (it defines the reference pose)."""
+    f = torch.fft.fftfreq(n, device=device)
+    rank = torch.argsort(torch.argsort(f))  # position in the −k_max..+k_max sweep
+    seg = torch.clamp((rank * segments) // n, max=segments - 1)
+    return seg.long(), int(seg[0])
+
