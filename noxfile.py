@@ -18,6 +18,7 @@ import nox
 ROOT = Path(__file__).parent
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6", "scipy>=1.10"]
+BENCH_TOOLS = ["monai>=1.3", "torchio>=0.19"]  # the reference implementations the benchmarks compare against
 PACKAGES = {
     "core": "core",
     "cxr": "plugins/cxr",
@@ -104,10 +105,18 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Benchmarks that print ratios measured side by side in one run."""
+    """Benchmarks that print ratios measured side by side in one run.
+
+    ``nox -s bench -- mri`` runs only the scripts whose path contains ``mri``; ``--quick`` after
+    the words is passed to every script (a smoke run on tiny inputs).
+    """
     _install(session, "core", *[d for k, d in PACKAGES.items() if k != "core" and (ROOT / d).exists()])
-    session.install("monai>=1.3", "torchio>=0.19")
-    for script in sorted(ROOT.glob("**/bench/bench_*.py")):
-        if ".nox" in script.parts:
-            continue
-        session.run("python", str(script), env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})
+    session.install(*BENCH_TOOLS)
+    words = [a for a in session.posargs if not a.startswith("-")]
+    flags = [a for a in session.posargs if a.startswith("-")]
+    scripts = [s for s in sorted(ROOT.glob("**/bench/bench_*.py")) if ".nox" not in s.parts and ".venv" not in s.parts]
+    chosen = [s for s in scripts if not words or any(w in str(s.relative_to(ROOT)) for w in words)]
+    if not chosen:
+        session.error(f"no benchmark matches {words}; have {[str(s.relative_to(ROOT)) for s in scripts]}")
+    for script in chosen:
+        session.run("python", str(script), *flags, env={"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")})

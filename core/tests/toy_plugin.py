@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -90,13 +92,23 @@ class ToyShift(Operator[ShiftParams]):
 
 
 class ToyDataset(Dataset):
+    """Deterministic toy cases. Test knobs from the environment (read at construction):
+    TOY_N cases, TOY_DELAY seconds per read (to kill a run part-way), TOY_FAIL indices that raise."""
+
     def __init__(self, n: int = 12, size: int = 16, seed: int = 0) -> None:
-        self.n, self.size, self.seed = n, size, seed
+        self.n = int(os.environ.get("TOY_N", n))
+        self.size, self.seed = size, seed
+        self.delay = float(os.environ.get("TOY_DELAY", "0"))
+        self.fail = {int(v) for v in os.environ.get("TOY_FAIL", "").split(",") if v}
 
     def __len__(self) -> int:
         return self.n
 
     def __getitem__(self, i: int) -> Sample:
+        if self.delay:
+            time.sleep(self.delay)
+        if i in self.fail:
+            raise OSError(f"toy case {i}: unreadable file")
         g = generator_from_seed(self.seed * 1000 + i)
         label = i % 2
         img = torch.rand((1, self.size, self.size), generator=g) * 0.2 + 0.4

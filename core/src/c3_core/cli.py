@@ -115,6 +115,14 @@ def ops(
     Console().print(table)
 
 
+def _absolute(value: str | Path | None) -> str | None:
+    """An existing file or folder as an absolute path (so a resumed run finds it from anywhere);
+    anything else (a registered id, None) unchanged."""
+    if value is None:
+        return None
+    return str(Path(value).resolve()) if Path(value).exists() else str(value)
+
+
 @app.command()
 def evaluate(
     modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Modality to evaluate (repeatable); default: every installed one.")] = None,
@@ -131,16 +139,40 @@ def evaluate(
     gate_file: Annotated[Path | None, typer.Option("--gate", help="Gate thresholds JSON written by `c3 gate calibrate`.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-results"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+    max_failures: Annotated[int, typer.Option(min=0, help="Stop a modality once more than this many cases failed to read.")] = 100,
+    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this output folder (with its own options).")] = None,
 ) -> None:
-    """Evaluate robustness across every installed modality and write per-case and aggregate results."""
-    from c3_core.evaluation.session import EvaluationRequest, run_evaluation
+    """Evaluate robustness across every installed modality and write per-case and aggregate results.
 
-    request = EvaluationRequest(
-        modalities=list(modality or []), model=model, data=data, teacher=teacher,
-        neighbourhood=None if neighborhood is None else str(neighborhood), k=k, seed=seed, device=device,
-        batch_size=batch_size, workers=workers, limit=limit,
-        gate_file=None if gate_file is None else str(gate_file), out=str(out), quiet=quiet,
-    )
+    Per-case results are committed batch by batch to OUT/results.sqlite; after a crash,
+    `c3 evaluate --resume OUT` continues where the run stopped. Under `torchrun` the cohort is
+    sharded across processes and rank 0 writes the merged results.
+    """
+    from c3_core.evaluation.session import EvaluationRequest, resume_request, run_evaluation
+    from c3_core.evaluation.store import StoreError
+
+    if resume is not None:
+        given = {
+            "--modality": bool(modality), "--model": model, "--data": data, "--teacher": teacher,
+            "--neighborhood": neighborhood, "--k": k, "--seed": seed, "--device": device != "cpu",
+            "--batch-size": batch_size != 8, "--limit": limit, "--gate": gate_file,
+            "--out": out != Path("c3-results"), "--max-failures": max_failures != 100,
+        }
+        clash = [name for name, value in given.items() if value]
+        if clash:
+            raise _fail(f"--resume continues a run with the options it was started with; drop {', '.join(clash)}")
+        try:
+            request = resume_request(str(resume), quiet=quiet, workers=workers)
+        except (StoreError, TypeError) as exc:
+            raise _fail(f"--resume {resume}: {exc}") from None
+    else:
+        request = EvaluationRequest(
+            modalities=list(modality or []), model=_absolute(model), data=_absolute(data), teacher=_absolute(teacher),
+            neighbourhood=_absolute(neighborhood), k=k, seed=seed, device=device,
+            batch_size=batch_size, workers=workers, limit=limit,
+            gate_file=_absolute(gate_file), out=str(out), quiet=quiet,
+            max_failures=max_failures,
+        )
     code = run_evaluation(request, _host(), echo=lambda m: typer.echo(m, err=True))
     raise typer.Exit(code)
 
@@ -182,3 +214,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+
+
+if __name__ == "__main__":  # `python -m c3_core.cli` (used under torchrun)
+    main()

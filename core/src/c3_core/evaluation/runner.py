@@ -1,20 +1,26 @@
-"""Evaluate one modality: stream its cohort, draw and gate neighbourhoods, score, summarise."""
+"""Evaluate one modality: stream its cohort, draw and gate neighbourhoods, score, commit, summarise.
+
+The three stages are separate so that a run can be validated before anything is written
+(:func:`prepare_modality`), sharded and resumed (:func:`run_modality` evaluates whatever this
+process's shard still lacks in the store) and summarised once from the merged per-case table
+(:func:`finish_modality`).
+"""
 
 from __future__ import annotations
 
 import importlib
 import importlib.resources
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
-from c3_core.batch import collate
+from c3_core.batch import Batch, Sample, check_finite, collate
 from c3_core.evaluation.scoring import GateSettings, score_batch
+from c3_core.evaluation.store import CaseResult, ResultStore
 from c3_core.evaluation.summary import segmentation_case_metrics, summarise
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
@@ -39,6 +45,7 @@ class ModalityRun:
     gated_by: str
     cases: list[dict[str, Any]] = field(default_factory=list)
     counterfactuals: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -115,7 +122,43 @@ def load_spec(dataset: Contribution, path: str | None, k: int | None, seed: int 
         raise EvaluationInputError(str(exc)) from None
 
 
-def evaluate_modality(
+@dataclass
+class PreparedModality:
+    """Everything one modality's evaluation needs, validated before anything is written."""
+
+    modality: str
+    dataset_id: str
+    dataset: Dataset
+    n: int
+    spec: NeighbourhoodSpec
+    neighbourhood: Neighbourhood
+    bundle: ModelBundle
+    model_id: str
+    teacher: ModelBundle | None
+    teacher_id: str | None
+
+    @property
+    def gated_by(self) -> str:
+        if self.teacher is not None:
+            return f"teacher {self.teacher_id} + operator checks"
+        return "operator checks only (no teacher model)"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What the results depend on (``--resume`` must see the same)."""
+        return {
+            "dataset": self.dataset_id,
+            "n": self.n,
+            "model": self.model_id,
+            "teacher": self.teacher_id,
+            "spec": self.spec.to_dict(),
+        }
+
+
+class RunAborted(RuntimeError):
+    """The run stopped on purpose (too many failed cases); what was committed stays."""
+
+
+def prepare_modality(
     host: PluginHost,
     modality: str,
     *,
@@ -126,15 +169,9 @@ def evaluate_modality(
     k: int | None = None,
     seed: int | None = None,
     device: str = "cpu",
-    batch_size: int = 8,
-    workers: int = 0,
-    gate: GateSettings | None = None,
     limit: int | None = None,
-    progress: Progress | None = None,
-) -> ModalityRun:
-    """Run one modality end to end; raises :class:`EvaluationInputError` for bad input."""
-    started = time.perf_counter()
-    gate = gate or GateSettings()
+) -> PreparedModality:
+    """Resolve and check dataset, neighbourhood and models; raises :class:`EvaluationInputError`."""
     dataset_c, source = resolve_dataset(host, modality, data)
     spec = load_spec(dataset_c, neighbourhood, k, seed)
     try:
@@ -151,50 +188,133 @@ def evaluate_modality(
         teacher_bundle, teacher_id = resolve_model(host, modality, dataset_c, teacher_id, device)
     dataset = dataset_c.load()(source=source, split="test") if source else dataset_c.load()(split="test")
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    if limit is not None:
-        dataset = torch.utils.data.Subset(dataset, range(n))
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate)
-    run = ModalityRun(
-        modality=modality,
-        dataset=dataset_c.id,
-        model=model_id,
-        task=bundle.task,
-        class_names=tuple(bundle.class_names),
-        spec=spec,
-        gated_by=f"teacher {teacher_id} + operator checks" if teacher_bundle else "operator checks only (no teacher model)",
-    )
-    raw: list[dict[str, torch.Tensor]] = []
-    done = 0
-    first = True
-    for batch in loader:
-        batch = batch.to(device)
-        if first:
-            try:
-                nb.check_compatible(batch)
-            except ValueError as exc:
-                raise EvaluationInputError(f"{spec.source}: {exc}") from None
-            if batch.domain != bundle.input_domain:
-                raise EvaluationInputError(
-                    f"model {model_id} takes {bundle.input_domain.value} images; dataset {dataset_c.id} gives {batch.domain.value}"
-                )
-            first = False
-        with torch.no_grad():
-            cf, plans, rejections = nb.draw(batch)
-            cases, cfs, tensors = score_batch(bundle, batch, cf, plans, rejections, gate, teacher_bundle)
-            if bundle.task == "segmentation":
-                probs = tensors.pop("probs")
-                for row, extra in zip(cases, segmentation_case_metrics(probs, batch, gate.threshold)):
-                    row.update(extra)
-        if bundle.task != "segmentation":
-            tensors["label"] = batch.label.cpu()  # type: ignore[union-attr]
-        raw.append(tensors)
-        run.cases.extend(cases)
-        run.counterfactuals.extend(cfs)
-        done += batch.size
-        if progress:
-            progress(done, n)
-    if not run.cases:
+    if n == 0:
         raise EvaluationInputError(f"dataset {dataset_c.id} yielded no cases")
-    run.summary = summarise(run, raw, seed=spec.seed)
-    run.seconds = time.perf_counter() - started
+    prepared = PreparedModality(
+        modality, dataset_c.id, dataset, n, spec, nb, bundle, model_id, teacher_bundle, teacher_id
+    )
+    _check_first_case(prepared)
+    return prepared
+
+
+def _check_first_case(p: PreparedModality) -> None:
+    """The neighbourhood and model must fit the data (checked on the first readable case)."""
+    for i in range(min(p.n, 8)):
+        try:
+            sample = p.dataset[i]
+        except Exception:  # noqa: BLE001 - an unreadable case is the loop's business, not a usage error
+            continue
+        batch = collate([sample])
+        try:
+            p.neighbourhood.check_compatible(batch)
+        except ValueError as exc:
+            raise EvaluationInputError(f"{p.spec.source}: {exc}") from None
+        if batch.domain != p.bundle.input_domain:
+            raise EvaluationInputError(
+                f"model {p.model_id} takes {p.bundle.input_domain.value} images; "
+                f"dataset {p.dataset_id} gives {batch.domain.value}"
+            )
+        return
+
+
+class _GuardedCases(Dataset):
+    """Items ``(index, sample | None, failure reason | None)``: a case that cannot be read or
+    holds non-finite values becomes a recorded failure instead of stopping the run."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int]) -> None:
+        self.dataset, self.indices = dataset, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, j: int) -> tuple[int, Sample | None, str | None]:
+        idx = self.indices[j]
+        try:
+            sample = self.dataset[idx]
+            check_finite(sample.image, f"case {idx} ({sample.exam_id})")
+        except Exception as exc:  # noqa: BLE001 - recorded with its reason
+            return idx, None, f"{type(exc).__name__}: {exc}"
+        return idx, sample, None
+
+
+def _collate_guarded(items: Sequence[tuple[int, Sample | None, str | None]]) -> tuple[list[int], Batch | None, list[tuple[int, str]]]:
+    ok = [(i, s) for i, s, err in items if err is None and s is not None]
+    failed = [(i, err) for i, _, err in items if err is not None]
+    return [i for i, _ in ok], collate([s for _, s in ok]) if ok else None, failed
+
+
+def run_modality(
+    p: PreparedModality,
+    store: ResultStore,
+    *,
+    gate: GateSettings,
+    device: str = "cpu",
+    batch_size: int = 8,
+    workers: int = 0,
+    rank: int = 0,
+    world: int = 1,
+    max_failures: int | None = None,
+    progress: Progress | None = None,
+) -> None:
+    """Evaluate this process's shard of the cases not yet in ``store``, committing each batch.
+
+    Cases are sharded by index (``index % world == rank``); each batch's neighbourhood is drawn
+    and scored as one batched forward of (K+1)·B inputs, then committed in one transaction.
+    """
+    finished = store.finished_indices(p.modality)
+    todo = [i for i in range(p.n) if i % world == rank and i not in finished]
+    loader = DataLoader(
+        _GuardedCases(p.dataset, todo),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate_guarded,
+        prefetch_factor=2 if workers > 0 else None,
+        pin_memory=device.startswith("cuda"),
+    )
+    done = len(finished)
+    if progress:
+        progress(done, p.n)
+    for indices, batch, failed in loader:
+        results: list[CaseResult] = []
+        if batch is not None:
+            batch = batch.to(device)
+            with torch.no_grad():
+                cf, plans, rejections = p.neighbourhood.draw(batch)
+                cases, cfs, tensors = score_batch(p.bundle, batch, cf, plans, rejections, gate, p.teacher)
+                if p.bundle.task == "segmentation":
+                    for row, extra in zip(cases, segmentation_case_metrics(tensors["probs"], batch, gate.threshold)):
+                        row.update(extra)
+            k = p.spec.k
+            results = [CaseResult(idx, cases[i], cfs[i * k : (i + 1) * k]) for i, idx in enumerate(indices)]
+        store.commit_batch(p.modality, results, failed)
+        done += len(indices) + len(failed)
+        if progress:
+            progress(done, p.n)
+        if failed and max_failures is not None and store.n_failures(p.modality) > max_failures:
+            raise RunAborted(
+                f"{p.modality}: more than --max-failures {max_failures} cases failed "
+                f"(last: case {failed[-1][0]}: {failed[-1][1]})"
+            )
+
+
+def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> ModalityRun:
+    """The modality's result from the committed per-case table (all shards, any resumes)."""
+    run = ModalityRun(
+        modality=p.modality,
+        dataset=p.dataset_id,
+        model=p.model_id,
+        task=p.bundle.task,
+        class_names=tuple(p.bundle.class_names),
+        spec=p.spec,
+        gated_by=p.gated_by,
+        cases=store.cases(p.modality),
+        counterfactuals=store.counterfactuals(p.modality),
+        failures=store.failures(p.modality),
+    )
+    if not run.cases:
+        raise RunAborted(f"{p.modality}: no case could be evaluated ({len(run.failures)} failed)")
+    run.summary = summarise(run, seed=p.spec.seed)
+    run.summary["n_failed"] = len(run.failures)
+    run.seconds = seconds
     return run

@@ -17,6 +17,7 @@ from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import ContributionError, UnknownContributionError
 
 EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED = 0, 2, 3
+EXIT_DONE = -1  # internal: a resumed run that was already complete
 
 
 @dataclass
@@ -35,6 +36,15 @@ class EvaluationRequest:
     gate_file: str | None = None
     out: str = "c3-results"
     quiet: bool = False
+    max_failures: int | None = 100
+    resume: bool = False
+
+    # options that change results; a resumed run must keep them
+    RESULT_FIELDS = ("modalities", "model", "data", "teacher", "neighbourhood", "k", "seed", "device",
+                     "batch_size", "limit", "gate_file", "max_failures")
+
+    def result_options(self) -> dict[str, Any]:
+        return {f: getattr(self, f) for f in self.RESULT_FIELDS}
 
 
 def _gate_settings(path: str | None) -> Any:
@@ -54,86 +64,210 @@ def _gate_settings(path: str | None) -> Any:
         raise EvaluationInputError(f"--gate {path}: cannot read gate thresholds ({exc})") from None
 
 
-def run_evaluation(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None]) -> int:
-    """Run the request; returns the exit code. Bad input → 2 with nothing written."""
-    from c3_core.evaluation.runner import EvaluationInputError, evaluate_modality
+def resume_request(out: str, quiet: bool, workers: int) -> EvaluationRequest:
+    """The request of the interrupted run in ``out`` (only ``quiet`` and ``workers`` may change)."""
+    from c3_core.evaluation.store import STORE_NAME, ResultStore, StoreError
 
-    installed = host.modalities()
-    modalities = req.modalities or installed
-    unknown = [m for m in modalities if m not in installed]
-    if unknown:
-        echo(f"error: unknown modality {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})")
-        return EXIT_USAGE
-    if not modalities:
-        echo("error: no modality plugin is installed (pip install c3-cxr c3-mri c3-fundus)")
-        return EXIT_USAGE
-    if len(modalities) > 1 and (req.model or req.data or req.teacher):
-        echo("error: --model, --data and --teacher apply to one modality; add --modality")
-        return EXIT_USAGE
+    path = Path(out) / STORE_NAME
+    store = ResultStore(path, create=False)
     try:
+        saved = (store.fingerprint() or {}).get("request")
+    finally:
+        store.close()
+    if not saved:
+        raise StoreError(f"{path}: holds no request to resume")
+    return EvaluationRequest(**saved, out=out, quiet=quiet, workers=workers, resume=True)
+
+
+def run_evaluation(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None]) -> int:
+    """Run (or resume) the request; returns the exit code.
+
+    Bad input gives 2 with nothing written. Per-case results are committed batch by batch into
+    ``OUT/results.sqlite``; the CSV/JSON results are exported from it once a modality is done.
+    Under ``torchrun`` every rank evaluates its shard and rank 0 writes the merged results.
+    """
+    from c3_core.evaluation.distributed import ProcessGroup
+
+    group = ProcessGroup.from_environment(req.device)
+    say = echo if group.leader else (lambda _m: None)
+    try:
+        return _run(req, host, say, group)
+    finally:
+        group.close()
+
+
+def _prepare_all(req: EvaluationRequest, host: PluginHost, device: str) -> dict[str, Any]:
+    from c3_core.evaluation.runner import prepare_modality
+
+    return {
+        m: prepare_modality(
+            host, m, data=req.data, model=req.model, teacher=req.teacher, neighbourhood=req.neighbourhood,
+            k=req.k, seed=req.seed, device=device, limit=req.limit,
+        )
+        for m in req.modalities
+    }
+
+
+def _run(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], group: Any) -> int:
+    from c3_core.evaluation.runner import EvaluationInputError
+    from c3_core.evaluation.store import STORE_NAME, ResultStore, StoreError
+
+    usage_errors = (EvaluationInputError, UnknownContributionError, ContributionError, ValueError, FileNotFoundError)
+    # 1. the leader validates everything before writing anything; the others wait for its verdict
+    code, prepared, gate, out = EXIT_OK, {}, None, Path(req.out)
+    if group.leader:
+        try:
+            req.modalities = _modalities(req, host)
+            gate = _gate_settings(req.gate_file)
+            if not req.resume:
+                _refuse_existing(out)
+            elif (out / "run.json").exists():
+                echo(f"{out}: the run is already complete; nothing to resume")
+                code = EXIT_DONE
+            if code == EXIT_OK:
+                prepared = _prepare_all(req, host, group.device)
+                out = prepare_output_dir(req.out)
+                store = ResultStore(out / STORE_NAME, create=True)
+                store.set_fingerprint(_fingerprint(req, prepared, host))
+                store.close()
+        except (OutputError, StoreError) as exc:
+            echo(f"error: {exc}")
+            code = EXIT_USAGE
+        except usage_errors as exc:
+            echo(f"error: {exc}")
+            code = EXIT_USAGE
+    code, req.modalities = group.broadcast((code, req.modalities))
+    if code == EXIT_DONE:
+        return EXIT_OK
+    if code != EXIT_OK:
+        return code
+    out = Path(req.out).resolve()
+    if not group.leader:  # the leader filled the weights cache; now the others load from it
         gate = _gate_settings(req.gate_file)
-        out = prepare_output_dir(req.out)
-    except (EvaluationInputError, OutputError) as exc:
+        prepared = _prepare_all(req, host, group.device)
+    store = ResultStore(out / STORE_NAME, create=False)
+    try:
+        if not group.leader:
+            store.set_fingerprint(_fingerprint(req, prepared, host))  # the same run on every rank
+        return _evaluate_all(req, host, echo, group, prepared, gate, store, out)
+    except StoreError as exc:
         echo(f"error: {exc}")
-        return EXIT_USAGE
-    if (out / "run.json").exists():
-        echo(f"error: {out} already holds a finished run; choose another --out")
-        return EXIT_USAGE
+        return EXIT_RUN_FAILED
+    finally:
+        store.close()
+
+
+def _evaluate_all(
+    req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], group: Any,
+    prepared: dict[str, Any], gate: Any, store: Any, out: Path,
+) -> int:
+    """Evaluate each modality's missing cases on every rank; the leader summarises and exports."""
+    from c3_core.evaluation.runner import RunAborted, finish_modality, run_modality
 
     started = time.time()
     results: dict[str, Any] = {}
     failures: dict[str, str] = {}
-    specs: dict[str, Any] = {}
-    for modality in modalities:
-        with _progress(modality, req.quiet) as progress:
+    for modality, p in prepared.items():
+        if store.status(modality) == "complete":
+            results[modality] = json.loads((out / modality / "summary.json").read_text(encoding="utf-8"))
+            echo(f"{modality}: already complete")
+            continue
+        t0 = time.perf_counter()
+        error: str | None = None
+        with _progress(modality, req.quiet or not group.leader) as progress:
             try:
-                run = evaluate_modality(
-                    host, modality, data=req.data, model=req.model, teacher=req.teacher,
-                    neighbourhood=req.neighbourhood, k=req.k, seed=req.seed, device=req.device,
-                    batch_size=req.batch_size, workers=req.workers, gate=gate, limit=req.limit,
-                    progress=progress,
+                run_modality(
+                    p, store, gate=gate, device=group.device, batch_size=req.batch_size, workers=req.workers,
+                    rank=group.rank, world=group.world, max_failures=req.max_failures, progress=progress,
                 )
-            except (EvaluationInputError, UnknownContributionError, ContributionError) as exc:
-                echo(f"error: {modality}: {exc}")
-                return EXIT_USAGE
-            except (ValueError, FileNotFoundError) as exc:
-                echo(f"error: {modality}: {exc}")
-                return EXIT_USAGE
+            except RunAborted as exc:
+                error = str(exc)
             except Exception as exc:  # noqa: BLE001 - one modality failing does not stop the others
-                failures[modality] = f"{type(exc).__name__}: {exc}"
-                echo(f"error: {modality} failed: {failures[modality]}")
-                echo("".join(traceback.format_exception(exc)[-3:]))
-                continue
-        try:
-            write_csv(out, f"{modality}/cases.csv", run.cases)
-            write_csv(out, f"{modality}/counterfactuals.csv", run.counterfactuals)
-            write_json(out, f"{modality}/summary.json", run.summary)
-        except OutputError as exc:
-            echo(f"error: {exc}")
-            return EXIT_RUN_FAILED
-        results[modality] = run.summary
-        specs[modality] = run.spec.to_dict() | {"source": run.spec.source}
-        echo(_headline(run.summary, run.seconds))
+                error = f"{type(exc).__name__}: {exc}"
+                if not isinstance(exc, OSError):
+                    echo("".join(traceback.format_exception(exc)[-3:]))
+        errors = [e for e in group.gather(error) if e]
+        if errors:
+            failures[modality] = errors[0]
+            echo(f"error: {modality} failed: {errors[0]}")
+            continue
+        if group.leader:
+            try:
+                run = finish_modality(p, store, time.perf_counter() - t0)
+                write_csv(out, f"{modality}/cases.csv", run.cases)
+                write_csv(out, f"{modality}/counterfactuals.csv", run.counterfactuals)
+                if run.failures:
+                    write_csv(out, f"{modality}/failures.csv", run.failures)
+                write_json(out, f"{modality}/summary.json", run.summary)
+                store.set_status(modality, "complete")
+                results[modality] = run.summary
+                echo(_headline(run.summary, run.seconds))
+            except (RunAborted, OutputError) as exc:
+                failures[modality] = str(exc)
+                echo(f"error: {exc}")
+        group.barrier()
+    if not group.leader:
+        return EXIT_RUN_FAILED if failures else EXIT_OK
     manifest = {
         "status": "complete" if not failures else "failed",
         "c3_core": c3_core.__version__,
-        "plugins": [p.to_dict() for p in host.plugins],
+        "plugins": [pl.to_dict() for pl in host.plugins],
         "request": asdict(req),
-        "neighbourhoods": specs,
+        "neighbourhoods": {m: p.spec.to_dict() | {"source": p.spec.source} for m, p in prepared.items()},
         "gate": gate.to_dict(),
         "failures": failures,
+        "processes": group.world,
         "started": started,
         "seconds": round(time.time() - started, 2),
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
+        "store": "results.sqlite (tables cases, counterfactuals, failures; rows are JSON)",
     }
     try:
         write_json(out, "summary.json", results)
-        write_json(out, "run.json", manifest)
+        if not failures:
+            write_json(out, "run.json", manifest)
+        else:
+            write_json(out, "run-failed.json", manifest)
     except OutputError as exc:
         echo(f"error: {exc}")
         return EXIT_RUN_FAILED
     echo(f"results written to {out}")
     return EXIT_RUN_FAILED if failures else EXIT_OK
+
+
+def _modalities(req: EvaluationRequest, host: PluginHost) -> list[str]:
+    from c3_core.evaluation.runner import EvaluationInputError
+
+    installed = host.modalities()
+    modalities = req.modalities or installed
+    unknown = [m for m in modalities if m not in installed]
+    if unknown:
+        raise EvaluationInputError(f"unknown modality {', '.join(unknown)} (installed: {', '.join(installed) or 'none'})")
+    if not modalities:
+        raise EvaluationInputError("no modality plugin is installed (pip install c3-cxr c3-mri c3-fundus)")
+    if len(modalities) > 1 and (req.model or req.data or req.teacher):
+        raise EvaluationInputError("--model, --data and --teacher apply to one modality; add --modality")
+    return list(modalities)
+
+
+def _refuse_existing(out: Path) -> None:
+    from c3_core.evaluation.runner import EvaluationInputError
+    from c3_core.evaluation.store import STORE_NAME
+
+    if (out / "run.json").exists():
+        raise EvaluationInputError(f"{out} already holds a finished run; choose another --out")
+    if (out / STORE_NAME).exists():
+        raise EvaluationInputError(
+            f"{out} holds an unfinished run; continue it with `c3 evaluate --resume {out}` or choose another --out"
+        )
+
+
+def _fingerprint(req: EvaluationRequest, prepared: dict[str, Any], host: PluginHost) -> dict[str, Any]:
+    return {
+        "request": req.result_options(),
+        "modalities": {m: p.fingerprint() for m, p in prepared.items()},
+        "versions": {"c3-core": c3_core.__version__} | {pl.name: pl.version for pl in host.plugins},
+    }
 
 
 def _fmt(value: Any) -> str:

@@ -109,8 +109,12 @@ def _gate_stats(cf_rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return {"counterfactuals": n, "admitted": admitted, "admission_rate": admitted / n if n else 0.0, "rejections": dict(reasons)}
 
 
-def summarise(run: ModalityRun, raw: Sequence[dict[str, Tensor]], seed: int) -> dict[str, Any]:
-    """The modality summary: task metrics on originals plus neighbourhood robustness metrics."""
+def summarise(run: ModalityRun, seed: int) -> dict[str, Any]:
+    """The modality summary: task metrics on originals plus neighbourhood robustness metrics.
+
+    Computed from the per-case rows alone (``run.cases``, ``run.counterfactuals``), so a merged
+    (sharded) or resumed table gives exactly the numbers of one uninterrupted run.
+    """
     cases = run.cases
     g = torch.Generator().manual_seed(seed)
     util = torch.tensor([c["utility"] for c in cases], dtype=torch.float64)
@@ -141,10 +145,24 @@ def summarise(run: ModalityRun, raw: Sequence[dict[str, Tensor]], seed: int) -> 
     if run.task == "segmentation":
         out.update(_segmentation_summary(cases))
     else:
-        probs = torch.cat([r["probs"] for r in raw]).double()
-        labels = torch.cat([r["label"] for r in raw])
+        probs, labels = _probabilities_and_labels(run, cases)
         out.update(_classification_summary(run, probs, labels))
     return out
+
+
+def _probabilities_and_labels(run: ModalityRun, cases: Sequence[dict[str, Any]]) -> tuple[Tensor, Tensor]:
+    """Original-image probabilities (N, C) and labels from the case rows' ``prob_*`` and ``label``.
+
+    Multi-label labels missing in the source (None) become NaN, which the metrics skip.
+    """
+    probs = torch.tensor([[float(c[f"prob_{n}"]) for n in run.class_names] for c in cases], dtype=torch.float64)
+    if run.task == "multilabel":
+        labels = torch.tensor(
+            [[float("nan") if v is None else float(v) for v in c["label"]] for c in cases], dtype=torch.float64
+        )
+    else:
+        labels = torch.tensor([int(c["label"]) for c in cases], dtype=torch.long)
+    return probs, labels
 
 
 def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor) -> dict[str, Any]:
