@@ -29,7 +29,10 @@ class GateSettings:
         return {"delta": self.delta, "tau": self.tau, "threshold": self.threshold}
 
 
-def _forward(bundle: ModelBundle, image: Tensor, chunk: int) -> Tensor:
+def _forward(bundle: ModelBundle, image: Tensor, chunk: int | None) -> Tensor:
+    """Probabilities for ``image``: one forward, or forwards of ``chunk`` inputs to bound memory."""
+    if chunk is None or image.shape[0] <= chunk:
+        return bundle.probabilities(bundle.logits(image))
     outs = [bundle.logits(image[i : i + chunk]) for i in range(0, image.shape[0], chunk)]
     return bundle.probabilities(torch.cat(outs, 0))
 
@@ -71,13 +74,14 @@ def score_batch(
     operator_rejections: Sequence[Sequence[str | None]],
     gate: GateSettings,
     teacher: ModelBundle | None,
-    chunk: int = 32,
+    chunk: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Tensor]]:
     """Rows for this batch plus the raw tensors the modality summary needs.
 
     The neighbourhood N(x) of each case is the original plus its *admitted* counterfactuals.
     Without a teacher, only operator-declared checks gate; with one, the learned tests
-    (probability shift and class change, or teacher-mask IoU) gate too.
+    (probability shift and class change, or teacher-mask IoU) gate too. The originals and their
+    counterfactuals go through the model as one batch of (K+1)·B inputs (``chunk`` splits it).
     """
     task = bundle.task
     b, k = batch.size, len(plans[0])
@@ -158,7 +162,7 @@ def _gate(
     gate: GateSettings,
     teacher: ModelBundle | None,
     class_names: Sequence[str],
-    chunk: int,
+    chunk: int | None,
 ) -> GateDecision:
     if teacher is None:
         return GateDecision.admit_all(b, k)
