@@ -67,7 +67,11 @@ class Provenance:
             "index": self.index,
             "member": self.member,
             "seed": self.seed,
-            "steps": [dataclasses.asdict(s) for s in self.steps],
+            "steps": [  # flat copies: params and options hold JSON values already (no deep recursion)
+                {"op_id": s.op_id, "op_version": s.op_version, "severity": s.severity,
+                 "params": dict(s.params), "options": dict(s.options)}
+                for s in self.steps
+            ],
         }
 
     def to_json(self) -> str:

@@ -40,11 +40,12 @@ class Dose(RadiographOperator[DoseParams]):
         return DoseParams(severity, self.i0, self.sigma_e, draw_seed(generator))
 
     def _apply(self, batch: Batch, params: Sequence[DoseParams]) -> Batch:
-        out = []
+        view = (-1,) + (1,) * (batch.image.ndim - 1)
+        i0 = torch.tensor([p.dose_fraction * p.i0_reference for p in params], device=batch.device).view(view)
+        expected = to_counts(batch.image, i0)  # batched; only the draws are per case (per-case generators)
+        noisy = []
         for i, p in enumerate(params):
             g = generator_from_seed(p.seed, batch.device)
-            i0 = p.dose_fraction * p.i0_reference
-            counts = torch.poisson(to_counts(batch.image[i], i0), generator=g)
-            counts = counts + p.electronic_sigma * torch.randn(counts.shape, generator=g, device=batch.device, dtype=counts.dtype)
-            out.append(from_counts(counts, i0))
-        return batch.replace(image=torch.stack(out).to(batch.image.dtype))
+            counts = torch.poisson(expected[i], generator=g)
+            noisy.append(counts + p.electronic_sigma * torch.randn(counts.shape, generator=g, device=batch.device, dtype=counts.dtype))
+        return batch.replace(image=from_counts(torch.stack(noisy), i0).to(batch.image.dtype))
