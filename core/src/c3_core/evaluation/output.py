@@ -84,6 +84,36 @@ def write_csv(root: Path, relative: str | Path, rows: Sequence[Mapping[str, Any]
     return write_atomic(root, relative, buf.getvalue())
 
 
+def write_csv_stream(root: Path, relative: str | Path, rows: Iterable[Mapping[str, Any]]) -> tuple[Path, int]:
+    """Write dict rows to CSV as they come (constant memory), atomically; the columns are the
+    first row's keys and every later row must have no others. Returns the path and row count."""
+    target = contained(root, relative)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
+    except OSError as exc:
+        raise OutputError(f"{target.parent}: cannot write ({exc.strerror})") from None
+    n = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            writer: csv.DictWriter[str] | None = None
+            for r in rows:
+                if writer is None:
+                    writer = csv.DictWriter(fh, fieldnames=list(r), extrasaction="raise", lineterminator="\n")
+                    writer.writeheader()
+                writer.writerow({k: _cell(v) for k, v in r.items()})
+                n += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise OutputError(f"{target}: cannot write ({exc.strerror})") from None
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target, n
+
+
 def _cell(value: Any) -> Any:
     if isinstance(value, list | tuple | dict):
         return json.dumps(value, sort_keys=True)

@@ -19,6 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from c3_core.batch import Batch, Sample, check_finite, collate
+from c3_core.evaluation.output import write_csv_stream, write_json
 from c3_core.evaluation.scoring import GateSettings, score_batch
 from c3_core.evaluation.store import CaseResult, ResultStore
 from c3_core.evaluation.summary import segmentation_case_metrics, summarise
@@ -299,7 +300,8 @@ def run_modality(
 
 
 def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> ModalityRun:
-    """The modality's result from the committed per-case table (all shards, any resumes)."""
+    """The modality's summary from the committed per-case table (all shards, any resumes),
+    streamed from the store; the rows themselves stay there (see :func:`export_modality`)."""
     run = ModalityRun(
         modality=p.modality,
         dataset=p.dataset_id,
@@ -308,13 +310,24 @@ def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> 
         class_names=tuple(p.bundle.class_names),
         spec=p.spec,
         gated_by=p.gated_by,
-        cases=store.cases(p.modality),
-        counterfactuals=store.counterfactuals(p.modality),
         failures=store.failures(p.modality),
     )
-    if not run.cases:
+    if not store.finished_indices(p.modality) - {f["index"] for f in run.failures}:
         raise RunAborted(f"{p.modality}: no case could be evaluated ({len(run.failures)} failed)")
-    run.summary = summarise(run, seed=p.spec.seed)
+    run.summary = summarise(
+        run, store.iter_cases(p.modality), lambda: store.iter_counterfactual_outcomes(p.modality), seed=p.spec.seed
+    )
     run.summary["n_failed"] = len(run.failures)
     run.seconds = seconds
     return run
+
+
+def export_modality(run: ModalityRun, store: ResultStore, out: Path) -> None:
+    """Write ``<modality>/cases.csv``, ``counterfactuals.csv`` (and ``failures.csv``) from the
+    store, streamed row by row, then ``summary.json``; each file atomically."""
+    m = run.modality
+    write_csv_stream(out, f"{m}/cases.csv", store.iter_cases(m))
+    write_csv_stream(out, f"{m}/counterfactuals.csv", store.iter_counterfactuals(m))
+    if run.failures:
+        write_csv_stream(out, f"{m}/failures.csv", run.failures)
+    write_json(out, f"{m}/summary.json", run.summary)

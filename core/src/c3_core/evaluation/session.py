@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import c3_core
-from c3_core.evaluation.output import OutputError, prepare_output_dir, write_csv, write_json
+from c3_core.evaluation.output import OutputError, prepare_output_dir, write_json
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import ContributionError, UnknownContributionError
 
@@ -162,7 +162,7 @@ def _evaluate_all(
     prepared: dict[str, Any], gate: Any, store: Any, out: Path,
 ) -> int:
     """Evaluate each modality's missing cases on every rank; the leader summarises and exports."""
-    from c3_core.evaluation.runner import RunAborted, finish_modality, run_modality
+    from c3_core.evaluation.runner import RunAborted, export_modality, finish_modality, run_modality
 
     started = time.time()
     results: dict[str, Any] = {}
@@ -194,11 +194,7 @@ def _evaluate_all(
         if group.leader:
             try:
                 run = finish_modality(p, store, time.perf_counter() - t0)
-                write_csv(out, f"{modality}/cases.csv", run.cases)
-                write_csv(out, f"{modality}/counterfactuals.csv", run.counterfactuals)
-                if run.failures:
-                    write_csv(out, f"{modality}/failures.csv", run.failures)
-                write_json(out, f"{modality}/summary.json", run.summary)
+                export_modality(run, store, out)
                 store.set_status(modality, "complete")
                 results[modality] = run.summary
                 echo(_headline(run.summary, run.seconds))

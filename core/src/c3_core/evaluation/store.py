@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -122,6 +122,29 @@ class ResultStore:
         """Counterfactual rows in dataset order, then k."""
         q = "SELECT row FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
         return [json.loads(r[0]) for r in self._db.execute(q, (modality,))]
+
+    def iter_cases(self, modality: str) -> Iterator[dict[str, Any]]:
+        """Case rows in dataset order, one at a time (memory does not grow with the cohort)."""
+        q = "SELECT row FROM cases WHERE modality = ? ORDER BY idx"
+        for (row,) in self._db.execute(q, (modality,)):
+            yield json.loads(row)
+
+    def iter_counterfactuals(self, modality: str) -> Iterator[dict[str, Any]]:
+        """Counterfactual rows in dataset order, then k, one at a time."""
+        q = "SELECT row FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
+        for (row,) in self._db.execute(q, (modality,)):
+            yield json.loads(row)
+
+    def iter_counterfactual_outcomes(self, modality: str) -> Iterator[tuple[str, float, bool, float, bool, str]]:
+        """(operator, severity, admitted, score_drop, flipped, reason) per counterfactual, without
+        parsing the provenance (SQLite's JSON functions pick the fields)."""
+        q = (
+            "SELECT json_extract(row, '$.operator'), json_extract(row, '$.severity'), json_extract(row, '$.admitted'),"
+            " json_extract(row, '$.score_drop'), json_extract(row, '$.flipped'), json_extract(row, '$.reason')"
+            " FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
+        )
+        for op, sev, adm, drop, flip, reason in self._db.execute(q, (modality,)):
+            yield str(op), float(sev), bool(adm), float(drop), bool(flip), reason or ""
 
     def failures(self, modality: str) -> list[dict[str, Any]]:
         q = "SELECT idx, reason FROM failures WHERE modality = ? ORDER BY idx"

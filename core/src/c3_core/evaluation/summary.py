@@ -3,8 +3,10 @@ the same numbers as one uninterrupted run)."""
 
 from __future__ import annotations
 
+import bisect
+from array import array
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -68,74 +70,111 @@ def _safe(fn, *args, **kwargs) -> float | None:  # noqa: ANN001
         return None
 
 
-def _severity_response(cf_rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, float]]]:
-    """Per operator: mean score drop, flip and admission rate per severity level (or quintile)."""
-    by_op: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for r in cf_rows:
-        by_op[r["operator"]].append(r)
-    curves: dict[str, list[dict[str, float]]] = {}
-    for op, rows in sorted(by_op.items()):
-        sev = torch.tensor([float(r["severity"]) for r in rows], dtype=torch.float64)
+Outcome = tuple[str, float, bool, float, bool, str]  # operator, severity, admitted, score_drop, flipped, reason
+
+
+def _severity_response(outcomes: Callable[[], Iterable[Outcome]]) -> dict[str, list[dict[str, float]]]:
+    """Per operator: mean score drop, flip and admission rate per severity level (or quintile).
+
+    Two streaming passes over the counterfactuals (severities first, to place the bin edges; then
+    the sums per bin), so memory holds one float per counterfactual, not its row.
+    """
+    sev_by_op: dict[str, array] = defaultdict(lambda: array("d"))
+    for op, sev, *_ in outcomes():
+        sev_by_op[op].append(sev)
+    # bin of a severity: its level when an operator has at most 6 distinct levels, else its
+    # quintile (inner quantile edges, right-closed bins)
+    edges: dict[str, tuple[list[float], bool]] = {}
+    for op, values in sev_by_op.items():
+        sev = torch.tensor(values, dtype=torch.float64)
         levels = torch.unique(sev)
         if len(levels) > 6:
-            edges = torch.quantile(sev, torch.linspace(0, 1, 6, dtype=torch.float64))
-            bins = torch.bucketize(sev, edges[1:-1], right=True)
+            edges[op] = (torch.quantile(sev, torch.linspace(0, 1, 6, dtype=torch.float64))[1:-1].tolist(), True)
         else:
-            bins = torch.bucketize(sev, levels)
-        points = []
-        for b in torch.unique(bins).tolist():
-            sel = [r for r, keep in zip(rows, (bins == b).tolist()) if keep]
-            adm = [r for r in sel if r["admitted"]]
-            points.append(
-                {
-                    "severity": float(sev[bins == b].mean()),
-                    "n": len(sel),
-                    "admitted_rate": len(adm) / len(sel),
-                    "mean_score_drop": sum(r["score_drop"] for r in adm) / len(adm) if adm else 0.0,
-                    "flip_rate": sum(r["flipped"] for r in adm) / len(adm) if adm else 0.0,
-                }
-            )
+            edges[op] = (levels.tolist(), False)
+    # per operator and bin: n, severity sum, admitted, score-drop sum, flips (over admitted)
+    acc: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0, 0.0, 0]))
+    for op, sev, admitted, drop, flipped, _reason in outcomes():
+        e, quantiles = edges[op]
+        b = bisect.bisect_right(e, sev) if quantiles else bisect.bisect_left(e, sev)
+        a = acc[op][b]
+        a[0] += 1
+        a[1] += sev
+        if admitted:
+            a[2] += 1
+            a[3] += drop
+            a[4] += int(flipped)
+    curves: dict[str, list[dict[str, float]]] = {}
+    for op in sorted(acc):
+        points = [
+            {
+                "severity": a[1] / a[0],
+                "n": int(a[0]),
+                "admitted_rate": a[2] / a[0],
+                "mean_score_drop": a[3] / a[2] if a[2] else 0.0,
+                "flip_rate": a[4] / a[2] if a[2] else 0.0,
+            }
+            for _, a in sorted(acc[op].items())
+        ]
         curves[op] = sorted(points, key=lambda p: p["severity"])
     return curves
 
 
-def _gate_stats(cf_rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _gate_stats(outcomes: Iterable[Outcome]) -> dict[str, Any]:
     reasons: dict[str, int] = defaultdict(int)
-    for r in cf_rows:
-        if not r["admitted"]:
-            reasons[r["reason"].split(" ")[0] if r["reason"] else "unspecified"] += 1
-    n = len(cf_rows)
-    admitted = sum(1 for r in cf_rows if r["admitted"])
+    n = admitted = 0
+    for _op, _sev, adm, _drop, _flip, reason in outcomes:
+        n += 1
+        if adm:
+            admitted += 1
+        else:
+            reasons[reason.split(" ")[0] if reason else "unspecified"] += 1
     return {"counterfactuals": n, "admitted": admitted, "admission_rate": admitted / n if n else 0.0, "rejections": dict(reasons)}
 
 
-def summarise(run: ModalityRun, seed: int) -> dict[str, Any]:
+SEGMENTATION_COLUMNS = ("dice", "iou", "lesion_dice", "lesion_f1", "hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp",
+                        "small_lesions", "small_detected", "true_volume_mm3", "pred_volume_mm3")
+
+
+def summarise(
+    run: ModalityRun, cases: Iterable[dict[str, Any]], outcomes: Callable[[], Iterable[Outcome]], seed: int
+) -> dict[str, Any]:
     """The modality summary: task metrics on originals plus neighbourhood robustness metrics.
 
-    Computed from the per-case rows alone (``run.cases``, ``run.counterfactuals``), so a merged
-    (sharded) or resumed table gives exactly the numbers of one uninterrupted run.
+    Computed from the per-case table alone, streamed once (``cases``, in dataset order) plus
+    two passes over the counterfactual outcomes, so a merged (sharded) or resumed table gives
+    exactly the numbers of one uninterrupted run, and memory holds a few numbers per case.
     """
-    cases = run.cases
     g = torch.Generator().manual_seed(seed)
-    util = torch.tensor([c["utility"] for c in cases], dtype=torch.float64)
-    scores = torch.tensor([c["score"] for c in cases], dtype=torch.float64)
-    admitted = sum(c["n_admitted"] for c in cases)
-    flipped = sum(c["n_flipped"] for c in cases)
-    with_cf = [c for c in cases if c["n_admitted"] > 0]
+    columns: dict[str, list[Any]] = defaultdict(list)
+    wanted = ["utility", "score", "n_admitted", "n_flipped"]
+    if run.task == "segmentation":
+        wanted += list(SEGMENTATION_COLUMNS)
+    else:
+        wanted += [f"prob_{n}" for n in run.class_names] + ["label"]
+    for c in cases:
+        for key in wanted:
+            columns[key].append(c[key])
+    n = len(columns["utility"])
+    util = torch.tensor(columns["utility"], dtype=torch.float64)
+    scores = torch.tensor(columns["score"], dtype=torch.float64)
+    admitted = sum(columns["n_admitted"])
+    flipped = sum(columns["n_flipped"])
+    with_cf = [f for a, f in zip(columns["n_admitted"], columns["n_flipped"]) if a > 0]
     out: dict[str, Any] = {
         "modality": run.modality,
         "task": run.task,
         "dataset": run.dataset,
         "model": run.model,
-        "n_cases": len(cases),
+        "n_cases": n,
         "k": run.spec.k,
         "gated_by": run.gated_by,
         "score_mean": float(scores.mean()),
         "utility": utility_summary(util, generator=g),
         "neighbourhood_agreement": (admitted - flipped) / admitted if admitted else None,
-        "flip_rate": sum(1 for c in with_cf if c["n_flipped"] > 0) / len(with_cf) if with_cf else None,
-        "gate": _gate_stats(run.counterfactuals),
-        "severity_response": _severity_response(run.counterfactuals),
+        "flip_rate": sum(1 for f in with_cf if f > 0) / len(with_cf) if with_cf else None,
+        "gate": _gate_stats(outcomes()),
+        "severity_response": _severity_response(outcomes),
         "conventions": {
             "utility": "U(x) = min of the case score over the original and its admitted counterfactuals",
             "flip_rate": "share of cases with >= 1 admitted counterfactual whose prediction differs from the original's",
@@ -143,25 +182,25 @@ def summarise(run: ModalityRun, seed: int) -> dict[str, Any]:
         },
     }
     if run.task == "segmentation":
-        out.update(_segmentation_summary(cases))
+        out.update(_segmentation_summary(columns, n))
     else:
-        probs, labels = _probabilities_and_labels(run, cases)
+        probs, labels = _probabilities_and_labels(run, columns)
         out.update(_classification_summary(run, probs, labels))
     return out
 
 
-def _probabilities_and_labels(run: ModalityRun, cases: Sequence[dict[str, Any]]) -> tuple[Tensor, Tensor]:
-    """Original-image probabilities (N, C) and labels from the case rows' ``prob_*`` and ``label``.
+def _probabilities_and_labels(run: ModalityRun, columns: dict[str, list[Any]]) -> tuple[Tensor, Tensor]:
+    """Original-image probabilities (N, C) and labels from the ``prob_*`` and ``label`` columns.
 
     Multi-label labels missing in the source (None) become NaN, which the metrics skip.
     """
-    probs = torch.tensor([[float(c[f"prob_{n}"]) for n in run.class_names] for c in cases], dtype=torch.float64)
+    probs = torch.tensor([columns[f"prob_{n}"] for n in run.class_names], dtype=torch.float64).T.contiguous()
     if run.task == "multilabel":
         labels = torch.tensor(
-            [[float("nan") if v is None else float(v) for v in c["label"]] for c in cases], dtype=torch.float64
+            [[float("nan") if v is None else float(v) for v in row] for row in columns["label"]], dtype=torch.float64
         )
     else:
-        labels = torch.tensor([int(c["label"]) for c in cases], dtype=torch.long)
+        labels = torch.tensor([int(v) for v in columns["label"]], dtype=torch.long)
     return probs, labels
 
 
@@ -201,18 +240,15 @@ def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor) -> 
     return out
 
 
-def _segmentation_summary(cases: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _segmentation_summary(columns: dict[str, list[Any]], n: int) -> dict[str, Any]:
     def mean(key: str) -> float:
-        return sum(float(c[key]) for c in cases) / len(cases)
+        return sum(float(v) for v in columns[key]) / n
 
-    tp = sum(c["lesion_tp"] for c in cases)
-    fn = sum(c["lesion_fn"] for c in cases)
-    fp = sum(c["lesion_fp"] for c in cases)
-    small = sum(c["small_lesions"] for c in cases)
-    small_hit = sum(c["small_detected"] for c in cases)
-    true_v = torch.tensor([c["true_volume_mm3"] for c in cases], dtype=torch.float64)
-    pred_v = torch.tensor([c["pred_volume_mm3"] for c in cases], dtype=torch.float64)
-    slope, intercept = volume_calibration_slope(pred_v, true_v) if len(cases) > 1 else (None, None)
+    tp, fn, fp = sum(columns["lesion_tp"]), sum(columns["lesion_fn"]), sum(columns["lesion_fp"])
+    small, small_hit = sum(columns["small_lesions"]), sum(columns["small_detected"])
+    true_v = torch.tensor(columns["true_volume_mm3"], dtype=torch.float64)
+    pred_v = torch.tensor(columns["pred_volume_mm3"], dtype=torch.float64)
+    slope, intercept = volume_calibration_slope(pred_v, true_v) if n > 1 else (None, None)
     return {
         "dice_volume_mean": mean("dice"),
         "iou_mean": mean("iou"),
