@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,17 +101,33 @@ def score_batch(
     pred_cf = predictions(task, probs_cf, gate.threshold)
     same = _same_prediction(task, pred.repeat_interleave(k, 0), pred_cf).view(b, k)
 
+    # one transfer to Python per quantity (per-element tensor indexing dominates small batches)
+    adm_t = admitted.bool()
+    n_adm_l = adm_t.sum(1).tolist()
+    flipped_l = (~same & adm_t).sum(1).tolist()
+    agree_l = (same & adm_t).sum(1).tolist()
+    score_l = score.tolist()
+    util_l = util.utility.tolist()
+    worst_l = util.argmin.tolist()
+    adm_l = adm_t.tolist()
+    same_l = same.tolist()
+    stat_l = decision.statistic.tolist()
+    score_cf_l = score_cf.tolist()
+    drop_l = (score.unsqueeze(1) - score_cf).tolist()  # in the scores' dtype, as before
+    probs_l = probs.tolist() if task != "segmentation" else None
+    pred_l = pred.tolist() if task != "segmentation" else None
+    label_l = batch.label.tolist() if task != "segmentation" else None  # type: ignore[union-attr]
+
     case_rows: list[dict[str, Any]] = []
     cf_rows: list[dict[str, Any]] = []
     for i in range(b):
-        adm = admitted[i]
-        n_adm = int(adm.sum())
-        worst = int(util.argmin[i])
+        n_adm = int(n_adm_l[i])
+        worst = int(worst_l[i])
         worst_plan = plans[i][worst] if worst >= 0 else None
         row: dict[str, Any] = {
             "exam_id": batch.exam_ids[i],
-            "score": float(score[i]),
-            "utility": float(util.utility[i]),
+            "score": score_l[i],
+            "utility": util_l[i],
             "worst_k": worst,
             "worst_ops": worst_plan.provenance().label if worst_plan else "original",
             "worst_operator": worst_plan.steps[0].operator.id if worst_plan else "",
@@ -118,18 +135,18 @@ def score_batch(
             "n_counterfactuals": k,
             "n_admitted": n_adm,
             "n_rejected": k - n_adm,
-            "n_flipped": int((~same[i] & adm).sum()),
-            "agreement": float((same[i] & adm).sum()) / n_adm if n_adm else 1.0,
+            "n_flipped": int(flipped_l[i]),
+            "agreement": float(agree_l[i]) / n_adm if n_adm else 1.0,
         }
         if task == "multiclass":
-            row["label"] = int(batch.label[i])  # type: ignore[index]
-            row["pred"] = int(pred[i])
+            row["label"] = int(label_l[i])  # type: ignore[index]
+            row["pred"] = int(pred_l[i])  # type: ignore[index]
         elif task == "multilabel":
-            row["label"] = [None if not torch.isfinite(v) else float(v) for v in batch.label[i]]  # type: ignore[index]
-            row["pred"] = [int(v) for v in pred[i]]
-        if task != "segmentation":
+            row["label"] = [None if not math.isfinite(v) else float(v) for v in label_l[i]]  # type: ignore[index]
+            row["pred"] = [int(v) for v in pred_l[i]]  # type: ignore[index]
+        if probs_l is not None:
             for c, name in enumerate(bundle.class_names):
-                row[f"prob_{name}"] = float(probs[i, c])
+                row[f"prob_{name}"] = probs_l[i][c]
         case_rows.append(row)
         for j in range(k):
             prov = plans[i][j].provenance()
@@ -140,12 +157,12 @@ def score_batch(
                     "ops": prov.label,
                     "operator": prov.steps[0].op_id,
                     "severity": prov.steps[0].severity,
-                    "admitted": bool(adm[j]),
+                    "admitted": bool(adm_l[i][j]),
                     "reason": decision.reasons[i][j] or "",
-                    "gate_statistic": float(decision.statistic[i, j]),
-                    "score": float(score_cf[i, j]),
-                    "score_drop": float(score[i] - score_cf[i, j]),
-                    "flipped": bool(~same[i, j]),
+                    "gate_statistic": float(stat_l[i][j]),
+                    "score": score_cf_l[i][j],
+                    "score_drop": drop_l[i][j],
+                    "flipped": not same_l[i][j],
                     "provenance": json.dumps(prov.to_dict(), sort_keys=True),
                 }
             )
