@@ -26,6 +26,7 @@ TOML form::
 
 from __future__ import annotations
 
+import bisect
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -225,6 +226,14 @@ class Plan:
     steps: tuple[PlannedStep, ...]
 
     def provenance(self) -> Provenance:
+        """The plan's provenance (built once per plan, then reused)."""
+        cached = self.__dict__.get("_provenance")
+        if cached is None:
+            cached = self._build_provenance()
+            object.__setattr__(self, "_provenance", cached)
+        return cached
+
+    def _build_provenance(self) -> Provenance:
         return Provenance(
             exam_id=self.exam_id,
             index=self.index,
@@ -278,6 +287,7 @@ class Neighbourhood:
             self._ops.append(chain)
         w = torch.tensor([m.weight for m in spec.members], dtype=torch.float64)
         self._cum_weights = torch.cumsum(w / w.sum(), 0)
+        self._cum_weights_list = self._cum_weights.tolist()  # the same float64 values, for bisect
 
     @property
     def k(self) -> int:
@@ -314,8 +324,9 @@ class Neighbourhood:
         for k in range(self.spec.k):
             seed = derive_seed(self.spec.seed, info.exam_id, k)
             g = generator_from_seed(seed)
-            u = torch.rand((), generator=g, dtype=torch.float64)
-            member = min(int(torch.searchsorted(self._cum_weights, u, right=True)), len(self._ops) - 1)
+            u = float(torch.rand((), generator=g, dtype=torch.float64))
+            # == torch.searchsorted(cum_weights, u, right=True) on the same float64 values
+            member = min(bisect.bisect_right(self._cum_weights_list, u), len(self._ops) - 1)
             steps = []
             for step_spec, op in zip(self.spec.members[member].steps, self._ops[member]):
                 sev = self._severity(step_spec, op, g)
