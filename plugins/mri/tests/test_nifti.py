@@ -53,3 +53,14 @@ def test_missing_file(tmp_path: Path) -> None:
     (tmp_path / "c.csv").write_text("image,mask,site\nnope.nii.gz,,A\n")
     with pytest.raises(NiftiCohortError, match="nope.nii.gz: image file not found"):
         NiftiCohort(tmp_path / "c.csv")[0]
+
+
+def test_missing_spacing_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "flat.nii"
+    nib.save(nib.Nifti1Image(np.ones((4, 4, 4), np.float32), np.eye(4)), str(path))
+    raw = bytearray(path.read_bytes())
+    raw[84:88] = np.float32(0.0).tobytes()  # NIfTI-1 pixdim[2] (offset 76 + 2*4): no voxel size along y
+    path.write_bytes(bytes(raw))
+    (tmp_path / "c.csv").write_text("image,mask,site\nflat.nii,,A\n")
+    with pytest.raises(NiftiCohortError, match=r"flat.nii: image header has no valid voxel spacing"):
+        NiftiCohort(tmp_path / "c.csv")[0]

@@ -26,6 +26,21 @@ def pseudonym(value: str) -> str:
     return "mri-" + hashlib.blake2b(value.encode(), digest_size=6).hexdigest()
 
 
+def _stored_zooms(img: object) -> tuple[float, ...]:
+    """Voxel sizes (mm) as stored in the header. nibabel's checked load silently repairs a zero
+    pixdim to 1 mm; a volume without a voxel size must be refused, not given 1 mm."""
+    from nibabel.openers import ImageOpener
+
+    file_map = img.file_map  # type: ignore[attr-defined]
+    holder = file_map.get("header", file_map.get("image"))
+    try:
+        with ImageOpener(holder.filename) as fh:
+            header = type(img.header).from_fileobj(fh, check=False)  # type: ignore[attr-defined]
+        return tuple(float(z) for z in header.get_zooms()[:3])
+    except Exception:  # noqa: BLE001 - a header we cannot re-read: fall back to nibabel's view
+        return tuple(float(z) for z in img.header.get_zooms()[:3])  # type: ignore[attr-defined]
+
+
 def read_volume(path: Path, what: str) -> tuple[np.ndarray, tuple[float, float, float]]:
     """A 3-D float32 array and its spacing (mm), or a :class:`NiftiCohortError` naming ``path``."""
     import nibabel as nib
@@ -41,7 +56,7 @@ def read_volume(path: Path, what: str) -> tuple[np.ndarray, tuple[float, float, 
         data = data[..., 0]
     if data.ndim != 3:
         raise NiftiCohortError(f"{path}: {what} must be 3-D, got shape {data.shape}")
-    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    zooms = _stored_zooms(img)
     if len(zooms) != 3 or not all(np.isfinite(z) and z > 0 for z in zooms):
         raise NiftiCohortError(f"{path}: {what} header has no valid voxel spacing ({zooms})")
     if not np.isfinite(data).all():
