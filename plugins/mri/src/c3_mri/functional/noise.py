@@ -5,7 +5,8 @@ the Gaussian noise in each real and imaginary channel of each coil, and S_ref is
 
 * the mean signal of white matter (voxels whose WM fraction ``tissue[2]`` exceeds 0.9) when a
   tissue map is given, otherwise
-* the mean of the foreground: voxels at or above 20 % of the image's 99th percentile.
+* the mean of the foreground: voxels at or above 20 % of the image's 99th percentile, both
+  taken over a regular subsample of at most 2^18 voxels (exact for smaller images).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ def noncentral_chi_magnitude(signal: Tensor, sigma: float | Tensor, coils: int, 
     general M/σ follows a non-central chi distribution with 2L degrees of freedom and
     non-centrality s/σ.
     """
-    n = torch.randn((2 * coils, *signal.shape), generator=generator, device=signal.device, dtype=signal.dtype) * sigma
-    real = signal + n[0]
-    return torch.sqrt(real**2 + (n[1:] ** 2).sum(0))
+    n = torch.randn((2 * coils, *signal.shape), generator=generator, device=signal.device, dtype=signal.dtype)
+    n.mul_(sigma)  # in place: the draws are the only full-size temporaries
+    real = n[0].add_(signal)
+    if coils == 1:
+        return torch.hypot(real, n[1])  # Rician
+    return real.square_().add_(n[1:].square().sum(0)).sqrt_()
 
 
 def _subsample(flat: Tensor) -> Tensor:
@@ -47,8 +51,8 @@ def reference_signal(image: Tensor, tissue: Tensor | None = None) -> Tensor:
             return mean_wm
     sub = _subsample(x)
     p99 = torch.quantile(sub, 0.99, dim=1, keepdim=True)
-    fg = x >= FOREGROUND_FRACTION * p99
-    mean_fg = (x * fg).sum(1) / fg.sum(1).clamp_min(1)
+    fg = sub >= FOREGROUND_FRACTION * p99
+    mean_fg = (sub * fg).sum(1) / fg.sum(1).clamp_min(1)
     if tissue is not None:
         return torch.where(n > 0, mean_wm, mean_fg)
     return mean_fg
