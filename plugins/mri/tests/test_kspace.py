@@ -121,3 +121,15 @@ def test_motion_severity_draws_within_range_and_keeps_the_reference_segment() ->
     assert all(abs(v) <= 2.0 for seg in params.translations_mm + params.rotations_deg for v in seg)
     with pytest.raises(ValueError, match="segments"):
         RigidMotion(segments=1)
+
+
+def test_ghost_shortcut_equals_the_k_space_definition() -> None:
+    x = torch.rand(2, 1, 6, 10, 4, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    a = torch.tensor([0.1, 0.2], dtype=torch.float64)
+    k = torch.fft.fftn(x, dim=(2, 3, 4))
+    odd = (torch.arange(10) % 2 == 1).double()
+    scale = (1 - 2 * a.view(-1, 1) * odd).view(2, 1, 1, 10, 1)
+    expected = torch.fft.ifftn(k * scale, dim=(2, 3, 4)).abs()
+    from c3_mri.functional.kspace import nyquist_ghost
+
+    assert torch.allclose(nyquist_ghost(x, a, 1), expected, atol=1e-12)

@@ -49,8 +49,13 @@ def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
     The result is (1 − a) x + a x shifted by N/2 along ``axis`` (before the magnitude), so ``a``
     (B,) is the ghost's amplitude relative to the original object.
     """
-    k = to_kspace(x)
     n = x.shape[2 + axis]
+    if n % 2 == 0:
+        # odd lines x (1 - 2a) in k-space == (1 - a) x + a x shifted by N/2 in image space (exact
+        # for even N), so no FFT is needed
+        a = amplitude.view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
+        return ((1.0 - a) * x + a * torch.roll(x, n // 2, dims=2 + axis)).abs()
+    k = to_kspace(x)
     odd = (torch.arange(n, device=x.device) % 2 == 1).to(x.dtype)
     scale = 1.0 - 2.0 * amplitude.view(-1, 1).to(x.dtype) * odd.unsqueeze(0)
     return to_magnitude(k * _axis_view(scale, axis, x.ndim - 2)).to(x.dtype)
