@@ -207,6 +207,18 @@ def gate_calibrate(
     )
 
 
+@app.command()
+def report(
+    results_dir: Annotated[Path, typer.Argument(help="A folder written by `c3 evaluate`.")],
+    readiness: Annotated[Path | None, typer.Option(help="Site-readiness thresholds (TOML); exit 4 if any fails.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Where to write the HTML (default RESULTS_DIR/report.html).")] = None,
+) -> None:
+    """Re-render the HTML report and model card from saved results; optionally check site readiness."""
+    from c3_core.report.command import report_command
+
+    raise typer.Exit(report_command(results_dir, readiness=readiness, out=out, echo=typer.echo))
+
+
 def main() -> None:
     """Console entry point."""
     try:

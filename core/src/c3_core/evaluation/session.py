@@ -228,6 +228,9 @@ def _evaluate_all(
         echo(f"error: {exc}")
         return EXIT_RUN_FAILED
     echo(f"results written to {out}")
+    from c3_core.report import try_render_report
+
+    try_render_report(out, echo)  # never raises: a missing extra (matplotlib) is a warning
     return EXIT_RUN_FAILED if failures else EXIT_OK
 
 

@@ -1,0 +1,152 @@
+"""Numbers and provenance facts shared by the HTML report and the model card (formatted text)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from c3_core.report.results import RunResults
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals, ``n/a`` when undefined."""
+    if isinstance(value, bool) or value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return "n/a" if value != value else f"{value:.{digits}f}"
+    return str(value)
+
+
+def fmt_ci(value: Any, ci: Sequence[float] | None) -> str:
+    """``0.743 [0.691, 0.794]``."""
+    if ci is None or len(ci) != 2:
+        return fmt(value)
+    return f"{fmt(value)} [{fmt(ci[0])}, {fmt(ci[1])}]"
+
+
+def headline(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The modality's metrics as (label, formatted value) pairs, CIs where the run has them."""
+    u = summary.get("utility") or {}
+    gate = summary.get("gate") or {}
+    rows: list[tuple[str, str]] = [("cases", fmt(summary.get("n_cases"))), ("failed cases", fmt(summary.get("n_failed", 0)))]
+    if summary.get("task") == "segmentation":
+        rows += [
+            ("Dice (volume, mean)", fmt(summary.get("dice_volume_mean"))),
+            ("lesion Dice (mean)", fmt(summary.get("lesion_dice_mean"))),
+            ("lesion F1 (mean)", fmt(summary.get("lesion_f1_mean"))),
+            ("small-lesion recall", fmt(summary.get("small_lesion_recall"))),
+            ("HD95 mm (mean)", fmt(summary.get("hd95_mm_mean"), 1)),
+            ("volume calibration slope", fmt(summary.get("volume_slope"))),
+        ]
+    else:
+        rows += [
+            ("AUROC (macro)", fmt(summary.get("auroc_macro"))),
+            ("AUPRC (macro)", fmt(summary.get("auprc_macro"))),
+            ("ECE", fmt(summary.get("ece"))),
+            ("Brier", fmt(summary.get("brier"))),
+        ]
+        for key, label in (("accuracy", "accuracy"), ("quadratic_weighted_kappa", "quadratic-weighted kappa"),
+                           ("referable_auroc", "referable AUROC")):
+            if key in summary:
+                rows.append((label, fmt(summary.get(key))))
+    rows += [
+        ("score mean s(x)", fmt(summary.get("score_mean"))),
+        (f"utility mean U(x) [{_level(u)} CI]", fmt_ci(u.get("mean"), u.get("mean_ci"))),
+        (f"utility p10 [{_level(u)} CI]", fmt_ci(u.get("p10"), u.get("p10_ci"))),
+        ("flip rate", fmt(summary.get("flip_rate"))),
+        ("neighbourhood agreement", fmt(summary.get("neighbourhood_agreement"))),
+        ("counterfactuals admitted", f"{fmt(gate.get('admitted'))} of {fmt(gate.get('counterfactuals'))} "
+                                     f"({fmt(gate.get('admission_rate'))})"),
+        ("K per case", fmt(summary.get("k"))),
+        ("gated by", str(summary.get("gated_by", "n/a"))),
+    ]
+    return rows
+
+
+def _level(u: Mapping[str, Any]) -> str:
+    level = u.get("ci_level")
+    return f"{round(100 * level)}%" if isinstance(level, int | float) else "95%"
+
+
+def main_metric(summary: Mapping[str, Any]) -> tuple[str, str]:
+    """(name, value) of the task's headline metric: macro AUROC or mean Dice."""
+    if summary.get("task") == "segmentation":
+        return "Dice", fmt(summary.get("dice_volume_mean"))
+    return "AUROC", fmt(summary.get("auroc_macro"))
+
+
+def worst_operators(summary: Mapping[str, Any], n: int = 3) -> list[tuple[str, float, float, float]]:
+    """(operator, severity, mean score drop, flip rate) at each operator's most damaging level."""
+    worst = []
+    for op, points in (summary.get("severity_response") or {}).items():
+        if points:
+            p = max(points, key=lambda q: q.get("mean_score_drop", 0.0))
+            worst.append((op, p["severity"], p["mean_score_drop"], p["flip_rate"]))
+    return sorted(worst, key=lambda w: -w[2])[:n]
+
+
+def versions(run: RunResults) -> list[tuple[str, str]]:
+    """(distribution, version) of c3-core and every plugin the run loaded."""
+    out = [("c3-core", str(run.manifest.get("c3_core", "?")))]
+    for p in run.manifest.get("plugins") or []:
+        if isinstance(p, dict) and p.get("status", "loaded") == "loaded":
+            out.append((str(p.get("name", "?")), str(p.get("version", "?"))))
+    return out
+
+
+def started(run: RunResults) -> str:
+    """When the run started (UTC), or ``unknown``."""
+    t = run.manifest.get("started")
+    if not isinstance(t, int | float):
+        return "unknown"
+    return _dt.datetime.fromtimestamp(t, tz=_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def reproduce_command(run: RunResults) -> str:
+    """The ``c3 evaluate`` command line that repeats the run (same options, same seeds)."""
+    r = run.request
+    args = ["c3", "evaluate"]
+    for m in r.get("modalities") or []:
+        args += ["-m", str(m)]
+    for key, flag in (("model", "--model"), ("data", "--data"), ("teacher", "--teacher"),
+                      ("neighbourhood", "--neighborhood"), ("k", "--k"), ("seed", "--seed"), ("limit", "--limit"),
+                      ("gate_file", "--gate")):
+        if r.get(key) is not None:
+            args += [flag, str(r[key])]
+    if r.get("device") not in (None, "cpu"):
+        args += ["--device", str(r["device"])]
+    if r.get("batch_size") not in (None, 8):
+        args += ["--batch-size", str(r["batch_size"])]
+    return " ".join(shlex.quote(a) for a in args + ["--out", "NEW_FOLDER"])
+
+
+def spec_toml(spec: Mapping[str, Any]) -> str:
+    """A neighbourhood spec (``run.json``'s dict form) written back as TOML."""
+    lines = [f"k = {spec.get('k')}", f"seed = {spec.get('seed')}"]
+    for member in spec.get("members") or []:
+        lines += ["", "[[members]]", f"weight = {_toml(member.get('weight', 1.0))}"]
+        steps = member.get("steps") or []
+        lines.append("steps = [")
+        for s in steps:
+            parts = [f"{k} = {_toml(v)}" for k, v in s.items()]
+            lines.append("  { " + ", ".join(parts) + " },")
+        lines.append("]")
+    return "\n".join(lines) + "\n"
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return _toml(str(value))
