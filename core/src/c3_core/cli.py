@@ -219,6 +219,70 @@ def report(
     raise typer.Exit(report_command(results_dir, readiness=readiness, out=out, echo=typer.echo))
 
 
+@app.command()
+def train(
+    ctx: typer.Context,
+    modality: Annotated[str | None, typer.Option("--modality", "-m", help="Modality to train (default: the only installed one).")] = None,
+    data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions (train and test splits).")] = None,
+    model: Annotated[str | None, typer.Option(help="Registered model id: the architecture (default: the dataset's).")] = None,
+    init: Annotated[str | None, typer.Option(help="Start from these weights (safetensors / weights-only torch file, or 'demo').")] = None,
+    neighborhood: Annotated[Path | None, typer.Option("--neighborhood", "--neighbourhood", help="Neighbourhood spec (TOML).")] = None,
+    members: Annotated[str, typer.Option(help="Neighbourhood members to use: all, operators (physics only) or editors.")] = "all",
+    k: Annotated[int, typer.Option(min=1, help="Counterfactuals per case and step.")] = 1,
+    lam: Annotated[float, typer.Option("--lambda", "--lam", min=0.0, help="Weight of the consistency term (0: supervised only).")] = 1.0,
+    lam_schedule: Annotated[str, typer.Option(help="constant, linear or cosine ramp of lambda over --lam-warmup-epochs.")] = "constant",
+    lam_warmup_epochs: Annotated[float, typer.Option(min=0.0, help="Epochs over which lambda ramps up.")] = 0.0,
+    augment: Annotated[str, typer.Option(help="Baseline augmentation: none, standard, randaugment or augmix.")] = "standard",
+    no_gate: Annotated[bool, typer.Option("--no-gate", help="Ablation: use every counterfactual, ungated.")] = False,
+    teacher: Annotated[str | None, typer.Option(help="Frozen model of the validity gate (default: the dataset's teacher or demo model).")] = None,
+    gate_file: Annotated[Path | None, typer.Option("--gate", help="Gate thresholds JSON written by `c3 gate calibrate`.")] = None,
+    epochs: Annotated[int, typer.Option(min=1)] = 10,
+    batch_size: Annotated[int, typer.Option(min=1, help="Cases per step and process.")] = 16,
+    lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW; warm-up then cosine).")] = 3e-3,
+    weight_decay: Annotated[float, typer.Option(min=0.0)] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed of shuffling, augmentation and counterfactual draws.")] = 0,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bfloat16 autocast on CUDA.")] = False,
+    checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,
+    heldout: Annotated[int, typer.Option(min=1, help="Test-split cases for the held-out consistency measure.")] = 64,
+    limit: Annotated[int | None, typer.Option(min=1, help="Train on the first N cases only.")] = None,
+    workers: Annotated[int, typer.Option(min=0, help="DataLoader worker processes.")] = 0,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-train"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder (with its own options).")] = None,
+) -> None:
+    """Train with the consistency objective L = L_sup + lambda * E D(f(x), f(x')) (C3 paper, Eq. 1).
+
+    Writes OUT/model.safetensors (read by `c3 evaluate --model`), history.csv, train.json and a
+    resumable checkpoint. Under `torchrun` it trains with DistributedDataParallel.
+    """
+    from c3_core.training.checkpoint import CheckpointError
+    from c3_core.training.command import TrainInputError, TrainRequest, resume_train_request, run_training
+
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    if resume is not None:
+        clash = [p for p in ctx.params if p not in ("resume", "quiet", "workers", "device")
+                 and ctx.get_parameter_source(p).name != "DEFAULT"]
+        if clash:
+            raise _fail(f"--resume continues a run with the options it was started with; drop --{', --'.join(c.replace('_', '-') for c in clash)}")
+        try:
+            request = resume_train_request(str(resume), quiet, workers, device if device != "cpu" else None)
+        except (CheckpointError, TrainInputError, TypeError) as exc:
+            raise _fail(f"--resume {resume}: {exc}") from None
+        raise typer.Exit(run_training(request, _host(), echo, resume=True))
+    options = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "weight_decay": weight_decay, "lam": lam,
+        "lam_shape": lam_schedule, "lam_warmup_epochs": lam_warmup_epochs, "augment": augment,
+        "use_gate": not no_gate, "seed": seed, "amp": amp, "checkpoint_every": checkpoint_every,
+    }
+    request = TrainRequest(
+        modality=modality, data=_absolute(data), model=model, init=_absolute(init), neighbourhood=_absolute(neighborhood),
+        members=members, k=k, teacher=_absolute(teacher), gate_file=_absolute(gate_file), heldout=heldout,
+        device=device, workers=workers, limit=limit, out=str(out), quiet=quiet, options=options,
+    )
+    raise typer.Exit(run_training(request, _host(), echo))
+
+
 def main() -> None:
     """Console entry point."""
     try:

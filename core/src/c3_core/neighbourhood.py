@@ -27,6 +27,7 @@ TOML form::
 from __future__ import annotations
 
 import bisect
+import copy
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -292,6 +293,13 @@ class Neighbourhood:
     @property
     def k(self) -> int:
         return self.spec.k
+
+    def reseeded(self, seed: int) -> Neighbourhood:
+        """The same neighbourhood (operators shared) with base seed ``seed``: fresh draws per
+        training epoch without rebuilding the operators."""
+        other = copy.copy(self)
+        other.spec = self.spec.with_overrides(seed=seed)
+        return other
 
     def operators(self) -> list[Operator[Any]]:
         seen: dict[str, Operator[Any]] = {}

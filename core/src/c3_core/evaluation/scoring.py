@@ -6,6 +6,7 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -28,6 +29,24 @@ class GateSettings:
 
     def to_dict(self) -> dict[str, float]:
         return {"delta": self.delta, "tau": self.tau, "threshold": self.threshold}
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> GateSettings:
+        """Thresholds from the JSON `c3 gate calibrate` writes (missing keys keep their defaults).
+
+        Raises ValueError naming the file when it cannot be read or holds no JSON object.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            if not isinstance(data, dict):
+                raise ValueError("not a JSON object")
+            return cls(
+                delta=float(data.get("delta", cls.delta)),
+                tau=float(data.get("tau", cls.tau)),
+                threshold=float(data.get("threshold", cls.threshold)),
+            )
+        except (OSError, ValueError, TypeError) as exc:
+            raise ValueError(f"--gate {path}: cannot read gate thresholds ({exc})") from None
 
 
 def _forward(bundle: ModelBundle, image: Tensor, chunk: int | None) -> Tensor:
@@ -88,7 +107,7 @@ def score_batch(
     b, k = batch.size, len(plans[0])
     probs_all = _forward(bundle, torch.cat([batch.image, cf.image], 0), chunk)
     probs, probs_cf = probs_all[:b], probs_all[b:]
-    decision = _gate(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk)
+    decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk)
     decision = decision.with_extra_rejections(operator_rejections)
     admitted = decision.admitted.to(probs.device)
 
@@ -170,7 +189,7 @@ def score_batch(
     return case_rows, cf_rows, raw
 
 
-def _gate(
+def gate_counterfactuals(
     task: str,
     batch: Batch,
     cf: Batch,

@@ -54,14 +54,9 @@ def _gate_settings(path: str | None) -> Any:
     if path is None:
         return GateSettings()
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-        return GateSettings(
-            delta=float(data.get("delta", GateSettings.delta)),
-            tau=float(data.get("tau", GateSettings.tau)),
-            threshold=float(data.get("threshold", GateSettings.threshold)),
-        )
-    except (OSError, ValueError, AttributeError) as exc:
-        raise EvaluationInputError(f"--gate {path}: cannot read gate thresholds ({exc})") from None
+        return GateSettings.from_file(path)
+    except ValueError as exc:
+        raise EvaluationInputError(str(exc)) from None
 
 
 def resume_request(out: str, quiet: bool, workers: int) -> EvaluationRequest:
