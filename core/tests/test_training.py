@@ -315,3 +315,39 @@ def test_two_gloo_processes_take_the_single_process_step(tmp_path: Path) -> None
     g = torch.tensor(a["grads"]["linear.weight"])
     assert float(g.abs().max()) > 0 and math.isfinite(float(g.sum()))
 
+
+
+# -- the Python API in a plain loop -------------------------------------------------------------
+def test_dataset_wrapper_matches_the_trainer_draws_and_feeds_a_plain_loop() -> None:
+    from torch.utils.data import DataLoader
+    from toy_plugin import ToyDataset, ToyGain, ToyNoise, make_model
+
+    from c3_core.batch import collate
+    from c3_core.losses import ConsistencyObjective, distance_for_task
+    from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
+    from c3_core.training.dataset import CounterfactualDataset, collate_counterfactuals, epoch_neighbourhood
+
+    ops = {"toy.gain": ToyGain, "toy.noise": ToyNoise}
+    nb = Neighbourhood(NeighbourhoodSpec.from_toml_string(SPEC), lambda op_id, options: ops[op_id]())
+    base = ToyDataset(n=8, seed=1)
+    wrapped = CounterfactualDataset(base, nb, epoch=3)
+    x, cf, rejections = collate_counterfactuals([wrapped[i] for i in range(8)])
+    batched, _, _ = epoch_neighbourhood(nb, 3).draw(collate([base[i] for i in range(8)]))
+    assert cf.image.shape == (8 * nb.k, *x.image.shape[1:]) and torch.equal(cf.image, batched.image)
+    assert rejections == [[None] * nb.k] * 8
+    wrapped.set_epoch(4)
+    assert not torch.equal(collate_counterfactuals([wrapped[0]])[1].image, cf.image[: nb.k])  # fresh each epoch
+
+    bundle = make_model()
+    objective = ConsistencyObjective(torch.nn.CrossEntropyLoss(), distance_for_task("multiclass", reduction="none"), lam=1.0)
+    opt = torch.optim.SGD(bundle.network.parameters(), lr=0.01)
+    losses = []
+    for _ in range(5):
+        for xb, cfb, _ in DataLoader(wrapped, batch_size=4, collate_fn=collate_counterfactuals):
+            out = bundle.network(torch.cat([xb.image, cfb.image]))
+            terms = objective(out[:4], xb.label, out[4:].view(4, nb.k, -1))
+            opt.zero_grad()
+            terms.total.backward()
+            opt.step()
+            losses.append(float(terms.total.detach()))
+    assert losses[-1] < losses[0]

@@ -38,6 +38,7 @@ from c3_core.neighbourhood import Neighbourhood
 from c3_core.reference_training import supervised_loss
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.training.checkpoint import load_checkpoint, save_checkpoint
+from c3_core.training.dataset import epoch_neighbourhood
 from c3_core.training.gating import admitted_pairs
 from c3_core.training.schedule import LambdaSchedule, warmup_cosine_lr
 
@@ -250,7 +251,7 @@ class Trainer:
         lam = self.lam(self.state.global_step)
         cf_images, case_index, n_admitted, n_cf = None, None, 0, 0
         if o.lam > 0 and self.nb is not None:
-            nb = self.nb.reseeded(derive_seed(self.nb.spec.seed, "train-epoch", epoch))
+            nb = epoch_neighbourhood(self.nb, epoch)
             cf, plans, rejections = nb.draw(batch)
             admitted, _ = admitted_pairs(
                 self.bundle.task, batch, cf, plans, rejections,

@@ -1,0 +1,114 @@
+"""Training cost of the consistency objective: a C3 step (K = 1 and K = 4) against a standard step.
+
+Same model, same batch, same process, measured side by side (interleaved repeats, medians):
+
+* **standard**: supervised loss on the B originals (no counterfactuals), one AdamW update;
+* **C3, K**: K counterfactuals per case drawn from the modality's default neighbourhood, the
+  validity gate (operator checks + a frozen teacher's forward on the (K+1)·B images), one
+  forward over the B originals plus the admitted counterfactuals, Eq. 1, one AdamW update.
+
+Target (issue 9): a K = 1 step costs at most 2.3x a standard step. Each configuration first runs
+two steps untimed. Run: ``nox -s bench -- training`` (``--quick`` smoke run, ``--device cuda``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from typing import Any
+
+TARGET_K1 = 2.3
+
+
+def _setup(modality: str, batch_size: int, device: str) -> tuple[Any, Any, Any, Any]:
+    import torch
+
+    from c3_core.batch import collate
+    from c3_core.evaluation.runner import load_spec, resolve_model
+    from c3_core.neighbourhood import Neighbourhood
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost().load()
+    ds_c = host.demo_dataset(modality)
+    spec = load_spec(ds_c, None, None, None)
+    nb = Neighbourhood(spec, host.make_operator)
+    dataset = ds_c.load()(split="train")
+    batch = collate([dataset[i] for i in range(batch_size)]).to(device)
+    teacher = resolve_model(host, modality, ds_c, None, device)[0]
+    make = host.registry("models").get(ds_c.meta["default_model"]).load()
+    torch.manual_seed(0)
+    return make, nb, batch, teacher
+
+
+def _trainer(make: Any, nb: Any, k: int | None, teacher: Any, device: str) -> Any:
+    from c3_core.evaluation.distributed import ProcessGroup
+    from c3_core.training.trainer import Trainer, TrainOptions
+
+    bundle = make(weights=None, device=device)
+    opts = TrainOptions(epochs=1, batch_size=8, augment="none", lam=0.0 if k is None else 1.0)
+    import torch
+    from torch.utils.data import TensorDataset
+
+    dummy = TensorDataset(torch.zeros(8))  # the sampler needs a length; batches are passed in directly
+    return Trainer(bundle, dummy, nb.reseeded(0) if k is None else _with_k(nb, k), opts,
+                   teacher=teacher, group=ProcessGroup(0, 1, device))
+
+
+def _with_k(nb: Any, k: int) -> Any:
+    import copy
+
+    other = copy.copy(nb)
+    other.spec = nb.spec.with_overrides(k=k)
+    return other
+
+
+def _time(trainer: Any, batch: Any, device: str) -> float:
+    import torch
+
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    trainer.step(batch, 0, 0)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--modality", action="append", help="modalities (default: cxr, fundus, mri where installed)")
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args()
+    import torch
+
+    from c3_core.plugins.host import PluginHost
+
+    installed = PluginHost().load().modalities()
+    modalities = args.modality or [m for m in ("cxr", "fundus", "mri") if m in installed]
+    repeats = 3 if args.quick else args.repeats
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, batch {args.batch_size}")
+    print("| modality | standard step (ms) | C3 K=1 (ms) | ratio K=1 | C3 K=4 (ms) | ratio K=4 | target K=1 <= 2.3x |")
+    print("|---|---|---|---|---|---|---|")
+    for modality in modalities:
+        bs = min(args.batch_size, 4) if modality == "mri" else args.batch_size
+        make, nb, batch, teacher = _setup(modality, bs, args.device)
+        runs = {name: _trainer(make, nb, k, teacher, args.device) for name, k in (("std", None), ("k1", 1), ("k4", 4))}
+        for t in runs.values():  # warm-up, untimed
+            t.step(batch, 0, 0)
+            t.step(batch, 0, 1)
+        times: dict[str, list[float]] = {name: [] for name in runs}
+        for _ in range(repeats):  # interleaved, so drift on a shared machine hits all three alike
+            for name, t in runs.items():
+                times[name].append(_time(t, batch, args.device))
+        med = {name: statistics.median(v) * 1000 for name, v in times.items()}
+        r1, r4 = med["k1"] / med["std"], med["k4"] / med["std"]
+        verdict = "PASS" if r1 <= TARGET_K1 else "FAIL"
+        print(f"| {modality} (B={bs}) | {med['std']:.1f} | {med['k1']:.1f} | {r1:.2f}x | {med['k4']:.1f} | {r4:.2f}x | {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
