@@ -137,6 +137,8 @@ class PreparedModality:
     model_id: str
     teacher: ModelBundle | None
     teacher_id: str | None
+    probe: Any = None  # c3_core.evaluation.probe.ProbeEditors when --probe causal can run
+    probe_note: str | None = None  # why --probe causal cannot run for this modality
 
     @property
     def gated_by(self) -> str:
@@ -152,6 +154,8 @@ class PreparedModality:
             "model": self.model_id,
             "teacher": self.teacher_id,
             "spec": self.spec.to_dict(),
+            **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
+               if self.probe is not None or self.probe_note else {}),
         }
 
 
@@ -171,6 +175,7 @@ def prepare_modality(
     seed: int | None = None,
     device: str = "cpu",
     limit: int | None = None,
+    probe: str | None = None,
 ) -> PreparedModality:
     """Resolve and check dataset, neighbourhood and models; raises :class:`EvaluationInputError`."""
     dataset_c, source = resolve_dataset(host, modality, data)
@@ -195,7 +200,30 @@ def prepare_modality(
         modality, dataset_c.id, dataset, n, spec, nb, bundle, model_id, teacher_bundle, teacher_id
     )
     _check_first_case(prepared)
+    if probe is not None:
+        _prepare_probe(host, prepared, probe)
     return prepared
+
+
+def _prepare_probe(host: PluginHost, p: PreparedModality, probe: str) -> None:
+    """Attach the causal probe's editors, or a note saying why this modality cannot have it."""
+    from c3_core.evaluation.probe import ProbeUnavailable, find_probe_editors
+
+    if probe != "causal":
+        raise EvaluationInputError(f"--probe {probe!r}: the only probe is 'causal'")
+    try:
+        p.probe = find_probe_editors(host, p.modality)
+        for i in range(min(p.n, 8)):  # the first readable case must fit the editors (a lesion mask)
+            try:
+                sample = p.dataset[i]
+            except Exception:  # noqa: BLE001 - an unreadable case is the loop's business
+                continue
+            p.probe.removed.check_input(collate([sample]))
+            break
+    except ProbeUnavailable as exc:
+        p.probe_note = str(exc)
+    except ValueError as exc:  # e.g. the data has no lesion mask
+        p.probe, p.probe_note = None, f"--probe causal: {exc}"
 
 
 def _check_first_case(p: PreparedModality) -> None:
@@ -286,6 +314,11 @@ def run_modality(
                 if p.bundle.task == "segmentation":
                     for row, extra in zip(cases, segmentation_case_metrics(tensors["probs"], batch, gate.threshold)):
                         row.update(extra)
+                if p.probe is not None:
+                    from c3_core.evaluation.probe import PROBE_KEY, probe_batch
+
+                    for row, probe_rows in zip(cases, probe_batch(p.bundle, batch, p.probe, p.spec.seed)):
+                        row[PROBE_KEY] = probe_rows
             k = p.spec.k
             results = [CaseResult(idx, cases[i], cfs[i * k : (i + 1) * k]) for i, idx in enumerate(indices)]
         store.commit_batch(p.modality, results, failed)
@@ -318,15 +351,27 @@ def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> 
         run, store.iter_cases(p.modality), lambda: store.iter_counterfactual_outcomes(p.modality), seed=p.spec.seed
     )
     run.summary["n_failed"] = len(run.failures)
+    if p.probe is not None:
+        from c3_core.evaluation.probe import PROBE_KEY, summarise_probe
+
+        cases = (c.get(PROBE_KEY) or [] for c in store.iter_cases(p.modality))
+        run.summary["probe"] = summarise_probe(cases, run.class_names, p.probe.ids())
+    elif p.probe_note is not None:
+        run.summary["probe"] = {"status": "unavailable", "reason": p.probe_note}
     run.seconds = seconds
     return run
 
 
 def export_modality(run: ModalityRun, store: ResultStore, out: Path) -> None:
-    """Write ``<modality>/cases.csv``, ``counterfactuals.csv`` (and ``failures.csv``) from the
-    store, streamed row by row, then ``summary.json``; each file atomically."""
+    """Write ``<modality>/cases.csv``, ``counterfactuals.csv`` (and ``failures.csv``, and
+    ``probe.csv`` with ``--probe causal``) from the store, streamed row by row, then
+    ``summary.json``; each file atomically."""
+    from c3_core.evaluation.probe import split_probe, write_probe_csv
+
     m = run.modality
-    write_csv_stream(out, f"{m}/cases.csv", store.iter_cases(m))
+    write_csv_stream(out, f"{m}/cases.csv", split_probe(store.iter_cases(m)))
+    if "editors" in run.summary.get("probe", {}):
+        write_probe_csv(out, m, store.iter_cases(m))
     write_csv_stream(out, f"{m}/counterfactuals.csv", store.iter_counterfactuals(m))
     if run.failures:
         write_csv_stream(out, f"{m}/failures.csv", run.failures)

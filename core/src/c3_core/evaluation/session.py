@@ -38,10 +38,11 @@ class EvaluationRequest:
     quiet: bool = False
     max_failures: int | None = 100
     resume: bool = False
+    probe: str | None = None
 
     # options that change results; a resumed run must keep them
     RESULT_FIELDS = ("modalities", "model", "data", "teacher", "neighbourhood", "k", "seed", "device",
-                     "batch_size", "limit", "gate_file", "max_failures")
+                     "batch_size", "limit", "gate_file", "max_failures", "probe")
 
     def result_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.RESULT_FIELDS}
@@ -97,7 +98,7 @@ def _prepare_all(req: EvaluationRequest, host: PluginHost, device: str) -> dict[
     return {
         m: prepare_modality(
             host, m, data=req.data, model=req.model, teacher=req.teacher, neighbourhood=req.neighbourhood,
-            k=req.k, seed=req.seed, device=device, limit=req.limit,
+            k=req.k, seed=req.seed, device=device, limit=req.limit, probe=req.probe,
         )
         for m in req.modalities
     }

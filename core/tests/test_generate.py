@@ -1,0 +1,127 @@
+"""``c3 generate``: files, provenance that replays bit-for-bit, determinism, pseudonymous names, formats."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import toy_interventions
+import toy_plugin
+
+from c3_core.batch import collate
+from c3_core.domains import IntensityDomain
+from c3_core.generate import generate_command
+from c3_core.imagefiles import encode_image, png16_bytes, quantise_u16
+from c3_core.neighbourhood import replay
+from c3_core.plugins.host import PluginHost
+from c3_core.provenance import Provenance
+
+pytest.importorskip("cv2")
+
+
+def _host() -> PluginHost:
+    return PluginHost(autoload=False, modules={"toy": toy_plugin, "iv": toy_interventions}).load()
+
+
+def _generate(out: Path, seed: int = 0, ops: tuple[str, ...] = ("toy.noise", "toy.lesion_removed")) -> int:
+    messages: list[str] = []
+    code = generate_command("toy", None, None, list(ops), 3, seed, out, 4, host=_host(), echo=messages.append)
+    assert code == 0 or messages, messages
+    return code
+
+
+def test_generate_writes_images_whose_provenance_replays_bit_for_bit(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    assert _generate(out) == 0
+    rows = list(csv.DictReader((out / "toy" / "manifest.csv").open()))
+    assert len(rows) == 4 * (1 + 3)
+    for path in out.rglob("*"):
+        assert "toy-0" not in str(path.relative_to(out))  # names come from keyed pseudonyms only
+        assert path.resolve().is_relative_to(out.resolve())
+    host = _host()
+    ds = toy_plugin.ToyDataset()
+    by_exam = {ds[i].exam_id: collate([ds[i]]) for i in range(4)}
+    n_replayed = 0
+    for row in rows:
+        data = (out / row["image"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == row["sha256"]
+        if not row["provenance"]:
+            continue
+        record = json.loads((out / row["provenance"]).read_text())
+        prov = Provenance.from_dict(record["provenance"])
+        again = replay(by_exam[prov.exam_id], prov, host.make_operator)
+        enc = encode_image(again.image[0], again.domain, again.spacing[0])
+        assert hashlib.sha256(enc.data).hexdigest() == record["sha256"], row["image"]
+        n_replayed += 1
+    assert n_replayed == 12
+    assert json.loads((out / "generate.json").read_text())["n_images"] == 16
+
+
+def test_same_seed_and_key_give_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    assert _generate(a, seed=5) == 0
+    b.mkdir()
+    shutil.copy(a / "pseudonym.key", b / "pseudonym.key")  # the same pseudonyms, hence the same names
+    assert _generate(b, seed=5) == 0
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    for rel in files_a:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    c.mkdir()
+    shutil.copy(a / "pseudonym.key", c / "pseudonym.key")
+    assert _generate(c, seed=6) == 0
+    assert (a / "toy" / "manifest.csv").read_bytes() != (c / "toy" / "manifest.csv").read_bytes()
+
+
+def test_bad_input_writes_nothing(tmp_path: Path) -> None:
+    for ops in (("toy.nonexistent",), ("toy.noise", "cxr.dose")):
+        out = tmp_path / ops[-1]
+        assert _generate(out, ops=ops) == 2
+        assert not out.exists()
+    done = tmp_path / "done"
+    assert _generate(done) == 0
+    assert _generate(done) == 2  # a finished folder is never overwritten
+
+
+def test_png16_round_trips_through_pil_and_opencv() -> None:
+    from PIL import Image
+
+    cv2 = pytest.importorskip("cv2")
+    g = np.random.default_rng(0)
+    grey = g.integers(0, 65536, (9, 11), dtype=np.uint16)
+    im = Image.open(io.BytesIO(png16_bytes(grey)))
+    assert im.mode == "I;16" and np.array_equal(np.array(im), grey)
+    rgb = g.integers(0, 65536, (7, 5, 3), dtype=np.uint16)
+    back = cv2.imdecode(np.frombuffer(png16_bytes(rgb), np.uint8), cv2.IMREAD_UNCHANGED)
+    assert back.dtype == np.uint16 and np.array_equal(back[..., ::-1], rgb)
+    with pytest.raises(ValueError, match="uint16"):
+        png16_bytes(grey.astype(np.float32))
+
+
+def test_quantisation_error_is_at_most_half_a_step() -> None:
+    x = np.linspace(-1000.0, 3000.0, 101).reshape(1, 101) + 0.123
+    stored, offset, scale = quantise_u16(x, IntensityDomain.HU)
+    assert np.abs(offset + scale * stored.astype(np.float64) - x).max() <= scale / 2 + 1e-9
+    unit = np.array([[0.0, 0.5, 1.0]])
+    stored, offset, scale = quantise_u16(unit, IntensityDomain.SRGB)
+    assert offset == 0.0 and scale == 1 / 65535 and stored.tolist() == [[0, 32768, 65535]]
+
+
+def test_volumes_become_nifti_with_their_voxel_size() -> None:
+    nib = pytest.importorskip("nibabel")
+    vol = torch.rand((1, 4, 5, 6))
+    enc = encode_image(vol, IntensityDomain.MAGNITUDE, (1.5, 1.0, 3.0))
+    assert enc.suffix == ".nii.gz"
+    img = nib.Nifti1Image.from_bytes(__import__("gzip").decompress(enc.data))
+    assert np.array_equal(np.asarray(img.dataobj), vol[0].numpy())
+    assert tuple(float(z) for z in img.header.get_zooms()) == (1.5, 1.0, 3.0)
+    assert encode_image(vol, IntensityDomain.MAGNITUDE, (1.5, 1.0, 3.0)).data == enc.data  # no timestamp
+    two = encode_image(torch.rand((2, 4, 4)), IntensityDomain.DISPLAY, (1.0, 1.0))
+    assert two.suffix == ".npy" and np.load(io.BytesIO(two.data)).shape == (2, 4, 4)
