@@ -141,6 +141,7 @@ def evaluate(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
     max_failures: Annotated[int, typer.Option(min=0, help="Stop a modality once more than this many cases failed to read.")] = 100,
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this output folder (with its own options).")] = None,
+    probe: Annotated[str | None, typer.Option(help="causal: per case and class, Delta-Drop (lesion removed), Delta-Focus (lesion only) and a healthy-region control -> OUT/<modality>/probe.csv.")] = None,
 ) -> None:
     """Evaluate robustness across every installed modality and write per-case and aggregate results.
 
@@ -156,7 +157,7 @@ def evaluate(
             "--modality": bool(modality), "--model": model, "--data": data, "--teacher": teacher,
             "--neighborhood": neighborhood, "--k": k, "--seed": seed, "--device": device != "cpu",
             "--batch-size": batch_size != 8, "--limit": limit, "--gate": gate_file,
-            "--out": out != Path("c3-results"), "--max-failures": max_failures != 100,
+            "--out": out != Path("c3-results"), "--max-failures": max_failures != 100, "--probe": probe,
         }
         clash = [name for name, value in given.items() if value]
         if clash:
@@ -166,12 +167,14 @@ def evaluate(
         except (StoreError, TypeError) as exc:
             raise _fail(f"--resume {resume}: {exc}") from None
     else:
+        if probe is not None and probe != "causal":
+            raise _fail(f"--probe must be 'causal', got {probe!r}")
         request = EvaluationRequest(
             modalities=list(modality or []), model=_absolute(model), data=_absolute(data), teacher=_absolute(teacher),
             neighbourhood=_absolute(neighborhood), k=k, seed=seed, device=device,
             batch_size=batch_size, workers=workers, limit=limit,
             gate_file=_absolute(gate_file), out=str(out), quiet=quiet,
-            max_failures=max_failures,
+            max_failures=max_failures, probe=probe,
         )
     code = run_evaluation(request, _host(), echo=lambda m: typer.echo(m, err=True))
     raise typer.Exit(code)
@@ -217,6 +220,28 @@ def report(
     from c3_core.report.command import report_command
 
     raise typer.Exit(report_command(results_dir, readiness=readiness, out=out, echo=typer.echo))
+
+
+@app.command()
+def generate(
+    modality: Annotated[str | None, typer.Option("--modality", "-m", help="Modality (default: the only installed one).")] = None,
+    data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions.")] = None,
+    neighborhood: Annotated[Path | None, typer.Option("--neighborhood", "--neighbourhood", help="Neighbourhood spec (TOML); default: the dataset's.")] = None,
+    op: Annotated[list[str] | None, typer.Option("--op", help="Operator or editor id to draw from (repeatable; instead of --neighborhood).")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Counterfactuals per case.")] = 4,
+    seed: Annotated[int, typer.Option(help="Base seed: counterfactual k of exam e uses derive_seed(seed, e, k).")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-generated"),
+) -> None:
+    """Write counterfactual images (16-bit PNG for 2-D, NIfTI for 3-D) with their provenance JSON."""
+    from c3_core.generate import generate_command
+
+    code = generate_command(
+        modality, _absolute(data), _absolute(neighborhood), list(op or []), k, seed, out, limit,
+        device=device, host=_host(), echo=lambda m: typer.echo(m, err=True),
+    )
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -281,6 +306,31 @@ def train(
         device=device, workers=workers, limit=limit, out=str(out), quiet=quiet, options=options,
     )
     raise typer.Exit(run_training(request, _host(), echo))
+
+
+@app.command()
+def experiment(
+    modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Modality (repeatable; default: every installed one).")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds per row (default: the size's: 2, --full 5).")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="Smoke size (a few minutes).")] = False,
+    full: Annotated[bool, typer.Option("--full", help="GPU-scale size: every case, 5 seeds, long training (use with --device cuda).")] = False,
+    out: Annotated[Path, typer.Option(help="Output folder: runs, checkpoints and stores (the same command resumes it).")] = Path("c3-experiment"),
+    results: Annotated[Path | None, typer.Option(help="Markdown results file to (re)write (default OUT/results.md).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: the size's).")] = None,
+    rows: Annotated[str | None, typer.Option(help="Comma-separated row keys (default: every row).")] = None,
+    threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (1 is faster on a CPU shared with other jobs).")] = None,
+) -> None:
+    """The paper's experiments on the embedded cohorts: every row, in-domain and under a held-out shift, as Markdown tables."""
+    from c3_core.experiments.paper import experiment_command
+
+    if quick and full:
+        raise _fail("--quick and --full exclude each other")
+    code = experiment_command(
+        modalities=list(modality or []) or None, seeds=seeds, full=full, out=str(out),
+        results=str(results) if results is not None else None, device=device, quick=quick,
+        echo=lambda m: typer.echo(m, err=True), rows=rows.split(",") if rows else None, threads=threads,
+    )
+    raise typer.Exit(code)
 
 
 def main() -> None:

@@ -1,0 +1,196 @@
+"""The table's metrics from an evaluation's per-case rows, and their case-bootstrap CIs.
+
+The rows are the ones ``c3 evaluate`` stores (``cases.csv``): probabilities, labels, utility,
+admitted and flipped counterfactual counts, and for segmentation the per-case Dice, lesion
+counts, HD95 and volumes. Every metric here is the same formula as the evaluation summary
+(:mod:`c3_core.evaluation.summary`; a test checks they agree), written over an index vector so
+that a bootstrap replicate is the same function on resampled cases.
+
+Bootstrap: ``n_boot`` replicates resample the N cases with replacement (``torch.randint`` from
+the caller's generator); the interval is the percentile pair of the replicates in which the
+metric is defined (e.g. a replicate with no positive case has no AUROC and is left out).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from c3_core.metrics.classification import (
+    auroc,
+    brier_score,
+    expected_calibration_error,
+    macro_auroc,
+    multilabel_ece,
+)
+from c3_core.metrics.errors import UndefinedMetricError
+from c3_core.metrics.segmentation import volume_calibration_slope
+from c3_core.metrics.utility_stats import percentile
+
+ECE_BINS = 15  # the evaluation summary's binning: 15 equal-width bins on [0, 1]
+Metrics = dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class CaseTable:
+    """Per-case columns of one evaluation as tensors (N cases)."""
+
+    task: str
+    class_names: tuple[str, ...]
+    exam_ids: tuple[str, ...]
+    utility: Tensor  # (N,) float64
+    n_admitted: Tensor  # (N,) int64
+    n_flipped: Tensor  # (N,) int64
+    probs: Tensor | None = None  # (N, C) float64, classification
+    labels: Tensor | None = None  # (N,) int64 or (N, C) float64 with NaN = unlabelled
+    seg: dict[str, Tensor] | None = None  # segmentation columns, (N,) float64 each
+
+    @property
+    def n(self) -> int:
+        return int(self.utility.numel())
+
+
+SEG_COLUMNS = ("dice", "lesion_dice", "hd95_mm", "small_lesions", "small_detected", "true_volume_mm3", "pred_volume_mm3")
+
+
+def case_table(task: str, class_names: Sequence[str], rows: Iterable[dict[str, Any]]) -> CaseTable:
+    """Columns of the stored per-case rows (in the store's order). Raises ValueError if empty."""
+    rows = list(rows)
+    if not rows:
+        raise ValueError("no evaluated case to compute metrics from")
+    f64 = torch.float64
+    common = {
+        "exam_ids": tuple(str(r["exam_id"]) for r in rows),
+        "utility": torch.tensor([float(r["utility"]) for r in rows], dtype=f64),
+        "n_admitted": torch.tensor([int(r["n_admitted"]) for r in rows], dtype=torch.long),
+        "n_flipped": torch.tensor([int(r["n_flipped"]) for r in rows], dtype=torch.long),
+    }
+    names = tuple(class_names)
+    if task == "segmentation":
+        seg = {c: torch.tensor([float(r[c]) for r in rows], dtype=f64) for c in SEG_COLUMNS}
+        return CaseTable(task, names, seg=seg, **common)
+    probs = torch.tensor([[float(r[f"prob_{n}"]) for n in names] for r in rows], dtype=f64)
+    if task == "multilabel":
+        labels = torch.tensor([[float("nan") if v is None else float(v) for v in r["label"]] for r in rows], dtype=f64)
+    else:
+        labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
+    return CaseTable(task, names, probs=probs, labels=labels, **common)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run tiny tensor ops on one thread (restored after): on a busy machine a 2-thread reduction
+    over a few hundred numbers waits milliseconds for the second thread, and a bootstrap makes
+    thousands of them."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _safe(fn: Callable[[], float]) -> float | None:
+    try:
+        return float(fn())
+    except UndefinedMetricError:
+        return None
+
+
+def _neighbourhood(t: CaseTable, idx: Tensor) -> Metrics:
+    adm, flip = t.n_admitted[idx], t.n_flipped[idx]
+    total = int(adm.sum())
+    with_cf = adm > 0
+    u = t.utility[idx]
+    return {
+        "agreement": (total - int(flip.sum())) / total if total else None,
+        "flip_rate": float((flip[with_cf] > 0).double().mean()) if bool(with_cf.any()) else None,
+        "utility_mean": float(u.mean()),
+        "utility_p10": float(percentile(u, 10.0)),
+    }
+
+
+def _classification(t: CaseTable, idx: Tensor) -> Metrics:
+    p, y = t.probs[idx], t.labels[idx]  # type: ignore[index]
+    names = list(t.class_names)
+    out: Metrics = {}
+    roc = macro_auroc(p, y, names)
+    out["auroc_macro"] = roc.value
+    if t.task == "multilabel":
+        for name in names:
+            out[f"auroc[{name}]"] = roc.per_class[name]
+        out["ece"] = _safe(lambda: multilabel_ece(p, y, n_bins=ECE_BINS))
+    else:
+        out["ece"] = _safe(lambda: expected_calibration_error(p, y, n_bins=ECE_BINS, mode="top_label"))
+        out["accuracy"] = float((p.argmax(1) == y).double().mean())
+        if len(names) > 2:  # referable: classes with index >= 2 against the rest (the summary's definition)
+            out["referable_auroc"] = _safe(lambda: auroc(p[:, 2:].sum(1), (y >= 2).double()))
+    out["brier"] = _safe(lambda: brier_score(p, y))
+    return out
+
+
+def _segmentation(t: CaseTable, idx: Tensor) -> Metrics:
+    s = {k: v[idx] for k, v in t.seg.items()}  # type: ignore[union-attr]
+    small = float(s["small_lesions"].sum())
+    slope = _safe(lambda: volume_calibration_slope(s["pred_volume_mm3"], s["true_volume_mm3"])[0])
+    return {
+        "lesion_dice": float(s["lesion_dice"].mean()),
+        "dice": float(s["dice"].mean()),
+        "small_lesion_recall": float(s["small_detected"].sum()) / small if small else None,
+        "hd95_mm": float(s["hd95_mm"].mean()),
+        "volume_slope": slope,
+    }
+
+
+def table_metrics(t: CaseTable, idx: Tensor | None = None) -> Metrics:
+    """Every metric of the table on cases ``idx`` (all cases when None)."""
+    if idx is None:
+        idx = torch.arange(t.n)
+    with one_thread():
+        task_metrics = _segmentation(t, idx) if t.task == "segmentation" else _classification(t, idx)
+        return {**task_metrics, **_neighbourhood(t, idx)}
+
+
+def bootstrap_intervals(
+    t: CaseTable, generator: torch.Generator, n_boot: int = 200, ci: float = 0.95
+) -> dict[str, tuple[float, float] | None]:
+    """Percentile-bootstrap ``(lo, hi)`` of every metric (None where fewer than 2 replicates define it)."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    if not 0.0 < ci < 1.0:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    reps: dict[str, list[float]] = {}
+    with one_thread():
+        for _ in range(n_boot):
+            idx = torch.randint(0, t.n, (t.n,), generator=generator)
+            for key, value in table_metrics(t, idx).items():
+                if value is not None and value == value:  # defined and not NaN
+                    reps.setdefault(key, []).append(float(value))
+    alpha = (1.0 - ci) / 2.0
+    out: dict[str, tuple[float, float] | None] = {}
+    for key in table_metrics(t):
+        values = reps.get(key, [])
+        if len(values) < 2:
+            out[key] = None
+            continue
+        v = torch.tensor(values, dtype=torch.float64)
+        lo, hi = torch.quantile(v, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)).tolist()
+        out[key] = (lo, hi)
+    return out
+
+
+def prediction_flips(clean: Iterable[dict[str, Any]], shifted: Iterable[dict[str, Any]]) -> float | None:
+    """Share of exams whose predicted class (multiclass) or positive set (multilabel) differs
+    between the clean and the shifted image; None when the rows carry no prediction
+    (segmentation) or share no exam."""
+    before = {r["exam_id"]: r.get("pred") for r in clean}
+    pairs = [(before[r["exam_id"]], r.get("pred")) for r in shifted if r["exam_id"] in before]
+    pairs = [(a, b) for a, b in pairs if a is not None and b is not None]
+    if not pairs:
+        return None
+    return sum(1 for a, b in pairs if a != b) / len(pairs)

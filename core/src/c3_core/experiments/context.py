@@ -1,0 +1,147 @@
+"""Everything one modality's experiment shares across rows and seeds, resolved once.
+
+The cohort is the modality's embedded demo dataset: its ``train`` split is the source domain;
+the in-domain test split is ``test``, except where the plugin's ``test`` split is itself a
+different domain (:data:`IN_DOMAIN_SPLIT`). The evaluation neighbourhood is the dataset's
+default one (K = the budget's ``k_eval``); the training neighbourhood is that spec without the
+held-out shift family. The validity gate's teacher is the demo reference model, the same for
+every row, so every row is scored on the same admitted counterfactuals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from c3_core.experiments.cases import InMemory, Shifted
+from c3_core.experiments.shifts import (
+    BUILTIN_SHIFTS,
+    HeldOutShift,
+    derived_shift,
+    first_single_operator,
+    shift_spec,
+    training_spec,
+)
+from c3_core.experiments.sizes import Budget
+from c3_core.model import ModelBundle
+from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
+from c3_core.plugins.host import PluginHost
+
+IN_DOMAIN_SPLIT = {
+    "mri": ("val", "mri.demo's test split is the held-out site C; its val split holds unseen cases of the "
+                   "training sites A and B"),
+}
+
+
+class ExperimentInputError(ValueError):
+    """A modality cannot be run as asked (maps to exit code 2)."""
+
+
+@dataclass
+class ModalityContext:
+    """Data, neighbourhoods, shift and teacher of one modality (see the module docstring)."""
+
+    modality: str
+    dataset_id: str
+    model_id: str
+    task: str
+    make_model: Callable[[str | None], ModelBundle]
+    make_operator: Callable[..., Any]
+    train_set: InMemory
+    test_set: InMemory
+    shifted_set: Shifted
+    in_domain_split: str
+    eval_spec: NeighbourhoodSpec
+    eval_nb: Neighbourhood
+    train_spec: NeighbourhoodSpec
+    member_kinds: tuple[frozenset[str], ...]
+    teacher: ModelBundle
+    teacher_id: str
+    shift: HeldOutShift
+    editors_registered: int
+    spacing: tuple[float, ...]
+    seconds: float
+    device: str = "cpu"
+
+    def has_members(self, members: str) -> bool:
+        """Whether the training spec has any member of that kind (``all``/``operators``/``editors``)."""
+        if members == "all":
+            return True
+        want_editor = members == "editors"
+        return any(("editor" in kinds) == want_editor for kinds in self.member_kinds)
+
+    def restricted_spec(self, members: str, k: int) -> NeighbourhoodSpec:
+        """The training spec restricted to physics-only (``operators``) or ``editors`` members."""
+        if members == "all":
+            keep = self.train_spec.members
+        else:
+            want_editor = members == "editors"
+            keep = tuple(m for m, kinds in zip(self.train_spec.members, self.member_kinds) if ("editor" in kinds) == want_editor)
+        if not keep:
+            raise ExperimentInputError(f"{self.train_spec.source}: no {members} member")
+        return NeighbourhoodSpec(keep, k, self.train_spec.seed, f"{self.train_spec.source} [{members}]")
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "modality": self.modality, "dataset": self.dataset_id, "model": self.model_id, "task": self.task,
+            "teacher": self.teacher_id, "in_domain_split": self.in_domain_split,
+            "n_train": len(self.train_set), "n_test": len(self.test_set),
+            "shift": self.shift.to_dict(), "shift_operator_rejections": len(self.shifted_set.rejections),
+            "eval_neighbourhood": self.eval_spec.to_dict() | {"source": self.eval_spec.source},
+            "train_neighbourhood": self.train_spec.to_dict() | {"source": self.train_spec.source},
+            "editors_registered": self.editors_registered, "prepare_seconds": round(self.seconds, 2),
+        }
+
+
+def _shift_for(host: PluginHost, modality: str, spec: NeighbourhoodSpec) -> HeldOutShift:
+    if modality in BUILTIN_SHIFTS:
+        return BUILTIN_SHIFTS[modality]
+    op_id = first_single_operator(spec)
+    if op_id is None:
+        raise ExperimentInputError(f"{spec.source}: no single-operator member to hold out for {modality}")
+    sev = host.make_operator(op_id).severity
+    return derived_shift(modality, spec, sev.levels[-1] if sev.levels else sev.extreme)
+
+
+def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str) -> ModalityContext:
+    """Resolve and build one modality's shared state; raises :class:`ExperimentInputError`."""
+    from c3_core.evaluation.runner import EvaluationInputError, load_spec
+
+    started = time.perf_counter()
+    try:
+        dataset_c = host.demo_dataset(modality)
+        spec = load_spec(dataset_c, None, budget.k_eval, None)
+    except (LookupError, EvaluationInputError) as exc:
+        raise ExperimentInputError(str(exc)) from None
+    model_id = dataset_c.meta.get("default_model")
+    models = host.registry("models")
+    if model_id is None or model_id not in models:
+        raise ExperimentInputError(f"dataset {dataset_c.id} names no registered default model")
+    factory = models.get(model_id).load()
+
+    def make_model(weights: str | None) -> ModelBundle:
+        return factory(weights=weights, device=device)
+
+    shift = _shift_for(host, modality, spec)
+    try:
+        eval_nb = Neighbourhood(spec, host.make_operator)
+        shift_nb = Neighbourhood(shift_spec(shift), host.make_operator)
+        train_spec = training_spec(spec, shift).with_overrides(k=budget.k_train)
+        kinds = tuple(frozenset(host.make_operator(s.op, s.options).kind for s in m.steps) for m in train_spec.members)
+    except (NeighbourhoodSpecError, ValueError) as exc:
+        raise ExperimentInputError(str(exc)) from None
+    split, _why = IN_DOMAIN_SPLIT.get(modality, ("test", ""))
+    make_split = dataset_c.load()
+    train_set = InMemory(make_split(split="train"), budget.train_cases)
+    test_set = InMemory(make_split(split=split), budget.test_cases)
+    shifted = Shifted(test_set, shift_nb)
+    teacher = make_model("demo")  # the demo reference model: one fixed gate for every row
+    teacher_id = f"{model_id}[demo]"
+    editors = len(host.registry("editors").for_modality(modality))
+    return ModalityContext(
+        modality, dataset_c.id, model_id, teacher.task, make_model, host.make_operator, train_set, test_set, shifted, split,
+        spec, eval_nb, train_spec, kinds, teacher, teacher_id, shift, editors,
+        tuple(test_set[0].spacing), time.perf_counter() - started, device,
+    )

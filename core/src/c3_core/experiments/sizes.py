@@ -1,0 +1,120 @@
+"""Experiment sizes: ``quick`` (smoke, minutes), ``default`` (< 1 h on a 2-core CPU), ``full`` (GPU).
+
+A size fixes, per modality, the training budget (epochs, cases, batch, learning rate, K
+counterfactuals per case during training) and the evaluation budget (test cases, K per case
+for agreement / utility / flip rate, TTA views, bootstrap replicates). Modalities without an
+entry use the ``"*"`` entry of the size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Budget:
+    """One modality's budget within a size.
+
+    Attributes:
+        epochs: training epochs per run.
+        train_cases: training cases used (the first N of the train split; None = all).
+        test_cases: evaluation cases (the first N of the in-domain split; None = all).
+        batch_size: training batch size.
+        lr: peak AdamW learning rate.
+        k_train: counterfactuals drawn per case and step (C³ rows).
+        k_eval: counterfactuals per case for agreement, utility and flip rate.
+        tta_views: augmented views averaged by the TTA row.
+        n_boot: bootstrap replicates of the seed-0 confidence intervals.
+        lam: consistency weight λ of the C³ rows.
+        init: starting weights of every row: ``"demo"`` (fine-tune the plugin's demo reference
+            model, trained on the same train split) or None (random initialisation, seeded).
+    """
+
+    epochs: int = 4
+    train_cases: int | None = None
+    test_cases: int | None = None
+    batch_size: int = 16
+    lr: float = 3e-3
+    k_train: int = 1
+    k_eval: int = 4
+    tta_views: int = 4
+    n_boot: int = 200
+    lam: float = 1.0
+    init: str | None = "demo"
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "k_train", "k_eval", "tta_views", "n_boot"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"budget: {name} must be >= 1, got {getattr(self, name)}")
+        for name in ("train_cases", "test_cases"):
+            v = getattr(self, name)
+            if v is not None and int(v) < 1:
+                raise ValueError(f"budget: {name} must be >= 1 or None, got {v}")
+
+
+@dataclass(frozen=True)
+class Size:
+    """A named experiment size: budgets per modality, default seeds and device."""
+
+    name: str
+    seeds: int
+    budgets: Mapping[str, Budget]
+    device: str = "cpu"
+    note: str = ""
+
+    def budget(self, modality: str) -> Budget:
+        return self.budgets.get(modality, self.budgets["*"])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "seeds": self.seeds, "device": self.device, "note": self.note,
+                "budgets": {m: asdict(b) for m, b in self.budgets.items()}}
+
+
+QUICK = Size(
+    "quick", 1,
+    {
+        "*": Budget(epochs=1, train_cases=16, test_cases=12, batch_size=8, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
+        "mri": Budget(epochs=1, train_cases=2, test_cases=2, batch_size=2, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
+    },
+    note="smoke run: every code path once, numbers meaningless",
+)
+
+DEFAULT = Size(
+    "default", 2,
+    {
+        "*": Budget(epochs=2, train_cases=128, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
+        "fundus": Budget(epochs=2, train_cases=96, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
+        "mri": Budget(epochs=4, train_cases=24, test_cases=8, batch_size=2, lr=1e-3, k_eval=3, tta_views=2),
+    },
+    note="each row fine-tunes the demo reference model briefly on part of the train split; sized to finish "
+    "in under an hour on a 2-core CPU shared with other jobs",
+)
+
+FULL = Size(
+    "full", 5,
+    {
+        "*": Budget(epochs=40, batch_size=32, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
+        "mri": Budget(epochs=150, batch_size=4, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
+    },
+    device="cuda",
+    note="every case of the embedded cohorts, every row trained from a seeded random initialisation, 5 seeds, "
+    "K = 2 in training and 8 in evaluation; meant for one GPU (documented, not run on the CPU machine)",
+)
+
+SIZES: Mapping[str, Size] = {"quick": QUICK, "default": DEFAULT, "full": FULL}
+
+
+def choose_size(*, quick: bool, full: bool, seeds: int | None = None, device: str | None = None) -> Size:
+    """The size the command's flags ask for (``--quick`` and ``--full`` exclude each other)."""
+    if quick and full:
+        raise ValueError("--quick and --full exclude each other")
+    size = QUICK if quick else FULL if full else DEFAULT
+    if seeds is not None:
+        if int(seeds) < 1:
+            raise ValueError(f"--seeds must be >= 1, got {seeds}")
+        size = replace(size, seeds=int(seeds))
+    if device is not None:
+        size = replace(size, device=device)
+    return size
