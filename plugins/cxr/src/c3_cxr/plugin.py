@@ -44,3 +44,10 @@ def c3_register_datasets(registry):
 def c3_register_models(registry):
     registry.add("cxr.demo_cnn", "c3_cxr.models:demo_cnn", "small CNN trained on the demo cohort", task="multilabel", architecture="SmallCNN", spatial_dims=2, demo=True)
     registry.add("cxr.densenet121", "c3_cxr.models:densenet121", "torchxrayvision DenseNet-121, five findings, raw probabilities", task="multilabel", architecture="xrv.DenseNet", spatial_dims=2)
+
+
+@hookimpl
+def c3_register_editors(registry):
+    registry.add("cxr.lesion_removed", "c3_cxr.editors.inpainting:CxrLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
+    registry.add("cxr.lesion_only", "c3_cxr.editors.inpainting:CxrLesionOnly", "interventional: the lesion kept, the background suppressed")
+    registry.add("cxr.healthy_control", "c3_cxr.editors.inpainting:CxrHealthyControl", "control: a random healthy region of the lesion's size inpainted")

@@ -40,3 +40,10 @@ def c3_register_datasets(registry):
 def c3_register_models(registry):
     registry.add("fundus.demo_cnn", "c3_fundus.models:demo_cnn", "small CNN trained on the demo cohort (five grades)", task="multiclass", architecture="SmallCNN", spatial_dims=2, demo=True)
     registry.add("fundus.efficientnet_b3", "c3_fundus.models:efficientnet_b3", "timm EfficientNet-B3, five DR grades", task="multiclass", architecture="efficientnet_b3", spatial_dims=2)
+
+
+@hookimpl
+def c3_register_editors(registry):
+    registry.add("fundus.lesion_removed", "c3_fundus.editors.inpainting:FundusLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
+    registry.add("fundus.lesion_only", "c3_fundus.editors.inpainting:FundusLesionOnly", "interventional: the lesion kept, the background suppressed")
+    registry.add("fundus.healthy_control", "c3_fundus.editors.inpainting:FundusHealthyControl", "control: a random healthy region of the lesion's size inpainted")

@@ -44,3 +44,10 @@ def c3_register_models(registry):
         "mri.unet3d", "c3_mri.models:unet3d", "MONAI 3D U-Net with sliding-window inference (weights='demo': small demo model)",
         task="segmentation", architecture="monai.networks.nets.UNet", spatial_dims=3,
     )
+
+
+@hookimpl
+def c3_register_editors(registry):
+    registry.add("mri.lesion_removed", "c3_mri.editors.inpainting:MriLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
+    registry.add("mri.lesion_only", "c3_mri.editors.inpainting:MriLesionOnly", "interventional: the lesion kept, the background suppressed")
+    registry.add("mri.healthy_control", "c3_mri.editors.inpainting:MriHealthyControl", "control: a random healthy region of the lesion's size inpainted")
