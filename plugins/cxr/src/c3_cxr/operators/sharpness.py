@@ -40,6 +40,9 @@ class Sharpness(RadiographOperator[SharpnessParams]):
         x = batch.image
         soft_sigma = torch.where(change < 0, change.abs() * sigma_px, sigma_px)  # blur width used by each case
         low = gaussian_blur_batched(x, soft_sigma)
+        # per case: softer -> low; sharper -> x + c(x − low) = (1 + c)x − c·low; c = 0 -> x
         c = change.view(-1, 1, 1, 1)
-        out = torch.where(c < 0, low, torch.where(c > 0, x + c * (x - low), x))
-        return batch.replace(image=out.clamp_min(0).to(dt))
+        w_low = torch.where(c < 0, torch.ones_like(c), -c.clamp_min(0))
+        w_x = torch.where(c < 0, torch.zeros_like(c), 1 + c.clamp_min(0))
+        out = (low * w_low).add_(x * w_x)
+        return batch.replace(image=out.clamp_min_(0).to(dt))

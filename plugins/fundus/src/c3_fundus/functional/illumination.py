@@ -12,11 +12,12 @@ def cos4_vignetting(shape: tuple[int, int], centre: Tensor, focal_px: Tensor, de
     """Relative illumination cos⁴θ with θ = atan(r / f): the natural-vignetting law.
 
     ``centre (B, 2)`` is the optical axis (row, col) in px, ``focal_px (B,)`` the focal length
-    in px. Returns (B, 1, H, W) with 1 on the axis.
+    in px. Returns (B, 1, H, W) with 1 on the axis. Evaluated as cos⁴(atan u) = 1 / (1 + u²)²,
+    u = r / f (the same function, without the trigonometry).
     """
     r = radial_distance(shape, centre, device)
-    theta = torch.atan(r / focal_px.view(-1, 1, 1))
-    return (torch.cos(theta) ** 4).unsqueeze(1)
+    u2 = (r / focal_px.view(-1, 1, 1)).square_()
+    return u2.add_(1.0).square_().reciprocal_().unsqueeze(1)
 
 
 def focal_for_edge_falloff(radius_px: Tensor, falloff: Tensor) -> Tensor:

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from c3_fundus.colour import rgb_to_ycbcr, ycbcr_to_rgb
+from c3_fundus.colour import _RGB_TO_YCBCR, _YCBCR_TO_RGB
 
 LUMINANCE_TABLE = (
     (16, 11, 10, 16, 24, 40, 51, 61),
@@ -42,7 +42,13 @@ CHROMINANCE_TABLE = (
 
 
 def ste_round(x: Tensor) -> Tensor:
-    """Round to nearest in the forward pass, identity gradient in the backward pass."""
+    """Round to nearest in the forward pass, identity gradient in the backward pass.
+
+    Without a graph to record (no grad mode, or ``x`` needs none) this is ``torch.round``: the
+    same values, as ``x + (round(x) − x)`` is exact in floating point (Sterbenz).
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return torch.round(x)
     return x + (torch.round(x) - x).detach()
 
 
@@ -66,14 +72,15 @@ def dct_matrix(n: int = 8, dtype: torch.dtype = torch.float32, device: torch.dev
     return d.to(dtype=dtype, device=device)
 
 
-def _blocks(x: Tensor) -> Tensor:
-    b, c, h, w = x.shape
-    return x.view(b, c, h // 8, 8, w // 8, 8).permute(0, 1, 2, 4, 3, 5)
+def _block_transform(plane: Tensor, left: Tensor, right: Tensor) -> Tensor:
+    """``left · block · right`` for every 8×8 block of (B, C, H, W), H and W multiples of 8.
 
-
-def _unblocks(x: Tensor) -> Tensor:
-    b, c, nh, nw, _, _ = x.shape
-    return x.permute(0, 1, 2, 4, 3, 5).reshape(b, c, nh * 8, nw * 8)
+    Works on views, no block permutation: ``left`` mixes the 8 rows of each block row
+    (B, C, H/8, 8, W) and ``right`` the 8 columns of each block (…, W/8, 8).
+    """
+    b, c, h, w = plane.shape
+    rows = torch.matmul(left, plane.reshape(b, c, h // 8, 8, w))
+    return torch.matmul(rows.view(b, c, h // 8, 8, w // 8, 8), right).view(b, c, h, w)
 
 
 def quantise_plane(plane: Tensor, table: Tensor) -> Tensor:
@@ -81,11 +88,20 @@ def quantise_plane(plane: Tensor, table: Tensor) -> Tensor:
 
     ``table`` is (B, 8, 8); returns the reconstructed plane (same shape).
     """
+    b, c, h, w = plane.shape
     d = dct_matrix(8, plane.dtype, plane.device)
-    coeff = d @ _blocks(plane) @ d.T
-    q = table.to(plane).view(-1, 1, 1, 1, 8, 8)
-    rec = ste_round(coeff / q) * q
-    return _unblocks(d.T @ rec @ d)
+    coeff = _block_transform(plane, d, d.T).view(b, c, h // 8, 8, w // 8, 8)  # [.., u, .., v]
+    q = table.to(plane).view(-1, 1, 1, 8, 1, 8)
+    rec = (ste_round(coeff / q) * q).view(b, c, h, w)
+    return _block_transform(rec, d.T, d)
+
+
+def _mix_channels(matrix: tuple[tuple[float, ...], ...], x: Tensor, offset: tuple[float, float, float]) -> Tensor:
+    """``matrix · pixel + offset`` for every pixel of (B, 3, H, W): one matmul over the flattened
+    planes (the colour transforms of :mod:`c3_fundus.colour`, several times faster than einsum here)."""
+    m = torch.tensor(matrix, dtype=x.dtype, device=x.device)
+    out = torch.matmul(m, x.flatten(2)).view_as(x)
+    return out.add_(torch.tensor(offset, dtype=x.dtype, device=x.device).view(1, 3, 1, 1))
 
 
 def jpeg_round_trip(srgb: Tensor, quality: Tensor, chroma_subsampling: bool = True) -> Tensor:
@@ -95,7 +111,7 @@ def jpeg_round_trip(srgb: Tensor, quality: Tensor, chroma_subsampling: bool = Tr
     ph, pw = (-h) % mcu, (-w) % mcu
     x = ste_round(srgb.clamp(0, 1) * 255.0)
     x = F.pad(x, (0, pw, 0, ph), mode="replicate") if (ph or pw) else x
-    ycc = rgb_to_ycbcr(x) - 128.0
+    ycc = _mix_channels(_RGB_TO_YCBCR, x, (-128.0, 0.0, 0.0))  # JFIF YCbCr, level-shifted by 128
     tables = quantisation_tables(quality)
     y = quantise_plane(ycc[:, :1], tables[:, 0])
     chroma = ycc[:, 1:]
@@ -105,6 +121,6 @@ def jpeg_round_trip(srgb: Tensor, quality: Tensor, chroma_subsampling: bool = Tr
         chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)
     else:
         chroma = quantise_plane(chroma, tables[:, 1])
-    rgb = ycbcr_to_rgb(torch.cat([y, chroma], dim=1) + 128.0)
+    rgb = _mix_channels(_YCBCR_TO_RGB, torch.cat([y, chroma], dim=1), (128.0, 128.0, 128.0))  # undo the shift
     rgb = ste_round(rgb).clamp(0.0, 255.0) / 255.0
     return rgb[..., :h, :w]

@@ -27,14 +27,27 @@ def mosaic(rgb: Tensor) -> Tensor:
     return rgb * bayer_masks((rgb.shape[-2], rgb.shape[-1]), rgb.device)
 
 
+def raw_mosaic(rgb: Tensor) -> Tensor:
+    """The single-plane raw frame of an RGGB sensor: (..., 3, H, W) -> (..., 1, H, W), each pixel its CFA channel."""
+    return (rgb * bayer_masks((rgb.shape[-2], rgb.shape[-1]), rgb.device).to(rgb.dtype)).sum(dim=-3, keepdim=True)
+
+
+def _tent3(x: Tensor) -> Tensor:
+    """Convolution with [[¼, ½, ¼], [½, 1, ½], [¼, ½, ¼]] (separable: [½, 1, ½] per axis), reflect padding."""
+    p = F.pad(x, (1, 1, 1, 1), mode="reflect")
+    rows = p[..., 1:-1] + 0.5 * (p[..., :-2] + p[..., 2:])
+    return rows[..., 1:-1, :] + 0.5 * (rows[..., :-2, :] + rows[..., 2:, :])
+
+
 def bilinear_demosaic(sparse: Tensor) -> Tensor:
-    """Bilinear demosaicing of an RGGB mosaic (B, 3, H, W) by normalised convolution."""
-    masks = bayer_masks((sparse.shape[-2], sparse.shape[-1]), sparse.device).to(sparse.dtype).expand_as(sparse)
-    k = torch.tensor([[0.25, 0.5, 0.25], [0.5, 1.0, 0.5], [0.25, 0.5, 0.25]], device=sparse.device, dtype=sparse.dtype)
-    k = k.view(1, 1, 3, 3).repeat(3, 1, 1, 1)
-    num = F.conv2d(F.pad(sparse, (1, 1, 1, 1), mode="reflect"), k, groups=3)
-    den = F.conv2d(F.pad(masks, (1, 1, 1, 1), mode="reflect"), k, groups=3)
-    return torch.where(masks > 0, sparse, num / den.clamp_min(1e-6))
+    """Bilinear demosaicing of an RGGB mosaic (B, 3, H, W) by normalised convolution.
+
+    Sampled pixels keep their value; the others get the kernel-weighted mean of their channel's
+    samples around them. The normaliser depends only on the CFA layout, so it is computed once.
+    """
+    masks = bayer_masks((sparse.shape[-2], sparse.shape[-1]), sparse.device).to(sparse.dtype).unsqueeze(0)
+    fill = (1.0 - masks) / _tent3(masks).clamp_min(1e-6)  # 0 where sampled, 1 / normaliser elsewhere
+    return sparse * masks + _tent3(sparse) * fill
 
 
 def electrons(linear: Tensor, full_well_e: Tensor, read_noise_e: Tensor, generator: torch.Generator) -> Tensor:

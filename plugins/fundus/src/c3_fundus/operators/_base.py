@@ -11,7 +11,7 @@ from torch import Tensor
 from c3_core.batch import Batch
 from c3_core.domains import IntensityDomain
 from c3_core.operator import Operator, P
-from c3_fundus.colour import linear_to_srgb, srgb_to_linear
+from c3_fundus.functional.srgb import linear_to_srgb_fast, srgb_to_linear_fast
 from c3_fundus.functional.visibility import lesion_visibility
 
 MIN_VISIBILITY = 0.5
@@ -34,8 +34,8 @@ def lesion_check(
         return [None] * original.size
     cf_masks = None if counterfactual.mask is original.mask else counterfactual.mask
     vis, worst = lesion_visibility(
-        srgb_to_linear(original.image.float()),
-        srgb_to_linear(counterfactual.image.float()),
+        srgb_to_linear_fast(original.image.float()),
+        srgb_to_linear_fast(counterfactual.image.float()),
         original.mask.float(),
         None if cf_masks is None else cf_masks.float(),
         area_scale,
@@ -70,8 +70,8 @@ class FundusOperator(Operator[P]):
         self.min_visibility = float(min_visibility)
 
     def _apply(self, batch: Batch, params: Sequence[P]) -> Batch:
-        linear = self._apply_linear(srgb_to_linear(batch.image), batch, params)
-        return batch.replace(image=linear_to_srgb(linear).to(batch.image.dtype))
+        linear = self._apply_linear(srgb_to_linear_fast(batch.image), batch, params)
+        return batch.replace(image=linear_to_srgb_fast(linear).to(batch.image.dtype))
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[P]) -> Tensor:
         """Linear light (B, 3, H, W) in -> linear light out. Intensity operators override this."""

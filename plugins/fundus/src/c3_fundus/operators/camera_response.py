@@ -12,6 +12,7 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import uniform
 from c3_fundus.colour import white_balance_gains
+from c3_fundus.functional.srgb import power_law
 from c3_fundus.operators._base import FundusOperator, per_sample
 
 MAX_EXPOSURE_STOPS = 0.7
@@ -53,4 +54,4 @@ class CameraResponse(FundusOperator[CameraResponseParams]):
         exposure = torch.exp2(per_sample(params, "exposure_stops", dev)).view(-1, 1, 1, 1)
         gains = white_balance_gains(per_sample(params, "mired_shift", dev)).view(-1, 3, 1, 1)
         gamma = per_sample(params, "tone_gamma", dev).view(-1, 1, 1, 1)
-        return (linear * exposure * gains).clamp(0.0, 1.0) ** gamma
+        return power_law(linear * (exposure * gains), gamma)  # (.clip(0, 1)) ** gamma

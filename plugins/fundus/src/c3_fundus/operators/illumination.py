@@ -59,7 +59,7 @@ class Illumination(FundusOperator[IlluminationParams]):
             (h, w), centre, per_sample(params, "width_frac", dev) * side, per_sample(params, "ring_frac", dev) * side,
             per_sample(params, "stops", dev), dev,
         )
-        return linear * gain
+        return linear * gain  # (B, 3, H, W) · (B, 1, H, W)
 
 
 @dataclass(frozen=True)

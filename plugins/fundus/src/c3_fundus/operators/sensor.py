@@ -11,7 +11,7 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity
 from c3_core.seeding import draw_seed, generator_from_seed
-from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, fixed_pattern, mosaic
+from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, fixed_pattern, mosaic, raw_mosaic
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator
 
 
@@ -33,12 +33,14 @@ class Sensor(FundusOperator[SensorParams]):
     """Camera sensor noise in linear light.
 
     electrons = Poisson(x · gain_map · full_well + offset · full_well) + N(0, read²), then an ADC
-    with gain full_well / (2^bits − 1) e⁻/DN, then an RGGB mosaic and bilinear demosaic.
+    with gain full_well / (2^bits − 1) e⁻/DN. With ``bayer``, x is the raw RGGB plane (each
+    pixel its colour-filter channel; the only values a Bayer sensor measures) and the three
+    channels are restored by bilinear demosaicing.
     Severity: full-well electrons at full scale, 50 000 (clean) → 400 (very noisy).
     """
 
     id = "fundus.sensor"
-    version = "2"
+    version = "3"  # 3: noise drawn on the raw CFA plane only (1/3 of the draws; new realisations)
     severity = Severity("full_well", "photo-electrons at full scale", 50000.0, 400.0, (8000.0, 2000.0, 800.0, 400.0))
     params_type = SensorParams
     summary = "Poisson shot and read noise, PRNU/DSNU, ADC, Bayer mosaic and bilinear demosaic"
@@ -69,13 +71,17 @@ class Sensor(FundusOperator[SensorParams]):
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[SensorParams]) -> Tensor:
         out = []
         for i, p in enumerate(params):  # per-sample noise realisations; the maths is whole-image
-            x = linear[i]
+            # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane (1, H, W)
+            x = raw_mosaic(linear[i]) if p.bayer else linear[i]
             gain, offset = fixed_pattern(tuple(x.shape), p.prnu, p.dsnu, generator_from_seed(p.pattern_seed, x.device), x.device)
             fw = torch.tensor(p.full_well_e, device=x.device, dtype=x.dtype)
             e = electrons(x * gain + offset, fw, torch.tensor(p.read_noise_e, device=x.device, dtype=x.dtype), generator_from_seed(p.noise_seed, x.device))
-            out.append(adc(e, fw, p.adc_bits) if p.adc_bits > 0 else e / fw)
+            y = adc(e, fw, p.adc_bits) if p.adc_bits > 0 else e / fw
+            out.append(y.expand_as(linear[i]) if p.bayer else y)  # the raw plane in each channel, masked below
         y = torch.stack(out)
-        use = torch.tensor([p.bayer for p in params], device=y.device).view(-1, 1, 1, 1)
-        if bool(use.any()):
-            y = torch.where(use, bilinear_demosaic(mosaic(y)), y)
+        use = [p.bayer for p in params]
+        if all(use):
+            return bilinear_demosaic(mosaic(y))
+        if any(use):
+            return torch.where(torch.tensor(use, device=y.device).view(-1, 1, 1, 1), bilinear_demosaic(mosaic(y)), y)
         return y
