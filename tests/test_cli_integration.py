@@ -94,3 +94,22 @@ def test_unwritable_output_folder(tmp_path: Path) -> None:
     blocker.write_text("x")
     result = run_c3("evaluate", "-m", "us", "--out", str(blocker / "sub"), "--quiet")
     assert result.returncode == 2 and "cannot create output folder" in result.stderr
+
+
+def test_editor_fit_refuses_a_non_diffusion_editor_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "model.safetensors"
+    res = run_c3("editor", "fit", "cxr.lesion_removed", "--out", str(out))
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "cxr.lesion_removed is not a diffusion editor" in res.stdout + res.stderr
+    assert not list(tmp_path.iterdir())
+
+
+def test_editor_fit_trains_a_small_denoiser_the_editor_loads(tmp_path: Path) -> None:
+    out = tmp_path / "cxr-diffusion.safetensors"
+    res = run_c3("editor", "fit", "cxr.diffusion", "--out", str(out), "--epochs", "1", "--limit", "8", "--size", "32", "--batch-size", "4")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert out.is_file() and out.with_suffix(".json").is_file()
+    meta = json.loads(out.with_suffix(".json").read_text())
+    assert "cases" in json.dumps(meta) and "cxr.diffusion" in json.dumps(meta)
+    again = run_c3("editor", "fit", "cxr.diffusion", "--out", str(out), "--epochs", "1")
+    assert again.returncode == 2 and "already exists" in again.stdout + again.stderr

@@ -25,7 +25,8 @@ def cached_weights(name: str, train: Callable[[], dict[str, torch.Tensor]]) -> P
     """Path of the safetensors file ``name``; ``train()`` makes its state dict on first use.
 
     The file is written to a temporary name and renamed into place, so an interrupted training
-    never leaves a truncated file that later runs would trust.
+    never leaves a truncated file that later runs would trust. ``train`` runs with autograd
+    enabled even when the caller is inside ``torch.no_grad()`` (an editor's apply loads lazily).
     """
     from safetensors.torch import save_file
 
@@ -33,7 +34,9 @@ def cached_weights(name: str, train: Callable[[], dict[str, torch.Tensor]]) -> P
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in train().items()}
+    with torch.enable_grad():
+        trained = train()
+    state = {k: v.detach().contiguous().cpu() for k, v in trained.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
     os.close(fd)
     try:

@@ -24,6 +24,8 @@ app = typer.Typer(
 )
 gate_app = typer.Typer(help="The validity gate: calibrate thresholds from human-audited anchors.", no_args_is_help=True)
 app.add_typer(gate_app, name="gate")
+editor_app = typer.Typer(help="Learned editors: fit their models on a cohort.", no_args_is_help=True)
+app.add_typer(editor_app, name="editor")
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> typer.Exit:
@@ -208,6 +210,30 @@ def gate_calibrate(
         f"{key} = {result.threshold:.4g}: precision {result.precision:.3f} (target {target_precision:.3f}), "
         f"recall {result.recall:.3f}, {result.n_admitted}/{result.n_anchors} anchors admitted -> {out}"
     )
+
+
+@editor_app.command("fit")
+def editor_fit(
+    editor: Annotated[str, typer.Argument(help="A diffusion editor id (see `c3 ops`), e.g. cxr.diffusion.")],
+    out: Annotated[Path, typer.Option(help="The .safetensors file to write (its .json config goes beside it; never overwritten).")],
+    data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions (default: the demo cohort).")] = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: the editor's).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Minibatch size (default: the editor's).")] = None,
+    lr: Annotated[float | None, typer.Option(min=0.0, help="AdamW learning rate (default: the editor's).")] = None,
+    size: Annotated[int | None, typer.Option(min=8, help="Working resolution in px (default: the editor's).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of initialisation, noise and minibatches.")] = 0,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N training cases.")] = None,
+    device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+) -> None:
+    """Fit a diffusion editor's denoiser on a cohort's training split; use it with the editor option weights=PATH."""
+    from c3_core.editors.diffusion_fit import fit_command
+
+    code = fit_command(
+        editor, out, data=_absolute(data),
+        epochs=epochs, batch_size=batch_size, lr=lr, size=size, seed=seed, limit=limit, device=device,
+        host=_host(), echo=typer.echo,
+    )
+    raise typer.Exit(code)
 
 
 @app.command()

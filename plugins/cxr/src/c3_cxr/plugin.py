@@ -51,3 +51,14 @@ def c3_register_editors(registry):
     registry.add("cxr.lesion_removed", "c3_cxr.editors.inpainting:CxrLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
     registry.add("cxr.lesion_only", "c3_cxr.editors.inpainting:CxrLesionOnly", "interventional: the lesion kept, the background suppressed")
     registry.add("cxr.healthy_control", "c3_cxr.editors.inpainting:CxrHealthyControl", "control: a random healthy region of the lesion's size inpainted")
+    diff = "c3_cxr.editors.diffusion"
+    registry.add("cxr.diffusion", f"{diff}:CxrDiffusion", "admissible: label-conditioned SDEdit resampling, findings region held")
+    registry.add("cxr.diffusion_rib_contrast", f"{diff}:CxrDiffusionRibContrast", "admissible: rib-shadow contrast, diffusion-guided")
+    registry.add("cxr.diffusion_haze", f"{diff}:CxrDiffusionHaze", "admissible: subtle haze over the lungs, diffusion-guided")
+    registry.add("cxr.diffusion_projection", f"{diff}:CxrDiffusionProjection", "admissible: projection geometry (scapular overlap), diffusion-guided")
+    registry.add("cxr.heart_area", "c3_cxr.editors.structure:CxrHeartArea", "interventional: heart area set (Seg-CFT, segmentor-measured)")
+    registry.add("cxr.lung_area", "c3_cxr.editors.structure:CxrLungArea", "interventional: lung area set (Seg-CFT, segmentor-measured)")
+    for finding, cls in (("atelectasis", "Atelectasis"), ("cardiomegaly", "Cardiomegaly"), ("consolidation", "Consolidation"),
+                         ("edema", "Edema"), ("effusion", "Effusion")):  # fmt: skip
+        registry.add(f"cxr.insert_{finding}", f"c3_cxr.editors.concepts:Insert{cls}", f"interventional: insert {finding} (latent concept direction, anatomy kept)")
+        registry.add(f"cxr.delete_{finding}", f"c3_cxr.editors.concepts:Delete{cls}", f"interventional: delete {finding} (latent concept direction, anatomy kept)")

@@ -47,3 +47,7 @@ def c3_register_editors(registry):
     registry.add("fundus.lesion_removed", "c3_fundus.editors.inpainting:FundusLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
     registry.add("fundus.lesion_only", "c3_fundus.editors.inpainting:FundusLesionOnly", "interventional: the lesion kept, the background suppressed")
     registry.add("fundus.healthy_control", "c3_fundus.editors.inpainting:FundusHealthyControl", "control: a random healthy region of the lesion's size inpainted")
+    diff = "c3_fundus.editors.diffusion"
+    registry.add("fundus.diffusion", f"{diff}:FundusDiffusion", "admissible: label-conditioned SDEdit resampling, lesions and outside-FOV held")
+    registry.add("fundus.diffusion_illumination", f"{diff}:FundusDiffusionIllumination", "admissible: illumination falloff, diffusion-guided")
+    registry.add("fundus.diffusion_vessel_contrast", f"{diff}:FundusDiffusionVesselContrast", "admissible: vessel contrast, diffusion-guided")

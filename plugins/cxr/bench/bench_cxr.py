@@ -1,0 +1,347 @@
+"""c3-cxr operators against Albumentations, imagecorruptions and MedMNIST-C, side by side in one run.
+
+Input: procedural chest radiographs (``c3_cxr.data.phantom.render_chests``, no findings, drawn
+from explicit ``torch.Generator``s) of 512 x 512 px, 0.703 mm pitch (36 cm across), as line
+integrals (B, 1, H, W) float32 for ours. The peers get the same images as a user loads them:
+the reference display window (``to_display``: mu 0..4 -> 0..1) as (H, W) uint8 numpy arrays,
+float32 arrays in [0, 1] (Albumentations also runs on those) or PIL ``L`` images (MedMNIST-C
+works on PIL images). Conversions are done before the clock starts. Two settings:
+
+* **single**: one image (ours: ``apply`` on a batch of 1; peers: one call);
+* **B=8**: ours is ONE ``apply`` on a batch of 8; every peer is a Python loop of 8 calls, one
+  per image (they work per image; that is how a user runs them).
+
+Ours: each repeat draws the params with ``op.sample_params(case_info(i), generator_from_seed(i),
+severity)``, reads the clock, then runs ``op.apply(batch, params)``: "ours apply" excludes the
+sampling, "ours s+a" is sampling plus apply (what a peer call includes; used for the ratios).
+Peers draw from their own generators, seeded once here (Albumentations ``set_random_seed(0)``,
+imagecorruptions and MedMNIST-C use NumPy's global state: ``np.random.seed(0)``).
+
+Every time is the median of N repeats (``time.perf_counter``) after one untimed warm-up call,
+which also checks that the peer changed the image (a peer that raises is reported and skipped).
+Target (issue 4), printed PASS / FAIL per operator and setting: ours s+a at least 5x faster than
+the fastest peer of its row.
+
+Run: ``nox -s bench -- cxr`` (``--quick``: 64 x 64 images, 1 repeat, a smoke run).
+Threads: ``OMP_NUM_THREADS`` (default 2) for torch and for OpenCV (``cv2.setNumThreads``).
+``--device cuda`` runs ours on a GPU (peers stay on the CPU; the clock is read after a sync).
+Exits with status 2 when none of the peer libraries is installed; a missing one is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+FULL_SIZE = 512  # px
+QUICK_SIZE = 64
+PIXEL_MM = 360.0 / FULL_SIZE  # a 36 cm detector across 512 px
+K = 8  # images in the batched setting
+SPEEDUP_TARGET = 5.0  # ours at least this many times faster than the fastest peer
+DOSE_FRACTION = 0.25
+WINDOW_MU = 4.0  # the reference display window is mu 0..4 (c3_cxr.domains.to_display)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """One peer transform: ``fn`` maps one image of kind ``kind`` ("u8", "f32" or "pil") to its output."""
+
+    library: str
+    name: str
+    kind: str
+    fn: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared operator: ours (op, severity) and its peers."""
+
+    name: str
+    ours: Any  # a c3 Operator
+    severity: float  # in the operator's physical units
+    peers: list[Peer] = field(default_factory=list)
+    note: str = ""
+
+
+def _cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo (platform string elsewhere)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _libraries() -> dict[str, Any]:
+    """The installed peer libraries by name (missing ones reported on stderr and left out)."""
+    libs: dict[str, Any] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            import albumentations
+
+            libs["Albumentations"] = albumentations
+        except ImportError as exc:
+            print(f"bench_cxr: Albumentations skipped (pip install albumentations): {exc}", file=sys.stderr)
+        try:
+            import imagecorruptions
+
+            libs["imagecorruptions"] = imagecorruptions
+        except ImportError as exc:  # 1.1.2 imports pkg_resources (setuptools < 81)
+            print(f"bench_cxr: imagecorruptions skipped (pip install imagecorruptions 'setuptools<81'): {exc}", file=sys.stderr)
+        try:
+            import medmnistc.corruptions.compression as mc_compression
+            import medmnistc.corruptions.enhance as mc_enhance
+            import medmnistc.corruptions.noise as mc_noise
+
+            libs["MedMNIST-C"] = {"noise": mc_noise, "enhance": mc_enhance, "compression": mc_compression}
+            try:  # its blur module imports Wand, which needs the ImageMagick shared library
+                import medmnistc.corruptions.filter as mc_filter
+
+                libs["MedMNIST-C"]["filter"] = mc_filter
+            except ImportError as exc:
+                print(f"bench_cxr: MedMNIST-C blur skipped (needs ImageMagick's libMagickWand): {exc}", file=sys.stderr)
+        except ImportError as exc:
+            print(f"bench_cxr: MedMNIST-C skipped (pip install medmnistc): {exc}", file=sys.stderr)
+    return libs
+
+
+def _median_seconds(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
+    """Median wall time (s) of ``repeats`` calls of ``fn`` (``sync`` before each clock read)."""
+    times = []
+    for _ in range(repeats):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _time_ours(op: Any, batch: Any, severity: float, repeats: int, sync: Callable[[], None]) -> tuple[float, float]:
+    """Median seconds of ``op.apply`` alone and of sampling + apply, from the same ``repeats`` calls."""
+    from c3_core.seeding import generator_from_seed
+
+    def draw() -> list[Any]:
+        return [op.sample_params(batch.case_info(i), generator_from_seed(i), severity) for i in range(batch.size)]
+
+    op.apply(batch, draw())
+    sync()
+    apply_t, both_t = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        params = draw()
+        t1 = time.perf_counter()
+        op.apply(batch, params)
+        sync()
+        t2 = time.perf_counter()
+        apply_t.append(t2 - t1)
+        both_t.append(t2 - t0)
+    return statistics.median(apply_t), statistics.median(both_t)
+
+
+def _times(ratio: float) -> str:
+    """A ratio as "12x", "3.4x" or "0.05x" (two significant digits below 10)."""
+    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
+def _warm_peer(peer: Peer, image: Any) -> str | None:
+    """Run ``peer`` once (untimed); an error message if it raised, a warning if it changed nothing."""
+    import numpy as np
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = peer.fn(image)
+    except Exception as exc:  # noqa: BLE001 - a peer's failure is reported, not fatal
+        return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
+    a, b = np.asarray(out), np.asarray(image)
+    if a.shape == b.shape and np.array_equal(a, b):
+        print(f"warning: {peer.library} {peer.name} left the image unchanged", file=sys.stderr)
+    return None
+
+
+def _rows(libs: dict[str, Any], sigma_display: float) -> list[Row]:
+    """The compared operators; ``sigma_display`` is our dose noise std in display units (0..1)."""
+    from c3_cxr.operators.dose import Dose
+    from c3_cxr.operators.resolution import Resolution
+    from c3_cxr.operators.sharpness import Sharpness
+    from c3_cxr.operators.tone import Tone
+
+    sigma_px = 2.25 / PIXEL_MM  # ours: sigma_mm ~ U(1.5, 3) mm at severity 1, mean 2.25 mm
+    gamma = 2.0**0.4  # ours at severity 1: gamma = 2^(+-0.4 u)
+    rows = [
+        Row(f"dose {DOSE_FRACTION:g}", Dose(), DOSE_FRACTION, note="ours: Poisson + Gaussian in photon counts, log back"),
+        Row("sharpness 1.0", Sharpness(), 1.0, note=f"ours: Gaussian MTF or unsharp mask, sigma 1.5-3 mm = {1.5 / PIXEL_MM:.1f}-{3 / PIXEL_MM:.1f} px"),
+        Row("tone 1.0", Tone(), 1.0, note="ours: power-law LUT on mu, gamma 2^(+-0.4)"),
+        Row("resolution 2x", Resolution(), 2.0, note="ours: sinc aperture MTF + 2x pitch sampling + bilinear back"),
+    ]
+    dose, sharp, tone, res = rows
+    if "Albumentations" in libs:
+        A = libs["Albumentations"]
+        s = max(sigma_display, 1e-3)
+        kernel = 2 * math.ceil(3.0 * sigma_px) + 1  # odd, +-3 sigma (UnsharpMask needs it given; GaussianBlur derives it)
+        specs = [
+            (dose, "GaussNoise", A.GaussNoise(std_range=(s, s), p=1.0)),
+            (dose, "ShotNoise", A.ShotNoise(scale_range=(1e-3, 1e-3), p=1.0)),
+            (sharp, "GaussianBlur", A.GaussianBlur(blur_limit=0, sigma_limit=(sigma_px, sigma_px), p=1.0)),
+            (sharp, "UnsharpMask", A.UnsharpMask(blur_limit=(kernel, kernel), sigma_limit=(sigma_px, sigma_px), alpha=(0.5, 0.5),
+                                                 threshold=0, p=1.0)),
+            (tone, "RandomGamma", A.RandomGamma(gamma_limit=(100 * gamma, 100 * gamma), p=1.0)),
+            (res, "Downscale", A.Downscale(scale_range=(0.5, 0.5), p=1.0)),
+        ]
+        for row, name, t in specs:
+            t.set_random_seed(0)
+            for kind in ("u8", "f32"):
+                row.peers.append(Peer("Albumentations", f"{name} {kind}", kind, lambda x, t=t: t(image=x)["image"]))
+    if "imagecorruptions" in libs:
+        corrupt = libs["imagecorruptions"].corrupt
+        for row, name, sev in ((dose, "gaussian_noise", 1), (dose, "shot_noise", 3), (sharp, "gaussian_blur", 1), (res, "pixelate", 5)):
+            row.peers.append(Peer("imagecorruptions", f"{name} s{sev}", "u8",
+                                  lambda x, n=name, s=sev: corrupt(x, corruption_name=n, severity=s)))
+    if "MedMNIST-C" in libs:
+        mc = libs["MedMNIST-C"]
+        # chestmnist settings of MedMNIST-C's registry (severity index in brackets)
+        specs = [
+            (dose, "GaussianNoise[0]", mc["noise"].GaussianNoise([0.04, 0.08, 0.12, 0.18, 0.26]), 0),
+            (dose, "ShotNoise[0]", mc["noise"].ShotNoise([60, 25, 18, 10, 5]), 0),
+            (tone, "GammaCorrection(1.3)", mc["enhance"].GammaCorrection([1.1, 1.2, 1.3, 1.4, 1.6]), 2),
+            (res, "Pixelate[3]", mc["compression"].Pixelate([0.30, 0.25, 0.20, 0.15, 0.10]), 0),
+        ]
+        if "filter" in mc:
+            specs.append((sharp, "GaussianBlur(k=13)", mc["filter"].GaussianBlur([3, 5, 7, 9, 11, 13]), 5))
+        for row, name, c, sev in specs:
+            row.peers.append(Peer("MedMNIST-C", name, "pil", lambda x, c=c, s=sev: c.apply(x, severity=s)))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="64 x 64 images, 1 repeat (smoke run)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
+    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run")
+    ap.add_argument("--device", default="cpu", help="torch device for ours (peers always run on the CPU)")
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+
+    libs = _libraries()
+    if not libs:
+        print("bench_cxr: no peer library installed (pip install albumentations imagecorruptions medmnistc)", file=sys.stderr)
+        return 2
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    from c3_core.batch import Batch
+    from c3_core.seeding import generator_from_seed
+    from c3_cxr.data.phantom import render_chests
+    from c3_cxr.domains import to_display
+
+    threads = int(os.environ.get("OMP_NUM_THREADS", "2"))
+    torch.set_num_threads(threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(threads)
+    except ImportError:
+        cv2 = None
+    device = torch.device(args.device)
+    sync: Callable[[], None] = (lambda: torch.cuda.synchronize(device)) if device.type == "cuda" else (lambda: None)
+    size = QUICK_SIZE if args.quick else FULL_SIZE
+    pixel_mm = 360.0 / size
+    repeats = 1 if args.quick else max(1, args.repeats)
+
+    mu = render_chests(torch.zeros(K, 5, dtype=torch.bool), [generator_from_seed(20261123 + i) for i in range(K)], size=size).mu
+    shown = to_display(mu)[:, 0].numpy()  # (K, H, W) in [0, 1]
+    images = {
+        "f32": [np.ascontiguousarray(shown[i], dtype=np.float32) for i in range(K)],
+        "u8": [np.round(shown[i] * 255.0).astype(np.uint8) for i in range(K)],
+    }
+    images["pil"] = [Image.fromarray(x) for x in images["u8"]]  # mode "L"
+    spacing = ((pixel_mm, pixel_mm),)
+    batches = {
+        1: Batch(mu[:1].clone().to(device), ("bench-000",), "cxr", "log_attenuation", spacing),
+        K: Batch(mu.clone().to(device), tuple(f"bench-{i:03d}" for i in range(K)), "cxr", "log_attenuation", spacing * K),
+    }
+    # the std of our dose noise in display units: 1 / sqrt(counts) per pixel, mean over the body
+    body = mu > 0.2
+    counts = DOSE_FRACTION * 20000.0 * torch.exp(-mu[body])
+    sigma_display = float((1.0 / counts.sqrt()).mean()) / WINDOW_MU
+    rows = _rows(libs, sigma_display)
+    if args.only:
+        wanted = [w.strip() for w in args.only.split(",") if w.strip()]
+        rows = [r for r in rows if any(w in r.name for w in wanted)]
+    np.random.seed(0)  # imagecorruptions' and MedMNIST-C's only source of randomness
+
+    versions = ", ".join(f"{n} {getattr(m, '__version__', '')}".strip() for n, m in libs.items() if n != "MedMNIST-C")
+    if "MedMNIST-C" in libs:
+        from importlib.metadata import version
+
+        versions += f", MedMNIST-C {version('medmnistc')}"
+    print(f"c3-cxr vs {versions}; torch {torch.__version__}, numpy {np.__version__}, "
+          f"OpenCV {cv2.__version__ if cv2 else '-'}, Python {platform.python_version()}")
+    print(f"CPU: {_cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; ours on {device}; "
+          f"images {size}x{size}, {pixel_mm:.3f} mm; median of {repeats} after 1 warm-up"
+          + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
+    print("times in ms per batch; speedup = peer / ours s+a (above 1: ours faster); peers loop over the images")
+    clone_s = {n: _median_seconds(lambda b=b: b.image.clone(), repeats, sync) for n, b in batches.items()}
+    header = f"{'setting':<7} {'operator':<14} {'ours apply':>10} {'ours s+a':>9}  {'peer':<44} {'peer ms':>9} {'speedup':>8}"
+    print(header)
+    print("-" * len(header))
+    verdicts: list[str] = []
+    failed = 0
+    for n, batch in batches.items():
+        setting = "single" if n == 1 else f"B={n}"
+        print(f"{setting:<7} {'plain clone':<14} {clone_s[n] * 1e3:>10.1f}")
+        for r in rows:
+            apply_s, sa_s = _time_ours(r.ours, batch, r.severity, repeats, sync)
+            lead = f"{setting:<7} {r.name:<14} {apply_s * 1e3:>10.1f} {sa_s * 1e3:>9.1f}  "
+            best: tuple[float, str] | None = None
+            for peer in r.peers:
+                label = f"{peer.library} {peer.name}"
+                imgs = images[peer.kind]
+                problem = _warm_peer(peer, imgs[0])
+                if problem is not None:
+                    print(f"{lead}{label:<44} {problem}", flush=True)
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        peer_s = _median_seconds(lambda p=peer, xs=imgs[:n]: [p.fn(x) for x in xs], repeats, lambda: None)
+                    print(f"{lead}{label:<44} {peer_s * 1e3:>9.1f} {_times(peer_s / sa_s):>8}", flush=True)
+                    if best is None or peer_s < best[0]:
+                        best = (peer_s, label)
+                lead = " " * len(lead)
+            if not r.peers:
+                print(f"{lead}(no peer installed)")
+            if best is not None:
+                speedup = best[0] / sa_s
+                ok = speedup >= SPEEDUP_TARGET
+                failed += not ok
+                verdicts.append(f"{'PASS' if ok else 'FAIL'}  {r.name}, {setting}: speedup {_times(speedup)} over the fastest "
+                                f"peer ({best[1]} {best[0] * 1e3:.1f} ms / ours s+a {sa_s * 1e3:.1f} ms); "
+                                f"target >= {SPEEDUP_TARGET:g}x")
+    print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
+          + f"; peers: GaussNoise std {sigma_display:.4f} (our dose noise in display units), ShotNoise scale 1e-3; "
+          "imagecorruptions stacks grey images to 3 channels; MedMNIST-C runs on PIL images.")
+    print()
+    for v in verdicts:
+        print(v)
+    print(f"{failed} target(s) failed" if failed else "all targets met")
+    print(f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
