@@ -72,7 +72,12 @@ class ProcessGroup:
         return out
 
     def close(self) -> None:
+        """Tear down the group this object created: a barrier first, so no rank destroys its gloo
+        connections while a peer still uses them (which aborts the peer: "terminate called without
+        an active exception")."""
         if self.initialised_here:
             import torch.distributed as dist
 
+            if self.world > 1:
+                dist.barrier()
             dist.destroy_process_group()
