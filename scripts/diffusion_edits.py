@@ -16,6 +16,7 @@ default classification gate threshold). The task model is the demo model the def
 so the agreement columns measure what the term optimises, not an independent judge.
 
     python scripts/diffusion_edits.py --modality cxr fundus --cases 32 --strengths 0.1 0.3 0.5
+    python scripts/diffusion_edits.py --modality cxr --only cxr.diffusion --weights fitted.safetensors
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ def _probs(scorer, images: torch.Tensor) -> torch.Tensor:  # noqa: ANN001 - a Sc
     return torch.cat([scorer(chunk) for chunk in images.split(16)])
 
 
-def measure(cls: type[DiffusionEditor], batch, strengths: list[float]) -> list[dict]:  # noqa: ANN001 - a Batch
-    """Rows for one editor: (strength, setting) -> the four measures."""
+def measure(cls: type[DiffusionEditor], batch, strengths: list[float], weights: str | None = None) -> list[dict]:  # noqa: ANN001 - a Batch
+    """Rows for one editor: (strength, setting) -> the four measures (``weights``: a fitted denoiser)."""
     rows = []
     scorer = cls().default_scorer()
     p0 = _probs(scorer, batch.image)
     for setting, options in SETTINGS.items():
-        ed = cls(**options)
+        ed = cls(weights=weights, **options)
         lesion = ed.lesion_mask(batch)
         for s in strengths:
             params = [ed.sample_params(batch.case_info(i), generator_from_seed(i), s) for i in range(batch.size)]
@@ -78,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=32)
     ap.add_argument("--strengths", type=float, nargs="+", default=[0.1, 0.3, 0.5])
     ap.add_argument("--only", nargs="*", default=None, help="editor ids to measure (default: every diffusion editor)")
+    ap.add_argument("--weights", default=None, help="a denoiser from `c3 editor fit` (.safetensors) instead of the demo one")
     args = ap.parse_args(argv)
     host = PluginHost().load()
     t0 = time.perf_counter()
@@ -95,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             if not (isinstance(cls, type) and issubclass(cls, DiffusionEditor)) or (args.only and c.id not in args.only):
                 continue
             found += 1
-            for r in measure(cls, batch, args.strengths):
+            for r in measure(cls, batch, args.strengths, args.weights):
                 print(f"| `{r['editor']}` | {r['strength']:g} | {r['setting']} | {r['outside']:.4f} | {r['in_out']:.3f} | "
                       f"{r['max_dp']:.3f} | {r['within_delta']:.2f} |", flush=True)  # fmt: skip
     if not found:

@@ -43,7 +43,7 @@ from c3_cxr.functional.filters import gaussian_blur_batched
 
 WEIGHTS = "c3_cxr-diffusion-v1"
 CONFIG = DiffusionConfig(size=64, channels=1, n_labels=5, widths=(16, 32, 64), norm_groups=8)
-FIT: dict[str, Any] = {"epochs": 6, "batch_size": 8, "lr": 2e-3}
+FIT: dict[str, Any] = {"epochs": 20, "batch_size": 8, "lr": 2e-3}  # 6 epochs left the demo denoiser undertrained (docs/editors.md)
 LESION_CHANNELS = (2,)
 LUNG_CHANNEL = 0
 
