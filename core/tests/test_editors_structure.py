@@ -216,8 +216,10 @@ def test_editor_result_is_deterministic_and_matches_the_working_grid_edit() -> N
     a, b = ed.apply(batch, params), ed.apply(batch, params)
     assert torch.equal(a.image, b.image)
     model = ed.model("cpu")  # images are on the working grid already: the change is the decoder difference
-    delta, _, _ = model.edit_delta(batch.image, 0, torch.tensor([1.3, 0.8, 1.1]))
-    torch.testing.assert_close(a.image, batch.image + delta)
+    delta, logits, _ = model.edit_delta(batch.image, 0, torch.tensor([1.3, 0.8, 1.1]))
+    torch.testing.assert_close(a.image, batch.image + delta * ed.region_weight(logits[:, :1] > 0))
+    unbounded = toy_structure.ToyDiskArea(region_px=None).apply(batch, params)
+    torch.testing.assert_close(unbounded.image, batch.image + delta)
 
 
 def _plugin() -> types.ModuleType:
@@ -246,3 +248,24 @@ def test_generator_reconstructs_the_toy_disks(toy_generator) -> None:  # noqa: A
     with torch.no_grad():
         rec = gen.decode(gen.abduct(u), st.standardise(frac, mean, std))
     assert F.mse_loss(rec, u).item() < 0.2 * u.var().item()
+
+
+def test_the_change_stays_within_region_px_of_the_segmented_structure() -> None:
+    batch = toy_structure.disk_batch()
+    ed = toy_structure.ToyDiskArea(region_px=2)
+    out = ed.apply(batch, [st.AreaParams(1.3)] * batch.size)
+    model = ed.model("cpu")
+    seg = model.segment_logits(st.to_grid(batch.image, model.config.size))[:, :1] > 0
+    support = st.dilate(seg.float(), 2 + 4)  # region_px + 4: the weight is exactly 0 beyond
+    changed = (out.image != batch.image)
+    assert bool(changed.any()) and not bool((changed & (support == 0)).any())
+    inner = st.dilate(seg.float(), 2) > 0  # weight 1 there: the generator's full change
+    free = toy_structure.ToyDiskArea(region_px=None).apply(batch, [st.AreaParams(1.3)] * batch.size)
+    assert torch.equal(out.image[inner], free.image[inner])
+    assert bool((free.image != batch.image)[support == 0].any())  # unbounded, the decoder touches the rest
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "4"])
+def test_region_px_is_validated(bad) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="region_px must be an integer >= 0 or None"):
+        toy_structure.ToyDiskArea(region_px=bad)

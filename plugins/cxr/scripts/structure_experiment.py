@@ -7,7 +7,8 @@
 2. A *judge* segmentor trained with another seed (never used for guidance) measures every
    counterfactual of the held-out demo test split: each structure, ratios 0.8, 0.9, 1.1, 1.2.
 3. Report per structure: MAPE (%), MAE (mm²) and leakage (share of |change| outside the dilated
-   structure), for the untuned generator and both fine-tuned ones.
+   structure), for the untuned generator, both fine-tuned ones, and Seg-CFT as the editor applies
+   it (the change blended to zero beyond ``region_px + 4`` px of the guiding segmentor's mask).
 
     python plugins/cxr/scripts/structure_experiment.py --seeds 0 1 --out structure.json [--device cuda]
 
@@ -31,6 +32,7 @@ from c3_core.editors.structure import (
     fine_tune,
     freeze,
     pixel_area_mm2,
+    region_weight,
     regressor_measure,
     segmentor_measure,
     train_generator,
@@ -41,6 +43,7 @@ from c3_cxr.editors.structure import CONFIG, STRUCTURES, TUNE, demo_arrays
 
 RATIOS = (0.8, 0.9, 1.1, 1.2)
 JUDGE_SEED_OFFSET = 1000
+REGION_PX = 4  # the structure editors' default region_px
 
 
 def run_seed(seed: int, device: str, n_train: int | None, n_test: int | None) -> list[dict]:
@@ -60,11 +63,16 @@ def run_seed(seed: int, device: str, n_train: int | None, n_test: int | None) ->
     tuned_reg = fine_tune(gen, regressor_measure(reg), u, frac, masks, mean, std, TUNE, g)
     judge = freeze(train_segmentor(u, masks, CONFIG, torch.Generator().manual_seed(seed + JUDGE_SEED_OFFSET)))
     px_mm2 = pixel_area_mm2(spacing_t, _image_shape(), CONFIG.size)
+    with torch.no_grad():  # what the editor does by default: the change kept near the guide's segmentation
+        guide = seg(ut) > 0
+    bound = torch.cat([region_weight(guide[:, k : k + 1], REGION_PX) for k in range(len(STRUCTURES))], 1)
     rows = []
-    for variant, net in (("untuned", gen), ("regressor-guided", tuned_reg), ("Seg-CFT", tuned_seg)):
+    variants = (("untuned", gen, None), ("regressor-guided", tuned_reg, None), ("Seg-CFT", tuned_seg, None),
+                (f"Seg-CFT, editor (region_px {REGION_PX})", tuned_seg, bound))  # fmt: skip
+    for variant, net, b in variants:
         net.eval()
         for m in evaluate_interventions(net, judge, ut, frac_t, mt, mean, std, structures=STRUCTURES,
-                                        ratios=RATIOS, pixel_mm2=px_mm2, margin_px=TUNE.margin_px):  # fmt: skip
+                                        ratios=RATIOS, pixel_mm2=px_mm2, margin_px=TUNE.margin_px, bound=b):  # fmt: skip
             rows.append({"seed": seed, "variant": variant, **m.as_row()})
     return rows
 
@@ -98,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| structure | generator | MAPE % | MAE mm² | leakage | seeds |")
     print("|---|---|---|---|---|---|")
     for structure in STRUCTURES:
-        for variant in ("untuned", "regressor-guided", "Seg-CFT"):
+        for variant in ("untuned", "regressor-guided", "Seg-CFT", f"Seg-CFT, editor (region_px {REGION_PX})"):
             sel = [r for r in rows if r["structure"] == structure and r["variant"] == variant]
             cells = [_mean_sd([r[k] for r in sel], d) for k, d in (("mape_percent", 1), ("mae_mm2", 0), ("leakage", 3))]
             print(f"| {structure} | {variant} | {' | '.join(cells)} | {len(sel)} |")

@@ -277,6 +277,15 @@ def outside_change(u: Tensor, u_cf: Tensor, region: Tensor) -> Tensor:
     return ((u_cf - u).abs() * (1.0 - region)).flatten(1).mean(1)
 
 
+def region_weight(structure: Tensor, region_px: int) -> Tensor:
+    """Blend weight ``(B, 1, S, S)`` in [0, 1] from a structure mask (bool or {0, 1}): 1 within
+    ``region_px`` px of it, feathered (a triangle kernel of radius 2) to exactly 0 beyond ``region_px + 4``."""
+    out = dilate(structure.float(), region_px + 2)
+    for _ in range(2):
+        out = F.avg_pool2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    return out.clamp(0.0, 1.0)
+
+
 def segcft_objective(
     measured: Tensor, target: Tensor, u: Tensor, u_cf: Tensor, region: Tensor, closeness: float
 ) -> Tensor:
@@ -624,17 +633,22 @@ def evaluate_interventions(
     ratios: Sequence[float],
     pixel_mm2: float,
     margin_px: int,
+    bound: Tensor | None = None,
 ) -> list[InterventionMetrics]:
     """Intervene on every structure of every case with every ratio; measure with ``judge`` (a
     frozen segmentor: images -> logits ``(B, S, ...)``).
 
     Target: ``ratio`` times the judge's hard area of the original; measured: the judge's hard area
     of the counterfactual. Leakage region: the structure's mask in the original united with the
-    judge's mask of the counterfactual, dilated by ``margin_px``.
+    judge's mask of the counterfactual, dilated by ``margin_px``. ``bound (N, S, S, S)``: optional
+    blend weights per structure (what the editor applies with ``region_px``), multiplied into the
+    generator's change.
     """
     _check_data(u, masks, gen.cfg)
     if frac.shape != (u.shape[0], gen.cfg.structures):
         raise ValueError(f"area fractions must be (N, {gen.cfg.structures}), got {tuple(frac.shape)}")
+    if bound is not None and bound.shape != masks.shape:
+        raise ValueError(f"bound must be (N, S, S, S) like the masks {tuple(masks.shape)}, got {tuple(bound.shape)}")
     out: list[InterventionMetrics] = []
     base_logits = torch.cat([judge(chunk) for chunk in u.split(64)])
     base_px = hard_area_px(base_logits)
@@ -646,7 +660,8 @@ def evaluate_interventions(
             sel = torch.full((u.shape[0],), s, dtype=torch.long, device=u.device)
             ratio = torch.full((u.shape[0],), float(r), dtype=torch.float64, device=u.device)
             c_tgt = standardise(intervene(frac, sel, ratio), mean, std)
-            u_cf = u + (gen.decode(z, c_tgt) - gen.decode(z, c_src))
+            change = gen.decode(z, c_tgt) - gen.decode(z, c_src)
+            u_cf = u + (change if bound is None else change * bound[:, s : s + 1])
             logits = judge(u_cf)
             measured.append(hard_area_px(logits)[:, s])
             target.append(base_px[:, s] * float(r))
@@ -680,7 +695,10 @@ class StructureAreaEditor(Editor[AreaParams]):
 
     Severity is the relative area change ``|ratio - 1|``. Options: ``direction`` — ``"grow"``,
     ``"shrink"`` or ``"either"`` (the sign is drawn from the generator); ``tolerance`` — the
-    relative area error above which :meth:`check` rejects a counterfactual.
+    relative area error above which :meth:`check` rejects a counterfactual; ``region_px`` — the
+    change is applied only near the structure: weight 1 on the segmented structure dilated by
+    ``region_px`` working-grid px, feathered to exactly 0 beyond ``region_px + 4`` px (``None``:
+    the generator's change everywhere, as trained).
     """
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
@@ -694,13 +712,16 @@ class StructureAreaEditor(Editor[AreaParams]):
     intensity_scale: ClassVar[float] = 1.0
     lower_bound: ClassVar[float | None] = None
 
-    def __init__(self, direction: str = "either", tolerance: float = 0.15) -> None:
+    def __init__(self, direction: str = "either", tolerance: float = 0.15, region_px: int | None = 4) -> None:
         if direction not in ("grow", "shrink", "either"):
             raise ValueError(f"{self.id}: direction must be 'grow', 'shrink' or 'either', got {direction!r}")
         if not (math.isfinite(float(tolerance)) and float(tolerance) > 0):
             raise ValueError(f"{self.id}: tolerance must be a finite number > 0, got {tolerance!r}")
+        if region_px is not None and (isinstance(region_px, bool) or not isinstance(region_px, int) or region_px < 0):
+            raise ValueError(f"{self.id}: region_px must be an integer >= 0 or None, got {region_px!r}")
         self.direction = direction
         self.tolerance = float(tolerance)
+        self.region_px = region_px
         self._models: dict[str, StructureModel] = {}
 
     @classmethod
@@ -736,11 +757,18 @@ class StructureAreaEditor(Editor[AreaParams]):
         model = self.model(batch.device)
         small = to_grid(self._model_units(batch.image), model.config.size)
         ratio = torch.tensor([p.ratio for p in params], dtype=small.dtype, device=batch.device)
-        delta, _, _ = model.edit_delta(small, model.index(self.structure), ratio)
+        index = model.index(self.structure)
+        delta, logits, _ = model.edit_delta(small, index, ratio)
+        if self.region_px is not None:
+            delta = delta * self.region_weight(logits[:, index : index + 1] > 0)
         out = batch.image + (from_grid(delta, batch.spatial_shape) * self.intensity_scale).to(batch.image.dtype)
         if self.lower_bound is not None:
             out = out.clamp_min(self.lower_bound)
         return batch.replace(image=out)
+
+    def region_weight(self, structure: Tensor) -> Tensor:
+        """:func:`region_weight` of the segmented structure with this editor's ``region_px``."""
+        return region_weight(structure, 0 if self.region_px is None else self.region_px)
 
     # -- measurement and validity ---------------------------------------------------------
     @torch.no_grad()
