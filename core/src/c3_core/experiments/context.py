@@ -4,7 +4,9 @@ The cohort is the modality's embedded demo dataset: its ``train`` split is the s
 the in-domain test split is ``test``, except where the plugin's ``test`` split is itself a
 different domain (:data:`IN_DOMAIN_SPLIT`). The evaluation neighbourhood is the dataset's
 default one (K = the budget's ``k_eval``); the training neighbourhood is that spec without the
-held-out shift family. The validity gate's teacher is the demo reference model, the same for
+held-out shift family, plus every registered *admissible* editor of the modality at strengths
+:data:`EDITOR_LEVELS` (together drawn as often as one average member), so the editor-only ablation
+has members. The validity gate's teacher is the demo reference model, the same for
 every row, so every row is scored on the same admitted counterfactuals.
 """
 
@@ -23,6 +25,7 @@ from c3_core.experiments.shifts import (
     first_single_operator,
     shift_spec,
     training_spec,
+    with_editor_members,
 )
 from c3_core.experiments.sizes import Budget
 from c3_core.model import ModelBundle
@@ -33,6 +36,22 @@ IN_DOMAIN_SPLIT = {
     "mri": ("val", "mri.demo's test split is the held-out site C; its val split holds unseen cases of the "
                    "training sites A and B"),
 }
+
+
+EDITOR_LEVELS = (0.1, 0.2)  # strengths of the admissible editors in the training neighbourhood (low: label-preserving)
+
+
+def admissible_editors(host: PluginHost, modality: str) -> list[str]:
+    """Ids of the modality's registered editors whose class declares ``intent = "admissible"``."""
+    out = []
+    for c in host.registry("editors").for_modality(modality):
+        try:
+            cls = c.load()
+        except Exception:  # noqa: BLE001 - an editor whose extra is not installed is simply not used
+            continue
+        if getattr(cls, "intent", "") == "admissible":
+            out.append(c.id)
+    return sorted(out)
 
 
 class ExperimentInputError(ValueError):
@@ -128,7 +147,8 @@ def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str
     try:
         eval_nb = Neighbourhood(spec, host.make_operator)
         shift_nb = Neighbourhood(shift_spec(shift), host.make_operator)
-        train_spec = training_spec(spec, shift).with_overrides(k=budget.k_train)
+        base = training_spec(spec, shift)
+        train_spec = with_editor_members(base, admissible_editors(host, modality), EDITOR_LEVELS).with_overrides(k=budget.k_train)
         kinds = tuple(frozenset(host.make_operator(s.op, s.options).kind for s in m.steps) for m in train_spec.members)
     except (NeighbourhoodSpecError, ValueError) as exc:
         raise ExperimentInputError(str(exc)) from None

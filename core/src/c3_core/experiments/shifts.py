@@ -14,7 +14,7 @@ first single-operator member, held out and applied at that operator's most sever
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,6 +106,19 @@ def training_spec(spec: NeighbourhoodSpec, shift: HeldOutShift) -> Neighbourhood
     if not keep:
         raise ValueError(f"{spec.source}: every member uses the held-out family {sorted(family)}")
     return NeighbourhoodSpec(keep, spec.k, spec.seed, f"{spec.source} minus {'/'.join(shift.family)}")
+
+
+def with_editor_members(spec: NeighbourhoodSpec, editor_ids: Sequence[str], levels: Sequence[float]) -> NeighbourhoodSpec:
+    """``spec`` plus one single-step member per editor id at ``levels``, weighted so the editors
+    together are drawn as often as one average member of ``spec`` (an editor member is kept as is
+    when ``spec`` already has it)."""
+    present = {s.op for m in spec.members for s in m.steps}
+    new = [e for e in editor_ids if e not in present]
+    if not new:
+        return spec
+    weight = sum(m.weight for m in spec.members) / len(spec.members) / len(new)
+    extra = tuple(MemberSpec((StepSpec(op=e, levels=tuple(float(v) for v in levels)),), weight=weight) for e in new)
+    return NeighbourhoodSpec(spec.members + extra, spec.k, spec.seed, f"{spec.source} plus editors {'/'.join(new)}")
 
 
 def shift_spec(shift: HeldOutShift, seed: int = SHIFT_SEED) -> NeighbourhoodSpec:
