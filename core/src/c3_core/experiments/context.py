@@ -27,7 +27,7 @@ from c3_core.experiments.shifts import (
     training_spec,
     with_editor_members,
 )
-from c3_core.experiments.sizes import Budget
+from c3_core.experiments.sizes import EDITOR_LEVELS, Budget
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
 from c3_core.plugins.host import PluginHost
@@ -36,9 +36,6 @@ IN_DOMAIN_SPLIT = {
     "mri": ("val", "mri.demo's test split is the held-out site C; its val split holds unseen cases of the "
                    "training sites A and B"),
 }
-
-
-EDITOR_LEVELS = (0.1, 0.2)  # strengths of the admissible editors in the training neighbourhood (low: label-preserving)
 
 
 def admissible_editors(host: PluginHost, modality: str) -> list[str]:

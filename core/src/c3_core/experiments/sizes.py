@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+EDITOR_LEVELS = (0.1, 0.2)  # strengths of the admissible editors in every training neighbourhood (low: label-preserving)
+
 
 @dataclass(frozen=True)
 class Budget:
