@@ -50,7 +50,8 @@ def row_note(ctx: Any, row: Row, keys: Sequence[str]) -> str | None:
     if row.members == "editors" and not ctx.has_members("editors"):
         if ctx.editors_registered == 0:
             return f"no editors registered for {ctx.modality}"
-        return f"no editors in the {ctx.modality} neighbourhood ({ctx.editors_registered} editors registered, none a member)"
+        return (f"no admissible editor for {ctx.modality} ({ctx.editors_registered} interventional editors registered; "
+                "they change the label, so they do not train the consistency term)")
     if row.members == "operators" and not ctx.has_members("editors") and "c3" in keys:
         return "same model as C³: the neighbourhood has no editor members, so physics-only is C³"
     if row.members == "operators" and not ctx.has_members("operators"):
