@@ -34,13 +34,22 @@ import argparse
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from c3_core.benchmarking import (
+    Peer,
+    cpu_model,
+    format_ratio,
+    load_image_peers,
+    median_seconds,
+    time_operator,
+    warm_peer,
+)
 
 FULL_SIZE = 512  # px
 QUICK_SIZE = 64
@@ -49,16 +58,6 @@ K = 8  # images in the batched setting
 SPEEDUP_TARGET = 5.0  # ours at least this many times faster than the fastest peer
 DOSE_FRACTION = 0.25
 WINDOW_MU = 4.0  # the reference display window is mu 0..4 (c3_cxr.domains.to_display)
-
-
-@dataclass(frozen=True)
-class Peer:
-    """One peer transform: ``fn`` maps one image of kind ``kind`` ("u8", "f32" or "pil") to its output."""
-
-    library: str
-    name: str
-    kind: str
-    fn: Callable[[Any], Any]
 
 
 @dataclass(frozen=True)
@@ -72,105 +71,16 @@ class Row:
     note: str = ""
 
 
-def _cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (platform string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def _libraries() -> dict[str, Any]:
-    """The installed peer libraries by name (missing ones reported on stderr and left out)."""
-    libs: dict[str, Any] = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            import albumentations
-
-            libs["Albumentations"] = albumentations
-        except ImportError as exc:
-            print(f"bench_cxr: Albumentations skipped (pip install albumentations): {exc}", file=sys.stderr)
-        try:
-            import imagecorruptions
-
-            libs["imagecorruptions"] = imagecorruptions
-        except ImportError as exc:  # 1.1.2 imports pkg_resources (setuptools < 81)
-            print(f"bench_cxr: imagecorruptions skipped (pip install imagecorruptions 'setuptools<81'): {exc}", file=sys.stderr)
-        try:
-            import medmnistc.corruptions.compression as mc_compression
-            import medmnistc.corruptions.enhance as mc_enhance
-            import medmnistc.corruptions.noise as mc_noise
-
-            libs["MedMNIST-C"] = {"noise": mc_noise, "enhance": mc_enhance, "compression": mc_compression}
-            try:  # its blur module imports Wand, which needs the ImageMagick shared library
-                import medmnistc.corruptions.filter as mc_filter
-
-                libs["MedMNIST-C"]["filter"] = mc_filter
-            except ImportError as exc:
-                print(f"bench_cxr: MedMNIST-C blur skipped (needs ImageMagick's libMagickWand): {exc}", file=sys.stderr)
-        except ImportError as exc:
-            print(f"bench_cxr: MedMNIST-C skipped (pip install medmnistc): {exc}", file=sys.stderr)
-    return libs
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
-    """Median wall time (s) of ``repeats`` calls of ``fn`` (``sync`` before each clock read)."""
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
-def _time_ours(op: Any, batch: Any, severity: float, repeats: int, sync: Callable[[], None]) -> tuple[float, float]:
-    """Median seconds of ``op.apply`` alone and of sampling + apply, from the same ``repeats`` calls."""
-    from c3_core.seeding import generator_from_seed
-
-    def draw() -> list[Any]:
-        return [op.sample_params(batch.case_info(i), generator_from_seed(i), severity) for i in range(batch.size)]
-
-    op.apply(batch, draw())
-    sync()
-    apply_t, both_t = [], []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        params = draw()
-        t1 = time.perf_counter()
-        op.apply(batch, params)
-        sync()
-        t2 = time.perf_counter()
-        apply_t.append(t2 - t1)
-        both_t.append(t2 - t0)
-    return statistics.median(apply_t), statistics.median(both_t)
 
 
-def _times(ratio: float) -> str:
-    """A ratio as "12x", "3.4x" or "0.05x" (two significant digits below 10)."""
-    return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
 
 
-def _warm_peer(peer: Peer, image: Any) -> str | None:
-    """Run ``peer`` once (untimed); an error message if it raised, a warning if it changed nothing."""
-    import numpy as np
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            out = peer.fn(image)
-    except Exception as exc:  # noqa: BLE001 - a peer's failure is reported, not fatal
-        return f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80] if str(exc) else ''}"
-    a, b = np.asarray(out), np.asarray(image)
-    if a.shape == b.shape and np.array_equal(a, b):
-        print(f"warning: {peer.library} {peer.name} left the image unchanged", file=sys.stderr)
-    return None
 
 
 def _rows(libs: dict[str, Any], sigma_display: float) -> list[Row]:
@@ -236,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
-    libs = _libraries()
+    libs = load_image_peers("bench_cxr")
     if not libs:
         print("bench_cxr: no peer library installed (pip install albumentations imagecorruptions medmnistc)", file=sys.stderr)
         return 2
@@ -292,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         versions += f", MedMNIST-C {version('medmnistc')}"
     print(f"c3-cxr vs {versions}; torch {torch.__version__}, numpy {np.__version__}, "
           f"OpenCV {cv2.__version__ if cv2 else '-'}, Python {platform.python_version()}")
-    print(f"CPU: {_cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; ours on {device}; "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; ours on {device}; "
           f"images {size}x{size}, {pixel_mm:.3f} mm; median of {repeats} after 1 warm-up"
           + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
     print("times in ms per batch; speedup = peer / ours s+a (above 1: ours faster); peers loop over the images")
-    clone_s = {n: _median_seconds(lambda b=b: b.image.clone(), repeats, sync) for n, b in batches.items()}
+    clone_s = {n: median_seconds(lambda b=b: b.image.clone(), repeats, sync) for n, b in batches.items()}
     header = f"{'setting':<7} {'operator':<14} {'ours apply':>10} {'ours s+a':>9}  {'peer':<44} {'peer ms':>9} {'speedup':>8}"
     print(header)
     print("-" * len(header))
@@ -306,20 +216,20 @@ def main(argv: list[str] | None = None) -> int:
         setting = "single" if n == 1 else f"B={n}"
         print(f"{setting:<7} {'plain clone':<14} {clone_s[n] * 1e3:>10.1f}")
         for r in rows:
-            apply_s, sa_s = _time_ours(r.ours, batch, r.severity, repeats, sync)
+            apply_s, sa_s = time_operator(r.ours, batch, r.severity, repeats, sync)
             lead = f"{setting:<7} {r.name:<14} {apply_s * 1e3:>10.1f} {sa_s * 1e3:>9.1f}  "
             best: tuple[float, str] | None = None
             for peer in r.peers:
                 label = f"{peer.library} {peer.name}"
                 imgs = images[peer.kind]
-                problem = _warm_peer(peer, imgs[0])
+                problem = warm_peer(peer, imgs[0])
                 if problem is not None:
                     print(f"{lead}{label:<44} {problem}", flush=True)
                 else:
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore")
-                        peer_s = _median_seconds(lambda p=peer, xs=imgs[:n]: [p.fn(x) for x in xs], repeats, lambda: None)
-                    print(f"{lead}{label:<44} {peer_s * 1e3:>9.1f} {_times(peer_s / sa_s):>8}", flush=True)
+                        peer_s = median_seconds(lambda p=peer, xs=imgs[:n]: [p.fn(x) for x in xs], repeats, lambda: None)
+                    print(f"{lead}{label:<44} {peer_s * 1e3:>9.1f} {format_ratio(peer_s / sa_s):>8}", flush=True)
                     if best is None or peer_s < best[0]:
                         best = (peer_s, label)
                 lead = " " * len(lead)
@@ -329,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 speedup = best[0] / sa_s
                 ok = speedup >= SPEEDUP_TARGET
                 failed += not ok
-                verdicts.append(f"{'PASS' if ok else 'FAIL'}  {r.name}, {setting}: speedup {_times(speedup)} over the fastest "
+                verdicts.append(f"{'PASS' if ok else 'FAIL'}  {r.name}, {setting}: speedup {format_ratio(speedup)} over the fastest "
                                 f"peer ({best[1]} {best[0] * 1e3:.1f} ms / ours s+a {sa_s * 1e3:.1f} ms); "
                                 f"target >= {SPEEDUP_TARGET:g}x")
     print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)

@@ -43,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from c3_core.benchmarking import cpu_model
+
 FULL_SHAPE = (160, 192, 160)  # voxels, spatial axes 0, 1, 2
 QUICK_SHAPE = (32, 32, 32)
 SPACING_MM = (1.0, 1.0, 1.0)
@@ -64,16 +66,6 @@ class Row:
     elementwise: bool = False
 
 
-def _cpu_model() -> str:
-    """The CPU model name from /proc/cpuinfo (platform string elsewhere)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _phantom(n: int, shape: tuple[int, ...], generator: Any) -> Any:
@@ -238,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"c3-mri vs TorchIO {tio.__version__} / MONAI {monai.__version__}; torch {torch.__version__}, "
           f"numpy {np.__version__}, Python {platform.python_version()}")
-    print(f"CPU: {_cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; "
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; "
           f"volume 1x{'x'.join(map(str, shape))} float32, {SPACING_MM[0]:g} mm; median of {repeats} after 1 warm-up"
           + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
     print("times in ms; speedup = reference / ours s+a; ours s+a / clone for element-wise operators")

@@ -1,0 +1,51 @@
+"""The benchmark helpers: timing of sampling vs apply, ratio formatting, peer warm-up."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import toy_plugin
+
+from c3_core.batch import collate
+from c3_core.benchmarking import Peer, format_ratio, median_seconds, time_operator, warm_peer
+
+
+def test_median_seconds_is_the_median_of_the_calls_and_syncs_around_each() -> None:
+    calls: list[str] = []
+    assert median_seconds(lambda: calls.append("f"), 3, lambda: calls.append("s")) >= 0.0
+    assert calls == ["s", "f", "s"] * 3
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        median_seconds(lambda: None, 0, lambda: None)
+
+
+def test_time_operator_draws_params_per_case_and_applies_once_per_repeat() -> None:
+    batch = collate([toy_plugin.make_dataset(split="test")[i] for i in range(3)])
+    seen: list[list[float]] = []
+    op = toy_plugin.ToyGain()
+    real_apply = op.apply
+
+    def spy(b, params):  # noqa: ANN001, ANN202
+        seen.append([p.gain_db for p in params])
+        return real_apply(b, params)
+
+    op.apply = spy  # type: ignore[method-assign]
+    apply_s, both_s = time_operator(op, batch, 3.0, 2, lambda: None)
+    assert 0.0 <= apply_s <= both_s
+    assert len(seen) == 3  # one warm-up and two timed repeats
+    assert seen[0] == seen[1] == seen[2] and all(abs(g) == 3.0 for g in seen[0])  # case i from generator_from_seed(i)
+
+
+def test_format_ratio() -> None:
+    assert [format_ratio(r) for r in (123.4, 12.0, 3.456, 0.04567)] == ["123x", "12x", "3.5x", "0.046x"]
+
+
+def test_warm_peer_reports_a_failure_instead_of_raising(capsys) -> None:  # noqa: ANN001
+    image = np.zeros((4, 4), dtype=np.uint8)
+
+    def boom(x):  # noqa: ANN001, ANN202
+        raise TypeError("gaussian() got an unexpected keyword argument 'multichannel'")
+
+    assert warm_peer(Peer("lib", "blur", "u8", boom), image) == "error: TypeError: gaussian() got an unexpected keyword argument 'multichannel'"
+    assert warm_peer(Peer("lib", "same", "u8", lambda x: x.copy()), image) is None
+    assert "lib same left the image unchanged" in capsys.readouterr().err
+    assert warm_peer(Peer("lib", "add", "u8", lambda x: x + 1), image) is None
