@@ -269,3 +269,12 @@ def test_the_change_stays_within_region_px_of_the_segmented_structure() -> None:
 def test_region_px_is_validated(bad) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="region_px must be an integer >= 0 or None"):
         toy_structure.ToyDiskArea(region_px=bad)
+
+
+def test_loading_and_moving_the_model_leave_the_global_rng_alone() -> None:
+    toy_structure.toy_model_state()  # fitted (cached) before the state is taken
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    model = toy_structure.ToyDiskArea().model("cpu")
+    model.to("cpu")
+    assert torch.equal(torch.get_rng_state(), before)

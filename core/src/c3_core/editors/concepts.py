@@ -31,20 +31,20 @@ from __future__ import annotations
 import copy
 import math
 from abc import abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
+from c3_core.editors.nets import built_quietly, conv_block, init_parameters
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed
 
 DirectionMethod = Literal["mean_difference", "probe"]
-M = TypeVar("M", bound=nn.Module)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -97,26 +97,10 @@ class ConceptModelConfig:
 # ---------------------------------------------------------------------------------------------
 # networks
 # ---------------------------------------------------------------------------------------------
-def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every conv/linear layer from ``generator`` (PyTorch's default scheme)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            if m.bias is not None:
-                fan_in = m.weight[0].numel()
-                bound = 1.0 / math.sqrt(fan_in)
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
-def _built_quietly(factory: Callable[[], M]) -> M:
-    """Construct a module without consuming the caller's global RNG (its default init is overwritten)."""
-    with torch.random.fork_rng(devices=[]):
-        return factory()
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    groups = 4 if cout % 4 == 0 else 1
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(groups, cout), nn.SiLU())
 
 
 class ConceptAutoencoder(nn.Module):
@@ -134,7 +118,7 @@ class ConceptAutoencoder(nn.Module):
         enc: list[nn.Module] = []
         c = cfg.channels
         for width in w:
-            enc.append(_block(c, width, stride=2))
+            enc.append(conv_block(c, width, stride=2))
             c = width
         self.encoder = nn.Sequential(*enc)
         self.to_latent = nn.Linear(w[-1] * self.grid**2, cfg.latent_dim)
@@ -142,7 +126,7 @@ class ConceptAutoencoder(nn.Module):
         dec: list[nn.Module] = []
         rev = w[::-1]
         for width_in, width_out in zip(rev[:-1], rev[1:]):
-            dec += [nn.Upsample(scale_factor=2, mode="nearest"), _block(width_in, width_out)]
+            dec += [nn.Upsample(scale_factor=2, mode="nearest"), conv_block(width_in, width_out)]
         dec += [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(w[0], cfg.channels, 3, padding=1)]
         self.decoder = nn.Sequential(*dec)
 
@@ -163,11 +147,11 @@ class AnatomySegmentor(nn.Module):
     def __init__(self, cfg: ConceptModelConfig, n_anatomy: int) -> None:
         super().__init__()
         a, b, c = cfg.seg_widths
-        self.e1 = _block(cfg.channels, a)
-        self.e2 = _block(a, b, stride=2)
-        self.e3 = nn.Sequential(_block(b, c, stride=2), _block(c, c))
-        self.d2 = _block(c + b, b)
-        self.d1 = _block(b + a, a)
+        self.e1 = conv_block(cfg.channels, a)
+        self.e2 = conv_block(a, b, stride=2)
+        self.e3 = nn.Sequential(conv_block(b, c, stride=2), conv_block(c, c))
+        self.d2 = conv_block(c + b, b)
+        self.d1 = conv_block(b + a, a)
         self.out = nn.Conv2d(a, n_anatomy, 1)
 
     def forward(self, u: Tensor) -> Tensor:
@@ -399,9 +383,9 @@ class ConceptModel:
         shape = state["meta.shape"].tolist()
         if shape != [len(concepts), len(anatomy)]:
             raise ValueError(f"{source}: has {shape[0]} concepts / {shape[1]} anatomy channels, expected {len(concepts)} / {len(anatomy)}")
-        ae = _built_quietly(lambda: ConceptAutoencoder(config))
+        ae = built_quietly(lambda: ConceptAutoencoder(config))
         ae.load_state_dict({k[3:]: v for k, v in state.items() if k.startswith("ae.")})
-        seg = _built_quietly(lambda: AnatomySegmentor(config, len(anatomy)))
+        seg = built_quietly(lambda: AnatomySegmentor(config, len(anatomy)))
         seg.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("seg.")})
         return cls(
             config, tuple(concepts), tuple(anatomy), ae.eval(), seg.eval(), state["concepts.direction"].float(),
@@ -418,7 +402,7 @@ def _epochs(n: int, batch_size: int, epochs: int, g: torch.Generator) -> list[Te
 
 def train_autoencoder(u: Tensor, cfg: ConceptModelConfig, generator: torch.Generator) -> ConceptAutoencoder:
     """Fit the autoencoder to working-grid images ``u (N, C, S, S)`` (MSE; AdamW, one-cycle)."""
-    ae = _built_quietly(lambda: ConceptAutoencoder(cfg)).to(u.device)
+    ae = built_quietly(lambda: ConceptAutoencoder(cfg)).to(u.device)
     init_parameters(ae, generator)
     steps = _epochs(u.shape[0], cfg.batch_size, cfg.ae_epochs, generator)
     opt = torch.optim.AdamW(ae.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -441,7 +425,7 @@ def train_autoencoder(u: Tensor, cfg: ConceptModelConfig, generator: torch.Gener
 
 def train_segmentor(u: Tensor, masks: Tensor, cfg: ConceptModelConfig, generator: torch.Generator) -> AnatomySegmentor:
     """Fit the anatomy segmentor to ``masks (N, A, S, S)`` in {0, 1} (BCE + soft Dice per channel)."""
-    seg = _built_quietly(lambda: AnatomySegmentor(cfg, masks.shape[1])).to(u.device)
+    seg = built_quietly(lambda: AnatomySegmentor(cfg, masks.shape[1])).to(u.device)
     init_parameters(seg, generator)
     steps = _epochs(u.shape[0], cfg.batch_size, cfg.seg_epochs, generator)
     opt = torch.optim.AdamW(seg.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -579,6 +563,7 @@ class ConceptEditor(Editor[ConceptParams]):
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
+    preserves: ClassVar[frozenset[str]] = frozenset()  # the finding changes: label, and its mask, no longer hold
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     severity: ClassVar[Severity] = Severity("concept_shift", "latent standard deviations", 0.0, 4.0, (1.0, 2.0, 3.0, 4.0))
     params_type: ClassVar[type] = ConceptParams

@@ -110,10 +110,11 @@ def grid_mask(mask: Tensor, size: int) -> Tensor:
     overlaps the mask (adaptive max-pool, or nearest when enlarging), dilated by one cell."""
     if tuple(mask.shape[2:]) == (size, size):
         m = mask
-    elif mask.shape[2] >= size and mask.shape[3] >= size:
-        m = F.adaptive_max_pool2d(mask, size)
     else:
-        m = F.interpolate(mask, size=(size, size), mode="nearest")
+        if mask.shape[2] < size or mask.shape[3] < size:  # enlarge first (nearest: exact copies) ...
+            scale = max(-(-size // mask.shape[2]), -(-size // mask.shape[3]))
+            mask = F.interpolate(mask, scale_factor=scale, mode="nearest")
+        m = F.adaptive_max_pool2d(mask, size)  # ... so shrinking never skips a mask pixel
     return F.max_pool2d(m, 3, stride=1, padding=1)
 
 
@@ -254,12 +255,12 @@ def sdedit(
         a_t = abar[t]
         a_prev = abar[timesteps[k + 1]] if k + 1 < len(timesteps) else one
         x0 = predict_x0(x, eps_fn(x, t), a_t)
-        if c.bounds is not None:
-            x0 = torch.maximum(torch.minimum(x0, c.bounds[1]), c.bounds[0])
         if c.lesion is not None and c.lesion_weight > 0:
             x0 = lesion_pull(x0, c.known, c.lesion, c.lesion_weight)
         if c.agreement is not None and c.agreement_step > 0:
             x0, _ = agreement_step(x0, c.agreement, c.agreement_step)
+        if c.bounds is not None:  # last: no step may leave the case's own range (+- margin)
+            x0 = torch.maximum(torch.minimum(x0, c.bounds[1]), c.bounds[0])
         x = ddim_step(x0, eps_from_x0(x, x0, a_t), a_prev)
         if w is not None:
             x = blend(x, forward_noise(c.known, noise, a_prev), w)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import tempfile
 from dataclasses import asdict, dataclass, fields
@@ -25,6 +24,8 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from c3_core.editors.nets import init_parameters
 
 INSTALL_HINT = "pip install 'c3-core[diffusion]' (diffusers)"
 FORMAT = "c3-diffusion-editor"
@@ -159,14 +160,6 @@ class LabelConditionedUNet(nn.Module):
         return self.unet(x_t, t, class_labels=self.label_proj(cond.to(x_t.dtype))).sample
 
 
-def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-draw every conv / linear layer from ``generator`` (PyTorch's default Kaiming-uniform scheme)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            if m.bias is not None:
-                bound = 1.0 / math.sqrt(m.weight[0].numel())
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
 @dataclass

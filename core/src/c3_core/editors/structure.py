@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
+from c3_core.editors.nets import built_quietly, conv_block, init_parameters
 from c3_core.operator import Editor, Severity
 
 AreaMeasure = Callable[[Tensor], Tensor]  # (B, C, S, S) model units -> (B, n_structures) area fractions
@@ -107,19 +108,8 @@ class FineTuneConfig:
 # ---------------------------------------------------------------------------------------------
 # networks
 # ---------------------------------------------------------------------------------------------
-def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
-    """Re-initialise every conv/linear layer from ``generator`` (PyTorch's default uniform scheme)."""
-    for m in module.modules():
-        if isinstance(m, nn.Conv2d | nn.Linear):
-            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=generator)
-            if m.bias is not None:
-                bound = 1.0 / math.sqrt(m.weight[0].numel())
-                nn.init.uniform_(m.bias, -bound, bound, generator=generator)
 
 
-def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    groups = 4 if cout % 4 == 0 else 1
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(groups, cout), nn.SiLU())
 
 
 class ConditionalVAE(nn.Module):
@@ -137,14 +127,14 @@ class ConditionalVAE(nn.Module):
         enc: list[nn.Module] = []
         c = cfg.channels
         for width in w:
-            enc += [_block(c, width, stride=2), _block(width, width)]
+            enc += [conv_block(c, width, stride=2), conv_block(width, width)]
             c = width
         self.encoder = nn.Sequential(*enc)
         self.to_stats = nn.Linear(w[-1] * self.grid**2, 2 * cfg.latent_dim)
         self.from_latent = nn.Linear(cfg.latent_dim + k, w[-1] * self.grid**2)
         outs = (*w[::-1][1:], w[0])
         self.stages = nn.ModuleList(
-            nn.Sequential(_block(wi + k, wo), _block(wo, wo)) for wi, wo in zip(w[::-1], outs)
+            nn.Sequential(conv_block(wi + k, wo), conv_block(wo, wo)) for wi, wo in zip(w[::-1], outs)
         )
         self.out = nn.Conv2d(w[0], cfg.channels, 3, padding=1)
 
@@ -175,11 +165,11 @@ class StructureSegmentor(nn.Module):
     def __init__(self, cfg: StructureModelConfig) -> None:
         super().__init__()
         a, b, c = cfg.seg_widths
-        self.e1 = nn.Sequential(_block(cfg.channels, a), _block(a, a))
-        self.e2 = nn.Sequential(_block(a, b, stride=2), _block(b, b))
-        self.e3 = nn.Sequential(_block(b, c, stride=2), _block(c, c))
-        self.d2 = nn.Sequential(_block(c + b, b), _block(b, b))
-        self.d1 = nn.Sequential(_block(b + a, a), _block(a, a))
+        self.e1 = nn.Sequential(conv_block(cfg.channels, a), conv_block(a, a))
+        self.e2 = nn.Sequential(conv_block(a, b, stride=2), conv_block(b, b))
+        self.e3 = nn.Sequential(conv_block(b, c, stride=2), conv_block(c, c))
+        self.d2 = nn.Sequential(conv_block(c + b, b), conv_block(b, b))
+        self.d1 = nn.Sequential(conv_block(b + a, a), conv_block(a, a))
         self.head = nn.Conv2d(a, cfg.structures, 1)
 
     def forward(self, u: Tensor) -> Tensor:
@@ -199,7 +189,7 @@ class AreaRegressor(nn.Module):
         c = cfg.channels
         for i in range(len(cfg.widths) + 1):
             out = width * 2 ** min(i, 2)
-            layers += [_block(c, out, stride=2), _block(out, out)]
+            layers += [conv_block(c, out, stride=2), conv_block(out, out)]
             c = out
         self.features = nn.Sequential(*layers)
         self.head = nn.Linear(c, cfg.structures)
@@ -367,7 +357,7 @@ def train_generator(
     u: Tensor, frac: Tensor, mean: Tensor, std: Tensor, cfg: StructureModelConfig, generator: torch.Generator
 ) -> ConditionalVAE:
     """Fit the conditional VAE to ``u (N, C, S, S)`` given area fractions ``frac (N, S)`` (MSE + beta KL)."""
-    gen = ConditionalVAE(cfg).to(u.device)
+    gen = built_quietly(lambda: ConditionalVAE(cfg)).to(u.device)
     init_parameters(gen, generator)
     c_all = standardise(frac, mean, std)
 
@@ -386,7 +376,7 @@ def train_generator(
 
 def train_segmentor(u: Tensor, masks: Tensor, cfg: StructureModelConfig, generator: torch.Generator) -> StructureSegmentor:
     """Fit the segmentor to binary ``masks (N, S, S, S)`` (BCE + soft Dice per structure)."""
-    seg = StructureSegmentor(cfg).to(u.device)
+    seg = built_quietly(lambda: StructureSegmentor(cfg)).to(u.device)
     init_parameters(seg, generator)
 
     def loss(idx: Tensor) -> Tensor:
@@ -402,7 +392,7 @@ def train_segmentor(u: Tensor, masks: Tensor, cfg: StructureModelConfig, generat
 
 def train_regressor(u: Tensor, frac: Tensor, cfg: StructureModelConfig, generator: torch.Generator) -> AreaRegressor:
     """Fit the area regressor to ``frac (N, S)`` (MSE on fractions scaled by their cohort std)."""
-    reg = AreaRegressor(cfg).to(u.device)
+    reg = built_quietly(lambda: AreaRegressor(cfg)).to(u.device)
     init_parameters(reg, generator)
     scale = frac.std(0).clamp_min(1e-6)
 
@@ -531,9 +521,9 @@ class StructureModel:
 
     def to(self, device: torch.device | str) -> StructureModel:
         """A copy on ``device`` (networks frozen)."""
-        gen = ConditionalVAE(self.config)
+        gen = built_quietly(lambda: ConditionalVAE(self.config))
         gen.load_state_dict(self.generator.state_dict())
-        seg = StructureSegmentor(self.config)
+        seg = built_quietly(lambda: StructureSegmentor(self.config))
         seg.load_state_dict(self.segmentor.state_dict())
         return StructureModel(
             self.config, self.structures, freeze(gen.to(device)), freeze(seg.to(device)),
@@ -559,8 +549,8 @@ class StructureModel:
             raise ValueError(f"{source}: architecture {state['meta.arch'].tolist()} != config {config.arch_vector().tolist()}")
         if len(structures) != config.structures:
             raise ValueError(f"{source}: {len(structures)} structure names for {config.structures} structures")
-        gen = ConditionalVAE(config)
-        seg = StructureSegmentor(config)
+        gen = built_quietly(lambda: ConditionalVAE(config))
+        seg = built_quietly(lambda: StructureSegmentor(config))
         try:
             gen.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("gen.")})
             seg.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("seg.")})
