@@ -49,3 +49,20 @@ def test_warm_peer_reports_a_failure_instead_of_raising(capsys) -> None:  # noqa
     assert warm_peer(Peer("lib", "same", "u8", lambda x: x.copy()), image) is None
     assert "lib same left the image unchanged" in capsys.readouterr().err
     assert warm_peer(Peer("lib", "add", "u8", lambda x: x + 1), image) is None
+
+
+def test_compare_prints_every_peer_and_judges_against_the_fastest(capsys) -> None:  # noqa: ANN001
+    import time
+
+    from c3_core.benchmarking import Row, compare
+
+    batch = collate([toy_plugin.make_dataset(split="test")[i] for i in range(2)])
+    images = {"u8": [np.zeros((4, 4), dtype=np.uint8)] * 2}
+    slow = Peer("lib", "slow", "u8", lambda x: (time.sleep(0.05), x + 1)[1])
+    broken = Peer("lib", "broken", "u8", lambda x: 1 / 0)
+    rows = [Row("gain", toy_plugin.ToyGain(), 3.0, [slow, broken]), Row("alone", toy_plugin.ToyGain(), 3.0)]
+    verdicts = compare(rows, {2: batch}, images, 1, lambda: None, target=1.0)
+    out = capsys.readouterr().out
+    assert "lib slow" in out and "error: ZeroDivisionError" in out and "(no peer installed)" in out
+    assert len(verdicts) == 1 and verdicts[0].startswith("PASS  gain, B=2: speedup") and "lib slow" in verdicts[0]
+    assert compare(rows[:1], {2: batch}, images, 1, lambda: None, target=1e9)[0].startswith("FAIL")

@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -28,6 +28,17 @@ class Peer:
     name: str
     kind: str
     fn: Callable[[Any], Any]
+
+
+@dataclass(frozen=True)
+class Row:
+    """One compared operator: ours (op, severity in its physical units) and its peers."""
+
+    name: str
+    ours: Any  # a c3 Operator
+    severity: float
+    peers: list[Peer] = field(default_factory=list)
+    note: str = ""
 
 
 def cpu_model() -> str:
@@ -124,6 +135,66 @@ def load_image_peers(tag: str) -> dict[str, Any]:
         except ImportError as exc:
             print(f"{tag}: MedMNIST-C skipped (pip install medmnistc): {exc}", file=sys.stderr)
     return libs
+
+
+def peer_versions(libs: dict[str, Any]) -> str:
+    """"Albumentations 2.0.8, imagecorruptions, MedMNIST-C 0.1.0" for the libraries in ``libs``."""
+    out = ", ".join(f"{n} {getattr(m, '__version__', '')}".strip() for n, m in libs.items() if n != "MedMNIST-C")
+    if "MedMNIST-C" in libs:
+        from importlib.metadata import version
+
+        out += f", MedMNIST-C {version('medmnistc')}"
+    return out
+
+
+def compare(
+    rows: list[Row],
+    batches: dict[int, Any],
+    images: dict[str, list[Any]],
+    repeats: int,
+    sync: Callable[[], None],
+    target: float,
+    name_width: int = 14,
+    peer_width: int = 44,
+) -> list[str]:
+    """Time every row on every batch (``{n: Batch of n cases}``) against its peers, printing one line per
+    peer; the peers loop over the first ``n`` of ``images[peer.kind]``. Returns one PASS / FAIL line per
+    row and setting: ours (sampling + apply) at least ``target`` times faster than the fastest peer."""
+    clone_s = {n: median_seconds(lambda b=b: b.image.clone(), repeats, sync) for n, b in batches.items()}
+    header = (f"{'setting':<7} {'operator':<{name_width}} {'ours apply':>10} {'ours s+a':>9}  "
+              f"{'peer':<{peer_width}} {'peer ms':>9} {'speedup':>8}")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    verdicts: list[str] = []
+    for n, batch in batches.items():
+        setting = "single" if n == 1 else f"B={n}"
+        print(f"{setting:<7} {'plain clone':<{name_width}} {clone_s[n] * 1e3:>10.1f}")
+        for r in rows:
+            apply_s, sa_s = time_operator(r.ours, batch, r.severity, repeats, sync)
+            lead = f"{setting:<7} {r.name:<{name_width}} {apply_s * 1e3:>10.1f} {sa_s * 1e3:>9.1f}  "
+            best: tuple[float, str] | None = None
+            for peer in r.peers:
+                label = f"{peer.library} {peer.name}"
+                imgs = images[peer.kind]
+                problem = warm_peer(peer, imgs[0])
+                if problem is not None:
+                    print(f"{lead}{label:<{peer_width}} {problem}", flush=True)
+                else:
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        peer_s = median_seconds(lambda p=peer, xs=imgs[:n]: [p.fn(x) for x in xs], repeats, lambda: None)
+                    print(f"{lead}{label:<{peer_width}} {peer_s * 1e3:>9.1f} {format_ratio(peer_s / sa_s):>8}", flush=True)
+                    if best is None or peer_s < best[0]:
+                        best = (peer_s, label)
+                lead = " " * len(lead)
+            if not r.peers:
+                print(f"{lead}(no peer installed)")
+            if best is not None:
+                speedup = best[0] / sa_s
+                verdicts.append(f"{'PASS' if speedup >= target else 'FAIL'}  {r.name}, {setting}: speedup "
+                                f"{format_ratio(speedup)} over the fastest peer ({best[1]} {best[0] * 1e3:.1f} ms / "
+                                f"ours s+a {sa_s * 1e3:.1f} ms); target >= {target:g}x")  # fmt: skip
+    return verdicts
 
 
 def warm_peer(peer: Peer, image: Any) -> str | None:

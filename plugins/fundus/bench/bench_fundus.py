@@ -36,37 +36,16 @@ import os
 import platform
 import sys
 import time
-import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from c3_core.benchmarking import (
-    Peer,
-    cpu_model,
-    format_ratio,
-    load_image_peers,
-    median_seconds,
-    time_operator,
-    warm_peer,
-)
+from c3_core.benchmarking import Peer, Row, compare, cpu_model, load_image_peers, peer_versions
 
 FULL_SIZE = 512  # px
 QUICK_SIZE = 64
 K = 8  # images in the batched setting
 SPEEDUP_TARGET = 5.0  # ours at least this many times faster than the fastest peer
 FULL_WELL_E = 800.0  # ours: sensor severity (photo-electrons at full scale)
-
-
-@dataclass(frozen=True)
-class Row:
-    """One compared operator: ours (op, severity) and its peers."""
-
-    name: str
-    ours: Any  # a c3 Operator
-    severity: float  # in the operator's physical units
-    peers: list[Peer] = field(default_factory=list)
-    note: str = ""
 
 
 
@@ -226,53 +205,15 @@ def main(argv: list[str] | None = None) -> int:
         rows = [r for r in rows if any(w in r.name for w in wanted)]
     np.random.seed(0)  # imagecorruptions' and MedMNIST-C's only source of randomness
 
-    versions = ", ".join(f"{n} {getattr(m, '__version__', '')}".strip() for n, m in libs.items() if n != "MedMNIST-C")
-    if "MedMNIST-C" in libs:
-        from importlib.metadata import version
-
-        versions += f", MedMNIST-C {version('medmnistc')}"
+    versions = peer_versions(libs)
     print(f"c3-fundus vs {versions}; torch {torch.__version__}, numpy {np.__version__}, "
           f"OpenCV {cv2.__version__ if cv2 else '-'}, Python {platform.python_version()}")
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; threads {threads}; ours on {device}; "
           f"images 3x{size}x{size} sRGB, {pixel_mm * 1000:.1f} um/px; median of {repeats} after 1 warm-up"
           + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
     print("times in ms per batch; speedup = peer / ours s+a (above 1: ours faster); peers loop over the images")
-    clone_s = {n: median_seconds(lambda b=b: b.image.clone(), repeats, sync) for n, b in batches.items()}
-    header = f"{'setting':<7} {'operator':<15} {'ours apply':>10} {'ours s+a':>9}  {'peer':<48} {'peer ms':>9} {'speedup':>8}"
-    print(header)
-    print("-" * len(header))
-    verdicts: list[str] = []
-    failed = 0
-    for n, b in batches.items():
-        setting = "single" if n == 1 else f"B={n}"
-        print(f"{setting:<7} {'plain clone':<15} {clone_s[n] * 1e3:>10.1f}")
-        for r in rows:
-            apply_s, sa_s = time_operator(r.ours, b, r.severity, repeats, sync)
-            lead = f"{setting:<7} {r.name:<15} {apply_s * 1e3:>10.1f} {sa_s * 1e3:>9.1f}  "
-            best: tuple[float, str] | None = None
-            for peer in r.peers:
-                label = f"{peer.library} {peer.name}"
-                imgs = images[peer.kind]
-                problem = warm_peer(peer, imgs[0])
-                if problem is not None:
-                    print(f"{lead}{label:<48} {problem}", flush=True)
-                else:
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore")
-                        peer_s = median_seconds(lambda p=peer, xs=imgs[:n]: [p.fn(x) for x in xs], repeats, lambda: None)
-                    print(f"{lead}{label:<48} {peer_s * 1e3:>9.1f} {format_ratio(peer_s / sa_s):>8}", flush=True)
-                    if best is None or peer_s < best[0]:
-                        best = (peer_s, label)
-                lead = " " * len(lead)
-            if not r.peers:
-                print(f"{lead}(no peer installed)")
-            if best is not None:
-                speedup = best[0] / sa_s
-                ok = speedup >= SPEEDUP_TARGET
-                failed += not ok
-                verdicts.append(f"{'PASS' if ok else 'FAIL'}  {r.name}, {setting}: speedup {format_ratio(speedup)} over the fastest "
-                                f"peer ({best[1]} {best[0] * 1e3:.1f} ms / ours s+a {sa_s * 1e3:.1f} ms); "
-                                f"target >= {SPEEDUP_TARGET:g}x")
+    verdicts = compare(rows, batches, images, repeats, sync, SPEEDUP_TARGET, name_width=15, peer_width=48)
+    failed = sum(v.startswith("FAIL") for v in verdicts)
     print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
           + f"; peers: ShotNoise scale 1/{FULL_WELL_E:g} (our full well), MedMNIST-C runs on PIL images.")
     print()
