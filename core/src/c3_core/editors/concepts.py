@@ -40,7 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.editors.nets import built_quietly, conv_block, init_parameters
+from c3_core.editors.nets import built_quietly, conv_block, init_parameters, model_on_device
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed
 
@@ -595,12 +595,7 @@ class ConceptEditor(Editor[ConceptParams]):
 
     def model(self, device: torch.device | str) -> ConceptModel:
         """The concept model on ``device`` (loaded once per editor instance and device)."""
-        key = str(torch.device(device))
-        if key not in self._models:
-            base = self._models.get("cpu") or self.load_model()
-            self._models["cpu"] = base
-            self._models[key] = base if key == "cpu" else base.to(device)
-        return self._models[key]
+        return model_on_device(self._models, device, self.load_model, lambda m, d: m.to(d))
 
     # -- params ---------------------------------------------------------------------------
     def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ConceptParams:

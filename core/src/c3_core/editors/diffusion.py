@@ -52,6 +52,7 @@ from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, alphas_cumprod, load_model
+from c3_core.editors.nets import model_on_device
 from c3_core.editors.scorer import Scorer, agreement
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed, uniform
@@ -415,15 +416,12 @@ class DiffusionEditor(Editor[DiffusionEditParams]):
     # -- resources ----------------------------------------------------------------------------
     def model(self, device: torch.device | str) -> DiffusionModel:
         """The denoiser on ``device`` (loaded once per editor instance and device)."""
-        key = str(torch.device(device))
-        if key not in self._models:
-            base = self._models.get("cpu")
-            if base is None:
-                base = load_model(self.weights) if self.weights is not None else type(self).load_default_model()
-                base.network.eval()
-                self._models["cpu"] = base
-            self._models[key] = base if key == "cpu" else base.to(device)
-        return self._models[key]
+        def load() -> DiffusionModel:
+            base = load_model(self.weights) if self.weights is not None else type(self).load_default_model()
+            base.network.eval()
+            return base
+
+        return model_on_device(self._models, device, load, lambda m, d: m.to(d))
 
     def alphas(self, model: DiffusionModel, device: torch.device) -> Tensor:
         key = str(device)

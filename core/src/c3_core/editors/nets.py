@@ -1,15 +1,17 @@
-"""Network pieces the learned editors share: seeded initialisation, quiet construction, a conv block."""
+"""Pieces the learned editors share: seeded initialisation, quiet construction, a conv block, and a
+per-device cache of an editor's model."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 M = TypeVar("M", bound=nn.Module)
+T = TypeVar("T")
 
 
 def init_parameters(module: nn.Module, generator: torch.Generator) -> None:
@@ -33,3 +35,14 @@ def conv_block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
     """3 x 3 convolution (``stride``), GroupNorm (4 groups when ``cout`` allows, else 1), SiLU."""
     groups = 4 if cout % 4 == 0 else 1
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(groups, cout), nn.SiLU())
+
+
+def model_on_device(cache: dict[str, Any], device: torch.device | str, load: Callable[[], T], move: Callable[[T, Any], T]) -> T:
+    """``cache[str(device)]``, filled on first use: the CPU model from ``load()`` (once, kept under
+    ``"cpu"``), moved with ``move(model, device)`` for any other device."""
+    key = str(torch.device(device))
+    if key not in cache:
+        if "cpu" not in cache:
+            cache["cpu"] = load()
+        cache[key] = cache["cpu"] if key == "cpu" else move(cache["cpu"], device)
+    return cache[key]
