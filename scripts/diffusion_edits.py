@@ -81,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--only", nargs="*", default=None, help="editor ids to measure (default: every diffusion editor)")
     ap.add_argument("--weights", default=None, help="a denoiser from `c3 editor fit` (.safetensors) instead of the demo one")
     args = ap.parse_args(argv)
+    if args.cases < 1:
+        print("error: --cases must be >= 1", file=sys.stderr)
+        return 2
     host = PluginHost().load()
     t0 = time.perf_counter()
     print("| editor | strength | setting | mean \\|Δ\\| outside lesion | inside / outside | mean max \\|Δp\\| | share ≤ δ |")
@@ -88,9 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     found = 0
     for modality in args.modality:
         ds = host.demo_dataset(modality).load()(split="test")
-        if args.cases < 1:
-            print("error: --cases must be >= 1", file=sys.stderr)
-            return 2
         batch = collate([ds[i] for i in range(min(args.cases, len(ds)))])
         for c in host.registry("editors").for_modality(modality):
             cls = c.load()
