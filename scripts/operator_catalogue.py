@@ -17,6 +17,15 @@ step. Severity runs from the *identity* value (no change) to the most severe val
 label-preserving, in the operator's physical units. `c3 ops --json` prints the same with the
 parameter names.
 
+**Severity sources.** Every physics operator says where its admissible range comes from: a
+`SeveritySource` next to its `Severity` declaration gives the physical quantity the severity
+measures, a reference (paper, standard or vendor specification; DOI or URL where one was checked)
+and/or a short derivation from physics, why the extreme is still an acquisition a site could
+plausibly make, and, where the range was cut to what the source supports, the old range. The
+conformance kit (`c3_core.testing.plugin_checks`, check `severity_has_source`) fails a physics
+operator without one, so a third-party plugin is held to the same rule. Editors are not physics
+operators and are listed without sources. The sources are listed [below the table](#severity-sources).
+
 | id | plugin | domain | spatial | severity | unit | identity → extreme | summary |
 |---|---|---|---|---|---|---|---|
 """
@@ -33,7 +42,33 @@ def render() -> str:
                 f"| `{d['id']}` | {c.plugin} | {d['domain']} | {'yes' if d['spatial'] else 'no'} | {s['name']} | {s['unit']} "
                 f"| {s['identity']:g} → {s['extreme']:g} | {d['summary']} |"
             )
-    return HEADER + "\n".join(rows) + "\n"
+    return HEADER + "\n".join(rows) + "\n" + _sources(host)
+
+
+def _sources(host: PluginHost) -> str:
+    """One section per physics operator: quantity, range, reference / derivation, why the extreme."""
+    out = ["", "## Severity sources", ""]
+    for c in host.registry("operators"):
+        d = c.load().describe()
+        s = d["severity"]
+        src = s.get("source")
+        out.append(f"### `{d['id']}`")
+        out.append("")
+        out.append(f"- **range**: {s['name']} {s['identity']:g} → {s['extreme']:g} ({s['unit']})")
+        if not src:
+            out += ["- **source**: none declared", ""]
+            continue
+        out.append(f"- **quantity**: {src['quantity']}")
+        for key, label in (
+            ("reference", "reference"),
+            ("derivation", "derivation"),
+            ("extreme_rationale", "why the extreme is plausible"),
+            ("narrowed", "narrowed"),
+        ):
+            if src.get(key):
+                out.append(f"- **{label}**: {src[key]}")
+        out.append("")
+    return "\n".join(out)
 
 
 if __name__ == "__main__":

@@ -30,3 +30,25 @@ def test_broken_and_incompatible_plugins_do_not_take_others_down(tmp_path: Path,
     result = run_c3("evaluate", "-m", "us", "--k", "2", "--limit", "4", "--out", str(tmp_path / "out"), "--quiet", env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["us"]["n_cases"] == 4
+
+
+def test_a_plugin_whose_operator_module_raises_is_degraded_not_loaded(tmp_path: Path, cache_dir: str) -> None:
+    plugin = (
+        "from c3_core.plugins.markers import hookimpl\n\n"
+        "@hookimpl\n"
+        "def c3_register_operators(registry):\n"
+        "    registry.add('halfway.native', 'c3_halfway_native:NativeOp', 'needs a native library')\n"
+    )
+    _dist(tmp_path, "c3-halfway", "c3_halfway", plugin, "c3-core>=0.1")
+    (tmp_path / "c3_halfway_native.py").write_text("raise ImportError('libnative.so: cannot open shared object file')\n")
+    env = {"PYTHONPATH": str(tmp_path), "C3_CACHE_DIR": cache_dir, "COLUMNS": "200"}
+    checked = run_c3("plugins", "--check", "--json", env=env)
+    assert checked.returncode == 3, checked.stderr
+    plugins = {p["name"]: p for p in json.loads(checked.stdout)["plugins"]}
+    assert plugins["c3-halfway"]["status"] == "degraded"
+    assert [f["id"] for f in plugins["c3-halfway"]["failures"]] == ["halfway.native"]
+    assert "libnative.so" in plugins["c3-halfway"]["error"]
+    assert all(p["status"] == "loaded" for name, p in plugins.items() if name != "c3-halfway")
+    listing = run_c3("ops", "-m", "halfway", "-m", "us", env=env)
+    assert listing.returncode == 0, listing.stderr
+    assert "us.speckle" in listing.stdout and "ImportError: libnative.so" in listing.stdout

@@ -1,4 +1,16 @@
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _pseudonym_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tests never touch the user's own pseudonym key (~/.config/c3/pseudonym.key)."""
+    import os
+
+    path = tmp_path_factory.mktemp("c3-key") / "pseudonym.key"
+    os.environ["C3_PSEUDONYM_KEY_FILE"] = str(path)
+    return path

@@ -72,8 +72,45 @@ def test_ops_catalogue(site: Path) -> None:
     assert result.exit_code == 0, result.output
     ops = {d["id"]: d for d in json.loads(result.output)}
     assert ops["toy.gain"]["severity"]["unit"] == "dB" and ops["toy.shift"]["spatial"] is True
-    bad = runner.invoke(app, ["ops", "--modality", "nope"])
+    assert runner.invoke(app, ["ops", "-m", "toy", "--json"]).output == result.output  # -m like c3 evaluate
+    bad = runner.invoke(app, ["ops", "-m", "toy", "-m", "nope"])
     assert bad.exit_code == 2 and "unknown modality 'nope'" in bad.output
+
+
+HALFWAY_MODULE = '''
+from c3_core.plugins.markers import hookimpl
+
+@hookimpl
+def c3_register_operators(registry):
+    registry.add("halfway.native", "c3_halfway_native:NativeOp", "its module raises on import")
+'''
+
+
+def test_a_broken_operator_module_is_shown_not_fatal(site: Path) -> None:
+    write_dist(site, "c3-halfway", "c3_halfway_entry", HALFWAY_MODULE)
+    (site / "c3_halfway_native.py").write_text("raise ImportError('libnative.so: cannot open shared object file')\n")
+    plain = json.loads(runner.invoke(app, ["plugins", "--json"]).output)
+    assert {p["name"]: p["status"] for p in plain["plugins"]}["c3-halfway"] == "loaded"  # targets not imported
+    checked = runner.invoke(app, ["plugins", "--check", "--json"])
+    assert checked.exit_code == 3
+    halfway = {p["name"]: p for p in json.loads(checked.output)["plugins"]}["c3-halfway"]
+    assert halfway["status"] == "degraded"
+    assert halfway["failures"][0]["id"] == "halfway.native" and "libnative.so" in halfway["failures"][0]["error"]
+    table = runner.invoke(app, ["plugins", "--check"], env={"COLUMNS": "200"})
+    assert "degraded" in table.output and "halfway.native: cannot import c3_halfway_native" in table.output
+    listing = runner.invoke(app, ["ops", "-m", "halfway", "-m", "toy"], env={"COLUMNS": "200"})
+    assert listing.exit_code == 0 and "toy.gain" in listing.output
+    assert "halfway.native" in listing.output and "ImportError: libnative.so" in listing.output
+
+
+def test_ops_table_never_cuts_an_id_at_80_columns(site: Path) -> None:
+    listed = json.loads(runner.invoke(app, ["ops", "--json"]).output)
+    result = runner.invoke(app, ["ops"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    words = {w for line in lines for w in line.split()}
+    assert {d["id"] for d in listed} <= words
 
 
 def test_gate_calibrate_cli(tmp_path: Path) -> None:

@@ -6,7 +6,6 @@ import csv
 import hashlib
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from c3_core.imagefiles import encode_image, png16_bytes, quantise_u16
 from c3_core.neighbourhood import replay
 from c3_core.plugins.host import PluginHost
 from c3_core.provenance import Provenance
+from c3_core.pseudonyms import Pseudonymiser, load_key
 
 pytest.importorskip("cv2")
 
@@ -30,9 +30,9 @@ def _host() -> PluginHost:
     return PluginHost(autoload=False, modules={"toy": toy_plugin, "iv": toy_interventions}).load()
 
 
-def _generate(out: Path, seed: int = 0, ops: tuple[str, ...] = ("toy.noise", "toy.lesion_removed")) -> int:
+def _generate(out: Path, seed: int = 0, ops: tuple[str, ...] = ("toy.noise", "toy.lesion_removed"), key_file: str | None = None) -> int:
     messages: list[str] = []
-    code = generate_command("toy", None, None, list(ops), 3, seed, out, 4, host=_host(), echo=messages.append)
+    code = generate_command("toy", None, None, list(ops), 3, seed, out, 4, host=_host(), echo=messages.append, key_file=key_file)
     assert code == 0 or messages, messages
     return code
 
@@ -47,7 +47,8 @@ def test_generate_writes_images_whose_provenance_replays_bit_for_bit(tmp_path: P
         assert path.resolve().is_relative_to(out.resolve())
     host = _host()
     ds = toy_plugin.ToyDataset()
-    by_exam = {ds[i].exam_id: collate([ds[i]]) for i in range(4)}
+    pseudonym = Pseudonymiser(load_key())
+    by_exam = {pseudonym(ds[i].exam_id): collate([ds[i]]) for i in range(4)}  # provenance names the pseudonym
     n_replayed = 0
     for row in rows:
         data = (out / row["image"]).read_bytes()
@@ -65,19 +66,25 @@ def test_generate_writes_images_whose_provenance_replays_bit_for_bit(tmp_path: P
 
 
 def test_same_seed_and_key_give_the_same_bytes_and_another_seed_does_not(tmp_path: Path) -> None:
-    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    a, b, c, d = tmp_path / "a", tmp_path / "b", tmp_path / "c", tmp_path / "d"
     assert _generate(a, seed=5) == 0
-    b.mkdir()
-    shutil.copy(a / "pseudonym.key", b / "pseudonym.key")  # the same pseudonyms, hence the same names
-    assert _generate(b, seed=5) == 0
-    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
-    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert _generate(b, seed=5) == 0  # the same user key: the same pseudonyms, hence the same names
+    files_a = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != ".c3.lock")
+    assert files_a == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != ".c3.lock")
     for rel in files_a:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    c.mkdir()
-    shutil.copy(a / "pseudonym.key", c / "pseudonym.key")
+    assert not any("key" in p.name for p in a.rglob("*"))  # the key never travels with the output
     assert _generate(c, seed=6) == 0
     assert (a / "toy" / "manifest.csv").read_bytes() != (c / "toy" / "manifest.csv").read_bytes()
+    # another key renames the cases but draws the same counterfactuals (seeds come from the stable id)
+    assert _generate(d, seed=5, key_file=str(tmp_path / "other.key")) == 0
+    names_a = sorted(p.name for p in (a / "toy").iterdir() if p.is_dir())
+    names_d = sorted(p.name for p in (d / "toy").iterdir() if p.is_dir())
+    assert names_a != names_d
+    pngs = lambda root: sorted(  # noqa: E731
+        hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("cf-*.png")
+    )
+    assert pngs(a) == pngs(d)
 
 
 def test_bad_input_writes_nothing(tmp_path: Path) -> None:
@@ -88,6 +95,13 @@ def test_bad_input_writes_nothing(tmp_path: Path) -> None:
     done = tmp_path / "done"
     assert _generate(done) == 0
     assert _generate(done) == 2  # a finished folder is never overwritten
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    assert _generate(mine) == 2  # a folder holding someone else's files is refused, untouched
+    assert sorted(p.name for p in mine.iterdir()) == ["notes.txt"]
+    assert _generate(tmp_path / "x", key_file=str(tmp_path / "x" / "k.key")) == 2  # the key never inside --out
+    assert not (tmp_path / "x").exists()
 
 
 def test_png16_round_trips_through_pil_and_opencv() -> None:

@@ -238,6 +238,69 @@ def test_brier_multilabel_ignores_nan() -> None:
         brier_score(p, torch.full_like(p, NAN))
 
 
+def test_brier_refuses_nan_and_out_of_range_probabilities() -> None:
+    y = torch.tensor([1.0, 0.0, 1.0])
+    with pytest.raises(ValueError, match="finite"):
+        brier_score(torch.tensor([0.9, NAN, 0.4]), y)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brier_score(torch.tensor([0.9, 1.2, 0.4]), y)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brier_score(torch.tensor([0.9, -0.1, 0.4]), y)
+    with pytest.raises(ValueError, match="0 or 1"):
+        brier_score(torch.tensor([0.9, 0.1, 0.4]), torch.tensor([1.0, 2.0, 0.0]))
+    pm = torch.tensor([[0.7, 0.3], [NAN, 0.5]])
+    with pytest.raises(ValueError, match="finite"):
+        brier_score(pm, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        brier_score(torch.tensor([[1.5, -0.5]]), torch.tensor([0]))
+    # an unlabelled entry's probability does not enter the score, so it is not checked either
+    assert brier_score(torch.tensor([0.5, NAN]), torch.tensor([1.0, NAN])) == pytest.approx(0.25)
+    with pytest.raises(UndefinedMetricError, match="no case") as err:
+        brier_score(torch.empty(0, 3), torch.empty(0, dtype=torch.long))
+    assert err.value.reason == "there is no case"
+
+
+def test_undefined_errors_carry_their_reason() -> None:
+    with pytest.raises(UndefinedMetricError) as err:
+        auroc(torch.rand(3), torch.zeros(3))
+    assert err.value.reason == "only one class is present (0 positive, 3 negative)"
+    assert str(err.value) == "AUROC is undefined: only one class is present (0 positive, 3 negative)"
+    with pytest.raises(UndefinedMetricError) as err:
+        auroc(torch.rand(3), torch.full((3,), NAN))
+    assert err.value.reason == "no case is labelled"
+    with pytest.raises(UndefinedMetricError) as err:
+        auprc(torch.rand(3), torch.zeros(3))
+    assert err.value.reason == "there is no positive case (3 negative)"
+    with pytest.raises(UndefinedMetricError) as err:
+        quadratic_weighted_kappa(torch.tensor([1, 1]), torch.tensor([1, 1]), 3)
+    assert "one and the same grade" in err.value.reason
+    with pytest.raises(UndefinedMetricError) as err:
+        multilabel_ece(torch.rand(2, 2), torch.full((2, 2), NAN))
+    assert err.value.reason == "no finding has a labelled case"
+    assert UndefinedMetricError("plain message").reason == "plain message"
+
+
+def test_macro_results_say_why_a_class_is_undefined() -> None:
+    probs = torch.tensor([[0.8, 0.1, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1]])
+    r = macro_auroc(probs, torch.tensor([0, 0, 1]), ["a", "b", "c"])
+    assert r.value is not None and r.reason is None
+    assert r.undefined == ("c",) and r.reasons == {"c": "only one class is present (0 positive, 3 negative)"}
+    one = macro_auroc(probs, torch.tensor([0, 0, 0]), ["a", "b", "c"])
+    assert one.value is None and one.reason is not None and one.reason.startswith("no class defines it (a: only one")
+    pr = macro_auprc(probs, torch.tensor([0, 0, 0]), ["a", "b", "c"])
+    assert pr.value == 1.0 and set(pr.reasons) == {"b", "c"}
+    nolabels = macro_auroc(probs[:, :2], torch.full((3, 2), NAN), ["x", "y"])
+    assert nolabels.value is None and nolabels.reasons == {"x": "no case is labelled", "y": "no case is labelled"}
+
+
+def test_constant_predictions_are_defined_not_nan() -> None:
+    p = torch.full((4,), 0.5)
+    y = torch.tensor([0, 1, 0, 1])
+    assert auroc(p, y) == 0.5 and auprc(p, y) == 0.5
+    assert expected_calibration_error(p, y, mode="binary") == pytest.approx(0.0)
+    assert quadratic_weighted_kappa(torch.zeros(4, dtype=torch.long), y, 2) == pytest.approx(0.0)
+
+
 def test_quadratic_kappa_matches_sklearn() -> None:
     g = torch.Generator().manual_seed(5)
     a = torch.randint(0, 5, (300,), generator=g)

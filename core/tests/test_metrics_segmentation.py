@@ -201,3 +201,24 @@ def test_volume_slope() -> None:
         volume_calibration_slope(torch.tensor([1.0]), torch.tensor([1.0]))
     with pytest.raises(UndefinedMetricError):
         volume_calibration_slope(torch.tensor([1.0, 2.0]), torch.tensor([5.0, 5.0]))
+
+
+def test_volume_slope_says_why_it_is_undefined() -> None:
+    with pytest.raises(UndefinedMetricError) as err:
+        volume_calibration_slope(torch.tensor([0.0, 3.0, 0.0]), torch.zeros(3))  # healthy controls
+    assert err.value.reason == "every lesion mask is empty (no lesion volume to regress on)"
+    with pytest.raises(UndefinedMetricError) as err:
+        volume_calibration_slope(torch.tensor([1.0, 2.0]), torch.tensor([27.0, 27.0]))
+    assert err.value.reason == "every true lesion volume is equal (27 mm³: no spread to regress on)"
+    with pytest.raises(UndefinedMetricError) as err:
+        volume_calibration_slope(torch.tensor([1.0]), torch.tensor([4.0]))
+    assert err.value.reason == "a slope needs at least two cases (1 evaluated)"
+    with pytest.raises(UndefinedMetricError, match="0 evaluated"):
+        volume_calibration_slope(torch.empty(0), torch.empty(0))
+    with pytest.raises(ValueError, match="finite"):
+        volume_calibration_slope(torch.tensor([1.0, float("nan")]), torch.tensor([1.0, 2.0]))
+    # every prediction equal (e.g. nothing predicted): the slope is defined, 0
+    assert volume_calibration_slope(torch.zeros(3), torch.tensor([1.0, 2.0, 4.0])) == (0.0, 0.0)
+    with pytest.raises(UndefinedMetricError) as err:
+        pooled_small_lesion_recall([])
+    assert err.value.reason == "the cohort has no small lesion"

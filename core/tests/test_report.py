@@ -18,7 +18,8 @@ from fake_dists import write_dist
 from typer.testing import CliRunner
 
 from c3_core.cli import app
-from c3_core.report.pseudonym import KEY_FILE, Pseudonymiser, load_key
+from c3_core.pseudonyms import Pseudonymiser, load_key
+from c3_core.report.pseudonym import StoredIds, matching_key_pseudonymiser
 from c3_core.report.readiness import check, load_thresholds
 
 pytest.importorskip("matplotlib")
@@ -74,9 +75,14 @@ def toy_run(toy_site: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _raw_ids(run: Path, modality: str = "toy") -> list[str]:
+def _stored_ids(run: Path, modality: str = "toy") -> list[str]:
     with (run / modality / "cases.csv").open() as fh:
         return [r["exam_id"] for r in csv.DictReader(fh)]
+
+
+def _raw_ids(run: Path, modality: str = "toy") -> list[str]:
+    """The toy dataset's own (stable) ids of the evaluated cases: case 5 is unreadable."""
+    return [f"toy-{i:03d}" for i in range(12) if i != 5][: len(_stored_ids(run, modality))]
 
 
 def test_report_has_every_section_and_opens_offline(toy_run: Path) -> None:
@@ -124,11 +130,14 @@ def test_no_raw_exam_id_in_any_output(toy_run: Path, tmp_path: Path) -> None:
     for exam in raw + ["toy-0", "toy-"]:
         for name, text in texts.items():
             assert exam not in text, name
-    # pseudonyms are HMAC-SHA256 with the key kept in the results folder, stable across renders
-    key = bytes.fromhex((toy_run / KEY_FILE).read_text().strip())
-    expected = "case-" + hmac.new(key, raw[0].encode(), hashlib.sha256).hexdigest()[:12]
+    # pseudonyms are HMAC-SHA256 of the stable id with the user's key, which is not in the results
+    key = load_key(create=False)
+    expected = "case-" + hmac.new(key.secret, raw[0].encode(), hashlib.sha256).hexdigest()[:12]
     assert expected in texts["r.html"] and expected in texts["report.html"]
-    assert (toy_run / KEY_FILE).stat().st_mode & 0o077 == 0
+    assert _stored_ids(toy_run)[0] == expected
+    assert not [p for p in toy_run.rglob("*") if "key" in p.name]
+    assert json.loads((toy_run / "run.json").read_text())["pseudonym_key"] == key.fingerprint
+    assert key.path is not None and key.path.stat().st_mode & 0o077 == 0
 
 
 def test_gallery_replays_the_recorded_counterfactual(toy_run: Path, toy_site: Path) -> None:
@@ -139,8 +148,9 @@ def test_gallery_replays_the_recorded_counterfactual(toy_run: Path, toy_site: Pa
     from c3_core.report.gallery import _replay, open_dataset
     from c3_core.report.results import load_results
 
-    pseudo = Pseudonymiser(*load_key(toy_run))
-    run = load_results(toy_run, pseudo)
+    run = load_results(toy_run, StoredIds())
+    matcher = matching_key_pseudonymiser(run.manifest)
+    assert matcher is not None
     mod = run.modalities["toy"]
     host = PluginHost().load()
     dataset = open_dataset(run, mod, host)
@@ -149,7 +159,7 @@ def test_gallery_replays_the_recorded_counterfactual(toy_run: Path, toy_site: Pa
     assert [c.utility for c in mod.gallery] == utilities[:6]
     for cand in mod.gallery:
         assert cand.index != 5  # the unreadable case is skipped when mapping rows to dataset indices
-        original, cf, domain, _, _ = _replay(cand, dataset, host)
+        original, cf, domain, _, _ = _replay(cand, dataset, host, matcher)
         assert domain == "display" and cf.shape == original.shape
         with torch.no_grad():
             probs = model.probabilities(model.logits(cf[None]))
@@ -167,6 +177,7 @@ def test_gallery_says_why_when_the_dataset_cannot_be_rebuilt(toy_run: Path, tmp_
     manifest = json.loads((moved / "run.json").read_text())
     manifest["request"]["data"] = str(tmp_path / "gone" / "cohort.csv")
     (moved / "run.json").write_text(json.dumps(manifest))
+    (moved / "results.sqlite").unlink()  # the store would name the data's real path
     result = runner.invoke(app, ["report", str(moved)])
     assert result.exit_code == 0, result.output
     page = (moved / "report.html").read_text()
@@ -286,8 +297,9 @@ def test_failed_run_still_renders_with_a_banner(toy_run: Path, tmp_path: Path) -
 
 # -- units -----------------------------------------------------------------------------------
 def test_pseudonymiser_is_keyed_stable_and_scrubs(tmp_path: Path) -> None:
-    key, source = load_key(tmp_path)
-    assert source == KEY_FILE and load_key(tmp_path)[0] == key  # created once, then reused
+    key = load_key(tmp_path / "k" / "pseudonym.key")
+    assert load_key(tmp_path / "k" / "pseudonym.key") == key  # created once, then reused
+    assert (tmp_path / "k" / "pseudonym.key").stat().st_mode & 0o077 == 0
     p, q = Pseudonymiser(key), Pseudonymiser(b"\x01" * 32)
     assert p("MRN-0042") == p("MRN-0042") != q("MRN-0042")
     assert re.fullmatch(r"case-[0-9a-f]{12}", p("MRN-0042"))
@@ -305,6 +317,62 @@ def test_all_section_applies_and_modality_overrides(tmp_path: Path) -> None:
     assert set(results) == {("cls", "flip_rate"), ("cls", "ece"), ("seg", "flip_rate")}  # ECE is not a Dice metric
     assert results[("cls", "flip_rate")].passed and results[("cls", "flip_rate")].threshold == 0.9
     assert not results[("seg", "flip_rate")].passed and results[("seg", "flip_rate")].note == "undefined for this run"
+
+
+# -- undefined metrics ----------------------------------------------------------------------------
+def test_a_single_case_cohort_reports_undefined_metrics_with_reasons(
+    toy_site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One case (one class present, no CI): evaluate exits 0, and summary.json, the console, the
+    report and the model card say why each undefined metric is undefined."""
+    monkeypatch.setenv("TOY_N", "1")
+    out = tmp_path / "one"
+    result = runner.invoke(app, ["evaluate", "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "toy" / "summary.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    why = summary["undefined"]
+    assert summary["auroc_macro"] is None and why["auroc_macro"].startswith("no class defines it")
+    assert summary["utility"]["mean_ci"] is None and why["utility"]["mean_ci"] == "a bootstrap CI needs at least two cases (1 evaluated)"
+    assert "AUROC undefined: no class defines it" in result.output
+    page = html.unescape((out / "report.html").read_text(encoding="utf-8"))
+    assert "AUROC undefined: no class defines it (absent: only one class is present" in page  # overview
+    assert "<h3>Undefined metrics</h3>" in page and "auroc.present" in page
+    assert "(CI undefined: a bootstrap CI needs at least two cases (1 evaluated))" in page
+    card = (out / "model_card.md").read_text(encoding="utf-8")
+    assert "### Undefined metrics" in card and "undefined: only one class is present" in card
+    thresholds = _write_thresholds(tmp_path / "t.toml", "[toy]\nauroc_min = 0.5\nutility_mean_ci_low_min = 0.1\n")
+    checked = runner.invoke(app, ["report", str(out), "--readiness", str(thresholds), "--out", str(tmp_path / "r.html")])
+    assert checked.exit_code == 4
+    assert re.search(r"^FAIL\s+toy\s+auroc\s+n/a >= 0.5\s+\(undefined: no class defines it", checked.stdout, re.M)
+    assert "(undefined: a bootstrap CI needs at least two cases (1 evaluated))" in checked.stdout
+
+
+def test_facts_show_undefined_metrics_and_skip_undefined_curve_points() -> None:
+    from c3_core.report.facts import headline, metric, metric_ci, undefined_by_reason, worst_operators
+    from c3_core.report.figures import severity_response_figure
+
+    points = [{"severity": 1.0, "n": 2, "admitted_rate": 0.0, "mean_score_drop": None, "flip_rate": None},
+              {"severity": 2.0, "n": 2, "admitted_rate": 0.5, "mean_score_drop": 0.2, "flip_rate": 1.0}]
+    nothing = "no counterfactual at this severity was admitted (0 of 2)"
+    summary = {
+        "task": "segmentation", "volume_slope": None, "dice_volume_mean": 1.0, "severity_response": {"op": points},
+        "utility": {"mean": 0.8, "mean_ci": None, "p10": 0.8, "p10_ci": None},
+        "undefined": {"volume_slope": "every lesion mask is empty (no lesion volume to regress on)",
+                      "utility": {"mean_ci": "one case", "p10_ci": "one case"},
+                      "severity_response": {"op": {"0": {"mean_score_drop": nothing, "flip_rate": nothing}}}},
+    }
+    rows = dict(headline(summary))
+    assert rows["volume calibration slope"] == "undefined: every lesion mask is empty (no lesion volume to regress on)"
+    assert rows["utility mean U(x) [95% CI]"] == "0.800 (CI undefined: one case)"
+    assert rows["small-lesion recall"] == "n/a"  # missing without a reason: not applicable
+    assert metric(summary, "ece") == "n/a" and metric_ci({"utility": {"mean": 0.5, "mean_ci": [0.4, 0.6]}}, "utility", "mean") == "0.500 [0.400, 0.600]"
+    assert worst_operators(summary) == [("op", 2.0, 0.2, 1.0)]
+    assert undefined_by_reason(summary) == [
+        ("every lesion mask is empty (no lesion volume to regress on)", ["volume_slope"]),
+        ("one case", ["utility.mean_ci", "utility.p10_ci"]),
+    ]
+    assert len(undefined_by_reason(summary, curves=True)) == 3
+    assert severity_response_figure({"op": points}, {}) is not None  # a gap, not a crash
 
 
 # -- scale -----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from torch.utils.data import Dataset
 from c3_core.batch import Batch, CaseInfo, Sample
 from c3_core.domains import IntensityDomain
 from c3_core.model import ModelBundle
-from c3_core.operator import Operator, Severity
+from c3_core.operator import Operator, Severity, SeveritySource
 from c3_core.plugins.markers import hookimpl
 from c3_core.seeding import draw_seed, generator_from_seed, uniform
 
@@ -27,7 +27,13 @@ class ToyGain(Operator[GainParams]):
     id = "toy.gain"
     modality = "toy"
     domain = IntensityDomain.DISPLAY
-    severity = Severity("gain_db", "dB", identity=0.0, extreme=6.0, levels=(1.0, 3.0, 6.0))
+    severity = Severity(
+        "gain_db", "dB", identity=0.0, extreme=6.0, levels=(1.0, 3.0, 6.0),
+        source=SeveritySource(
+            "global amplitude gain (toy)", derivation="test fixture: 6 dB = amplitude x2 (20 log10 2), an arbitrary toy bound",
+            extreme_rationale="toy modality for core tests; no acquisition behind it",
+        ),
+    )
     params_type = GainParams
     summary = "global gain change"
 
@@ -50,7 +56,13 @@ class ToyNoise(Operator[NoiseParams]):
     id = "toy.noise"
     modality = "toy"
     domain = IntensityDomain.DISPLAY
-    severity = Severity("sigma", "display units", identity=0.0, extreme=0.5)
+    severity = Severity(
+        "sigma", "display units", identity=0.0, extreme=0.5,
+        source=SeveritySource(
+            "additive noise std (toy)", derivation="test fixture: half the display range, an arbitrary toy bound",
+            extreme_rationale="toy modality for core tests; no acquisition behind it",
+        ),
+    )
     params_type = NoiseParams
     summary = "additive Gaussian noise"
 
@@ -78,7 +90,13 @@ class ToyShift(Operator[ShiftParams]):
     modality = "toy"
     domain = IntensityDomain.DISPLAY
     spatial = True
-    severity = Severity("shift", "px", identity=0.0, extreme=4.0)
+    severity = Severity(
+        "shift", "px", identity=0.0, extreme=4.0,
+        source=SeveritySource(
+            "translation (toy)", derivation="test fixture: a quarter of the 16 px toy image, an arbitrary toy bound",
+            extreme_rationale="toy modality for core tests; no acquisition behind it",
+        ),
+    )
     params_type = ShiftParams
     summary = "integer translation along the last axis"
 

@@ -53,68 +53,120 @@ def _host() -> Any:
 
 
 @app.command()
-def plugins(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
-    """List installed plugins: version, c3-core range, modalities, contributions, status."""
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    check: Annotated[bool, typer.Option("--check", help="Also import every contribution's target (slow: imports torch); exit 3 if a plugin is broken or degraded.")] = False,
+) -> None:
+    """List installed plugins: version, c3-core range, modalities, contributions, status.
+
+    Contribution targets are not imported, so this is fast. A target that fails to import makes
+    its plugin `degraded` (the contribution and the error named): found by --check, or by any
+    command that loads it (`c3 evaluate`, `c3 ops` for a plugin without a catalogue).
+    """
     host = _host()
+    if check:
+        host.check()
     rows = [p.to_dict() for p in host.plugins]
+    broken = check and any(r["status"] in ("error", "degraded") for r in rows)
     if as_json:
-        typer.echo(json.dumps({"c3_core": c3_core.__version__, "plugins": rows}, indent=2))
-        return
+        typer.echo(json.dumps({"c3_core": c3_core.__version__, "checked": check, "plugins": rows}, indent=2))
+        raise typer.Exit(EXIT_RUN_FAILED if broken else EXIT_OK)
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=f"c3 plugins (c3-core {c3_core.__version__})")
-    for col in ("name", "version", "core range", "modalities", "contributions", "status"):
-        table.add_column(col)
+    caption = "every target imported" if check else "targets not imported: `c3 plugins --check` imports each one"
+    table = Table(title=f"c3 plugins (c3-core {c3_core.__version__})", caption=caption)
+    table.add_column("name", no_wrap=True)
+    for col in ("version", "core range", "modalities", "contributions", "status"):
+        table.add_column(col, overflow="fold")
     for r in rows:
         counts = ", ".join(f"{v} {k}" for k, v in r["contributions"].items() if v)
-        status = r["status"] if not r["error"] else f"{r['status']}: {r['error']}"
+        status = Text(r["status"], style="red" if r["error"] and r["status"] != "disabled" else "")
+        if r["failures"]:
+            status.append("".join(f"\n{f['id']}: {f['error']}" for f in r["failures"]))
+        elif r["error"]:
+            status.append(f": {r['error']}")
         table.add_row(r["name"], r["version"], r["core_range"], ", ".join(r["modalities"]), counts, status)
     Console().print(table)
     if not rows:
         typer.echo("no plugins installed (pip install c3-cxr c3-mri c3-fundus)")
+    raise typer.Exit(EXIT_RUN_FAILED if broken else EXIT_OK)
 
 
 @app.command()
 def ops(
-    modality: Annotated[str | None, typer.Option(help="Only this modality.")] = None,
+    modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Only this modality (repeatable).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """The operator and editor catalogue: domains, units and severity ranges."""
+    """The operator and editor catalogue: domains, units and severity ranges.
+
+    Read from the catalogue each plugin ships (no torch import); an operator a plugin's catalogue
+    lacks is imported to describe it, and a failure is shown in its row.
+    """
+    from c3_core.plugins.catalogue import CATALOGUE_KINDS, entries
+
     host = _host()
-    entries = []
-    for kind in ("operators", "editors"):
-        for c in host.registry(kind):
-            if modality and c.modality != modality:
-                continue
-            try:
-                d = c.load().describe()
-            except Exception as exc:  # noqa: BLE001 - show the broken entry, keep listing
-                d = {"id": c.id, "kind": kind[:-1], "error": str(exc)}
-            d["plugin"] = c.plugin
-            entries.append(d)
-    if modality and not entries:
-        known = sorted({c.modality for k in ("operators", "editors") for c in host.registry(k)})
-        raise _fail(f"unknown modality {modality!r} (installed: {', '.join(known) or 'none'})")
+    installed = sorted({c.modality for k in CATALOGUE_KINDS for c in host.registry(k)})
+    unknown = [m for m in modality or [] if m not in installed]
+    if unknown:
+        raise _fail(f"unknown modality {', '.join(repr(m) for m in unknown)} (installed: {', '.join(installed) or 'none'})")
+    listed = [e.to_dict() for e in entries(host, modalities=modality or None)]
     if as_json:
-        typer.echo(json.dumps(entries, indent=2))
+        typer.echo(json.dumps(listed, indent=2))
         return
+    _print_catalogue(listed)
+
+
+def _print_catalogue(listed: list[dict[str, Any]]) -> None:
+    """One table per kind; ids never wrap or cut (the other columns fold), so 80 columns suffice."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title="c3 operators")
-    for col in ("id", "kind", "domain", "spatial", "severity", "range", "summary"):
-        table.add_column(col)
-    for d in entries:
-        if "error" in d:
-            table.add_row(d["id"], d["kind"], "", "", "", "", f"[red]{d['error']}[/red]")
+    console = Console()
+    for kind in ("operator", "editor"):
+        rows = [d for d in listed if d["kind"] == kind]
+        if not rows:
             continue
-        s = d["severity"]
-        table.add_row(
-            d["id"], d["kind"], d["domain"], "yes" if d["spatial"] else "no",
-            f"{s['name']} [{s['unit']}]", f"{s['identity']:g} → {s['extreme']:g}", d["summary"],
-        )
-    Console().print(table)
+        table = Table(title=f"{kind}s", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+        table.add_column("id", no_wrap=True, min_width=max(len(d["id"]) for d in rows))
+        table.add_column("domain", overflow="fold", max_width=16)
+        table.add_column("severity", overflow="fold", max_width=26)
+        table.add_column("summary", overflow="fold")
+        for d in rows:
+            if "error" in d:
+                table.add_row(d["id"], "", "", Text(d["error"], style="red"))
+                continue
+            s = d["severity"]
+            flags = [f for f in ("spatial" if d["spatial"] else "", d.get("intent", "")) if f]
+            table.add_row(
+                d["id"], " ".join([d["domain"], *flags]),
+                Text(f"{s['name']}\n{s['identity']:g} → {s['extreme']:g} {s['unit']}"), Text(d["summary"]),
+            )
+        console.print(table)
+
+
+DataOption = Annotated[list[str] | None, typer.Option("--data-option", metavar="KEY=VALUE", help="Option of the dataset factory, e.g. image_root=/data/images or id_column=StudyID (repeatable).")]
+ModelOption = Annotated[list[str] | None, typer.Option("--model-option", metavar="KEY=VALUE", help="Option of the model factory, e.g. pretrained=densenet121-res224-chex (repeatable).")]
+KeyFileOption = Annotated[Path | None, typer.Option("--key-file", help="Pseudonym key file (default: $C3_PSEUDONYM_KEY_FILE or ~/.config/c3/pseudonym.key, created on first use). Never inside --out.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Write into a non-empty --out: replace only the files this command writes, delete nothing else.")]
+MaxCounterfactualsOption = Annotated[int | None, typer.Option("--max-counterfactuals", min=1, help="Refuse requests of more counterfactuals (cases x K) than this (default 10,000,000).")]
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` items as a dict, or a usage error (exit 2)."""
+    from c3_core.factory_options import FactoryOptionError, parse_pairs
+
+    try:
+        return parse_pairs(items or [], flag)
+    except FactoryOptionError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _key_path(value: Path | None) -> str | None:
+    return None if value is None else str(value.expanduser().resolve())
 
 
 def _absolute(value: str | Path | None) -> str | None:
@@ -122,7 +174,13 @@ def _absolute(value: str | Path | None) -> str | None:
     anything else (a registered id, None) unchanged."""
     if value is None:
         return None
-    return str(Path(value).resolve()) if Path(value).exists() else str(value)
+    try:
+        Path(value).stat()
+    except PermissionError:
+        raise _fail(f"{value}: permission denied") from None
+    except OSError:
+        return str(value)
+    return str(Path(value).resolve())
 
 
 @app.command()
@@ -144,6 +202,11 @@ def evaluate(
     max_failures: Annotated[int, typer.Option(min=0, help="Stop a modality once more than this many cases failed to read.")] = 100,
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this output folder (with its own options).")] = None,
     probe: Annotated[str | None, typer.Option(help="causal: per case and class, Delta-Drop (lesion removed), Delta-Focus (lesion only) and a healthy-region control -> OUT/<modality>/probe.csv.")] = None,
+    data_option: DataOption = None,
+    model_option: ModelOption = None,
+    key_file: KeyFileOption = None,
+    overwrite: OverwriteOption = False,
+    max_counterfactuals: MaxCounterfactualsOption = None,
 ) -> None:
     """Evaluate robustness across every installed modality and write per-case and aggregate results.
 
@@ -160,12 +223,14 @@ def evaluate(
             "--neighborhood": neighborhood, "--k": k, "--seed": seed, "--device": device != "cpu",
             "--batch-size": batch_size != 8, "--limit": limit, "--gate": gate_file,
             "--out": out != Path("c3-results"), "--max-failures": max_failures != 100, "--probe": probe,
+            "--data-option": data_option, "--model-option": model_option, "--overwrite": overwrite,
+            "--max-counterfactuals": max_counterfactuals,
         }
         clash = [name for name, value in given.items() if value]
         if clash:
             raise _fail(f"--resume continues a run with the options it was started with; drop {', '.join(clash)}")
         try:
-            request = resume_request(str(resume), quiet=quiet, workers=workers)
+            request = resume_request(str(resume), quiet=quiet, workers=workers, key_file=_key_path(key_file))
         except (StoreError, TypeError) as exc:
             raise _fail(f"--resume {resume}: {exc}") from None
     else:
@@ -177,6 +242,8 @@ def evaluate(
             batch_size=batch_size, workers=workers, limit=limit,
             gate_file=_absolute(gate_file), out=str(out), quiet=quiet,
             max_failures=max_failures, probe=probe,
+            data_options=_pairs(data_option, "--data-option"), model_options=_pairs(model_option, "--model-option"),
+            key_file=_key_path(key_file), overwrite=overwrite, max_counterfactuals=max_counterfactuals,
         )
     code = run_evaluation(request, _host(), echo=lambda m: typer.echo(m, err=True))
     raise typer.Exit(code)
@@ -224,6 +291,7 @@ def editor_fit(
     seed: Annotated[int, typer.Option(help="Seed of initialisation, noise and minibatches.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N training cases.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
+    data_option: DataOption = None,
 ) -> None:
     """Fit a diffusion editor's denoiser on a cohort's training split; use it with the editor option weights=PATH."""
     from c3_core.editors.diffusion_fit import fit_command
@@ -231,7 +299,7 @@ def editor_fit(
     code = fit_command(
         editor, out, data=_absolute(data),
         epochs=epochs, batch_size=batch_size, lr=lr, size=size, seed=seed, limit=limit, device=device,
-        host=_host(), echo=typer.echo,
+        host=_host(), echo=typer.echo, data_options=_pairs(data_option, "--data-option"),
     )
     raise typer.Exit(code)
 
@@ -259,6 +327,11 @@ def generate(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-generated"),
+    data_option: DataOption = None,
+    key_file: KeyFileOption = None,
+    overwrite: OverwriteOption = False,
+    max_failures: Annotated[int, typer.Option(min=0, help="Stop once more than this many cases failed to read (exit 3).")] = 100,
+    max_counterfactuals: MaxCounterfactualsOption = None,
 ) -> None:
     """Write counterfactual images (16-bit PNG for 2-D, NIfTI for 3-D) with their provenance JSON."""
     from c3_core.generate import generate_command
@@ -266,6 +339,8 @@ def generate(
     code = generate_command(
         modality, _absolute(data), _absolute(neighborhood), list(op or []), k, seed, out, limit,
         device=device, host=_host(), echo=lambda m: typer.echo(m, err=True),
+        data_options=_pairs(data_option, "--data-option"), key_file=_key_path(key_file), overwrite=overwrite,
+        max_failures=max_failures, max_counterfactuals=max_counterfactuals,
     )
     raise typer.Exit(code)
 
@@ -301,6 +376,10 @@ def train(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-train"),
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
     resume: Annotated[Path | None, typer.Option(help="Continue the interrupted run in this folder (with its own options).")] = None,
+    data_option: DataOption = None,
+    model_option: ModelOption = None,
+    overwrite: OverwriteOption = False,
+    max_counterfactuals: MaxCounterfactualsOption = None,
 ) -> None:
     """Train with the consistency objective L = L_sup + lambda * E D(f(x), f(x')) (C3 paper, Eq. 1).
 
@@ -330,6 +409,8 @@ def train(
         modality=modality, data=_absolute(data), model=model, init=_absolute(init), neighbourhood=_absolute(neighborhood),
         members=members, k=k, teacher=_absolute(teacher), gate_file=_absolute(gate_file), heldout=heldout,
         device=device, workers=workers, limit=limit, out=str(out), quiet=quiet, options=options,
+        data_options=_pairs(data_option, "--data-option"), model_options=_pairs(model_option, "--model-option"),
+        overwrite=overwrite, max_counterfactuals=max_counterfactuals,
     )
     raise typer.Exit(run_training(request, _host(), echo))
 

@@ -2,19 +2,22 @@
 
 Layout of ``OUT`` (every path inside it; names from keyed pseudonyms only, never exam ids)::
 
-    pseudonym.key                     the HMAC key of the pseudonyms (keep it private; reuse it
-                                      to get the same file names again)
     <modality>/<case-xxxxxxxxxxxx>/original.<ext>
     <modality>/<case-xxxxxxxxxxxx>/cf-00.<ext>   + cf-00.json (provenance, encoding, sha256)
     <modality>/manifest.csv           one row per written image
+    <modality>/failures.csv           cases that could not be read (index, row, pseudonym, reason)
     generate.json                     the request and versions; written last (marks completion)
 
-Image formats are described in :mod:`c3_core.imagefiles` (16-bit PNG for 2-D, NIfTI or .npy for
-3-D). Counterfactual ``k`` of exam ``e`` is drawn from ``derive_seed(seed, e, k)`` (see
-:mod:`c3_core.neighbourhood`), so with the same seed and pseudonym key every byte is the same.
-The provenance JSON carries the exam id (needed to replay), so treat the folder like the data.
+Each case folder is written under a temporary name and renamed into place, so it appears whole
+or not at all. Pseudonyms are HMAC-SHA256 of the exam's stable id with the user's key
+(:mod:`c3_core.pseudonyms`), which never goes into ``OUT``. Image formats are described in
+:mod:`c3_core.imagefiles` (16-bit PNG for 2-D, NIfTI or .npy for 3-D). Counterfactual ``k`` of
+exam ``e`` is drawn from ``derive_seed(seed, e, k)`` with ``e`` the stable id (see
+:mod:`c3_core.neighbourhood`), so the same seed gives the same bytes; the provenance JSON names
+the exam by its pseudonym and records the seed and parameters, which is all a replay needs.
 
-Exit codes: 0 written; 2 bad input (nothing written); 3 a failure while writing.
+Exit codes: 0 written; 2 bad input (nothing written); 3 a failure while writing, or more than
+``--max-failures`` unreadable cases.
 """
 
 from __future__ import annotations
@@ -52,10 +55,10 @@ def _spec(host: Any, dataset: Any, neighbourhood: str | None, ops: Sequence[str]
 
 
 def _prepare(host: Any, modality: str | None, data: str | None, neighbourhood: str | None, ops: Sequence[str],
-             k: int, seed: int, limit: int | None) -> tuple[str, Any, int, Any]:
+             k: int, seed: int, limit: int | None, data_options: dict[str, Any] | None = None) -> tuple[str, Any, int, Any]:
     """Resolve and check everything before anything is written."""
     from c3_core.batch import collate
-    from c3_core.evaluation.runner import EvaluationInputError, resolve_dataset
+    from c3_core.evaluation.runner import EvaluationInputError, build_dataset, resolve_dataset
     from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpecError
 
     installed = host.modalities()
@@ -79,20 +82,30 @@ def _prepare(host: Any, modality: str | None, data: str | None, neighbourhood: s
     for op in nb.operators():
         if op.modality != modality:
             raise GenerateInputError(f"{spec.source}: {op.id} is a {op.modality} operator, not {modality}")
-    dataset = contribution.load()(source=source, split="test") if source else contribution.load()(split="test")
+    try:
+        dataset = build_dataset(contribution, source, "test", data_options)
+    except EvaluationInputError as exc:
+        raise GenerateInputError(str(exc)) from None
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise GenerateInputError(f"dataset {contribution.id} yielded no cases")
-    try:
-        nb.check_compatible(collate([dataset[0]]))
-    except ValueError as exc:
-        raise GenerateInputError(f"{spec.source}: {exc}") from None
+    for i in range(min(n, 8)):  # the first readable case must fit the neighbourhood
+        try:
+            sample = dataset[i]
+        except Exception:  # noqa: BLE001 - an unreadable case is the loop's business
+            continue
+        try:
+            nb.check_compatible(collate([sample]))
+        except ValueError as exc:
+            raise GenerateInputError(f"{spec.source}: {exc}") from None
+        break
     return modality, dataset, n, nb
 
 
 def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans: Sequence[Any],
-                rejections: Sequence[str | None]) -> list[dict[str, Any]]:
-    """Write one case's original and counterfactuals; returns its manifest rows."""
+                rejections: Sequence[str | None], written_id: str) -> list[dict[str, Any]]:
+    """Write one case's original and counterfactuals into ``modality/name``; returns its
+    manifest rows. Provenance names the exam by ``written_id`` (its pseudonym)."""
     from c3_core.evaluation.output import write_atomic, write_json
     from c3_core.imagefiles import encode_image
 
@@ -109,7 +122,7 @@ def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans
         record = {
             "file": rel.name, "sha256": digest, "encoding": enc.encoding, "modality": modality,
             "domain": batch.domain.value, "spacing_mm": list(batch.spacing[0]),
-            "provenance": None if plan is None else plan.provenance().to_dict(),
+            "provenance": None if plan is None else plan.provenance().to_dict() | {"exam_id": written_id},
             "operator_check": rejected,
         }
         if plan is not None:
@@ -120,6 +133,31 @@ def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans
             "provenance": "" if plan is None else str(folder / f"{stem}.json"),
             "operator_check": rejected or "", "sha256": digest, "format": enc.encoding["format"],
         })
+    return rows
+
+
+def _write_case_folder(root: Path, modality: str, name: str, batch: Any, cf: Any, plans: Sequence[Any],
+                       rejections: Sequence[str | None]) -> list[dict[str, Any]]:
+    """Write one case into a temporary folder and rename it into place (whole or not at all)."""
+    import shutil
+
+    from c3_core.evaluation.output import OutputError, contained
+
+    final = contained(root, Path(modality) / name)
+    part = Path(modality) / f".{name}.part"
+    shutil.rmtree(contained(root, part), ignore_errors=True)  # a part left by a killed run
+    rows = _write_case(root, modality, part.name, batch, cf, plans, rejections, written_id=name)
+    try:
+        if final.exists():  # --overwrite: this command's own earlier output for the case
+            shutil.rmtree(final)
+        (root / part).rename(final)
+    except OSError as exc:
+        raise OutputError(f"{final}: cannot write ({exc.strerror})") from None
+    for r in rows:
+        r["case"] = name
+        r["image"] = str(Path(modality) / name / Path(r["image"]).name)
+        if r["provenance"]:
+            r["provenance"] = str(Path(modality) / name / Path(r["provenance"]).name)
     return rows
 
 
@@ -136,43 +174,94 @@ def generate_command(
     device: str = "cpu",
     host: Any = None,
     echo: Callable[[str], None] = print,
+    data_options: dict[str, Any] | None = None,
+    key_file: str | None = None,
+    overwrite: bool = False,
+    max_failures: int = 100,
+    max_counterfactuals: int | None = None,
 ) -> int:
     """Write ``k`` counterfactuals per case (operators / editors from ``ops`` or a neighbourhood
     spec, default the dataset's) with provenance into ``out``; returns the exit code."""
-    from c3_core.batch import collate
-    from c3_core.evaluation.output import OutputError, prepare_output_dir, write_csv, write_json
+    from c3_core.batch import check_finite, collate
+    from c3_core.evaluation.output import OutputError, write_csv, write_json
+    from c3_core.evaluation.runner import EvaluationInputError, check_counterfactual_budget
+    from c3_core.output_folder import OutputBusyError, OutputFolderError, busy, check_claimable, claim
     from c3_core.plugins.registry import ContributionError, UnknownContributionError
-    from c3_core.report.pseudonym import Pseudonymiser, load_key
+    from c3_core.pseudonyms import Pseudonymiser, PseudonymKeyError, load_key, scrub_paths
 
     if host is None:
         from c3_core.plugins.host import PluginHost
 
         host = PluginHost().load()
     try:
-        if (Path(out) / DONE_FILE).exists():
-            raise GenerateInputError(f"{out} already holds generated counterfactuals; choose another --out")
-        modality, dataset, n, nb = _prepare(host, modality, data, neighbourhood, list(ops), k, seed, limit)
-    except (GenerateInputError, UnknownContributionError, ContributionError, FileNotFoundError) as exc:
+        key = load_key(key_file, outside=[out])
+        holder = busy(out)
+        if holder:
+            raise OutputBusyError(f"{out}: another c3 process ({holder}) is writing to this folder; wait for it or choose another --out")
+        check_claimable(out, "generate", overwrite=overwrite, signature=(DONE_FILE,))
+        if (Path(out) / DONE_FILE).exists() and not overwrite:
+            raise GenerateInputError(f"{out} already holds generated counterfactuals; choose another --out (or --overwrite)")
+        modality, dataset, n, nb = _prepare(host, modality, data, neighbourhood, list(ops), k, seed, limit, data_options)
+        check_counterfactual_budget(n, nb.k, max_counterfactuals, modality)
+    except (GenerateInputError, EvaluationInputError, UnknownContributionError, ContributionError, FileNotFoundError,
+            PseudonymKeyError, OutputFolderError, ValueError) as exc:
         echo(f"error: {exc}")
         return EXIT_USAGE
     try:
-        root = prepare_output_dir(out)
-        key, _ = load_key(root)
-        pseudonym = Pseudonymiser(key)
-        manifest: list[dict[str, Any]] = []
+        claimed = claim(out, "generate", overwrite=overwrite, signature=(DONE_FILE,))
+    except OutputFolderError as exc:
+        echo(f"error: {exc}")
+        return EXIT_USAGE
+    pseudonym = Pseudonymiser(key)
+    root = claimed.path
+    manifest: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    try:
         for i in range(n):
-            batch = collate([dataset[i]]).to(device)
+            try:
+                sample = dataset[i]
+                check_finite(sample.image, f"case {i}")
+            except Exception as exc:  # noqa: BLE001 - an unreadable case is recorded, the others go on
+                reason = f"{type(exc).__name__}: {exc}"
+                echo(f"{modality}: case {i} skipped: {reason}")
+                failures.append({"index": i, **_case_ref(dataset, i, pseudonym), "reason": scrub_paths(reason)})
+                if len(failures) > max_failures:
+                    write_csv(root, Path(modality) / "failures.csv", failures)
+                    echo(f"error: more than --max-failures {max_failures} cases could not be read; stopped "
+                         f"(the {len(manifest)} images written so far are kept)")
+                    return EXIT_FAILED
+                continue
+            batch = collate([sample]).to(device)
             cf, plans, rejections = nb.draw(batch)
-            manifest += _write_case(root, modality, pseudonym(batch.exam_ids[0]), batch, cf, plans[0], rejections[0])
+            manifest += _write_case_folder(root, modality, pseudonym(batch.exam_ids[0]), batch, cf, plans[0], rejections[0])
         write_csv(root, Path(modality) / "manifest.csv", manifest)
+        if failures:
+            write_csv(root, Path(modality) / "failures.csv", failures)
         write_json(root, DONE_FILE, {
             "c3_core": c3_core.__version__, "modality": modality, "n_cases": n, "k": nb.k,
-            "neighbourhood": nb.spec.to_dict() | {"source": nb.spec.source}, "n_images": len(manifest),
+            "n_failed": len(failures), "pseudonym_key": key.fingerprint,
+            "neighbourhood": nb.spec.to_dict() | {"source": Path(nb.spec.source).name if nb.spec.source else nb.spec.source},
+            "n_images": len(manifest),
             "plugins": {pl.name: pl.version for pl in host.plugins},
             "formats": "16-bit PNG (2-D, value = offset + scale * stored), NIfTI-1 float32 or .npy (3-D)",
         })
     except (OutputError, ValueError, RuntimeError) as exc:
         echo(f"error: {exc}")
         return EXIT_FAILED
-    echo(f"{len(manifest)} images of {n} {modality} cases written to {root}")
+    finally:
+        claimed.release()
+    failed = f"; {len(failures)} unreadable case(s) listed in {modality}/failures.csv" if failures else ""
+    echo(f"{len(manifest)} images of {n - len(failures)} {modality} cases written to {root}{failed}")
     return EXIT_OK
+
+
+def _case_ref(dataset: Any, idx: int, pseudonym: Callable[[str], str]) -> dict[str, Any]:
+    """The source row and pseudonym of case ``idx`` where the dataset can name them unread."""
+    ref = getattr(dataset, "case_ref", None)
+    if ref is None:
+        return {}
+    try:
+        row, stable = ref(idx)
+    except Exception:  # noqa: BLE001
+        return {}
+    return {"row": row, "exam_id": pseudonym(str(stable))}

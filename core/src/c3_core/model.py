@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ class ModelBundle:
     ``(B, C, *spatial)`` (segmentation; C = 1 means a sigmoid foreground channel).
     ``input_domain`` is the intensity domain of the images it takes (before ``prepare``).
     ``infer`` optionally replaces the plain forward (e.g. sliding-window inference).
+    ``trained`` says whether the factory loaded trained weights: False for an architecture built
+    without any (evaluation refuses it), None where the factory does not say.
     """
 
     network: nn.Module
@@ -42,6 +45,7 @@ class ModelBundle:
     infer: Callable[[nn.Module, Tensor], Tensor] | None = None
     name: str = ""
     metadata: dict[str, str] = field(default_factory=dict)
+    trained: bool | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -72,8 +76,16 @@ def load_state_dict_safely(path: str | Path, network: nn.Module, *, strict: bool
     Never unpickles arbitrary objects. Raises :class:`WeightsError` naming the file.
     """
     p = Path(path)
+    try:
+        p.stat()
+    except PermissionError:
+        raise WeightsError(f"{p}: permission denied (cannot reach the weights file)") from None
+    except OSError:
+        raise WeightsError(f"{p}: weights file not found") from None
     if not p.is_file():
         raise WeightsError(f"{p}: weights file not found")
+    if not os.access(p, os.R_OK):
+        raise WeightsError(f"{p}: permission denied (the weights file is not readable)")
     try:
         if p.suffix == ".safetensors":
             from safetensors.torch import load_file

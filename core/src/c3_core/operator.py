@@ -30,12 +30,51 @@ class SeverityError(ValueError):
 
 
 @dataclass(frozen=True)
+class SeveritySource:
+    """Where a severity range comes from, so a reader can check that its extreme is plausible.
+
+    * ``quantity`` — the physical quantity the severity measures (e.g. "scatter-to-primary ratio
+      at the detector");
+    * ``reference`` — a citable source: DOI or URL of a paper, standard or vendor specification,
+      or author, title and year;
+    * ``derivation`` — a short derivation from physics when no single source gives the number;
+    * ``extreme_rationale`` — why the extreme is still an acquisition a site could plausibly make;
+    * ``narrowed`` — when the range was cut to what the source supports, the old range and why.
+
+    At least one of ``reference`` and ``derivation`` must be given.
+    """
+
+    quantity: str
+    reference: str = ""
+    derivation: str = ""
+    extreme_rationale: str = ""
+    narrowed: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.quantity.strip():
+            raise ValueError("SeveritySource needs the physical quantity")
+        if not (self.reference.strip() or self.derivation.strip()):
+            raise ValueError(f"SeveritySource for {self.quantity!r} needs a reference or a derivation")
+
+    def describe(self) -> dict[str, str]:
+        return {
+            "quantity": self.quantity,
+            "reference": self.reference,
+            "derivation": self.derivation,
+            "extreme_rationale": self.extreme_rationale,
+            "narrowed": self.narrowed,
+        }
+
+
+@dataclass(frozen=True)
 class Severity:
     """An operator's severity axis in physical units.
 
     ``identity`` is the value at which the operator changes nothing (or least), ``extreme`` the
     most severe value still considered label-preserving. Either may be the larger number
-    (e.g. dose fraction: identity 1.0, extreme 0.1).
+    (e.g. dose fraction: identity 1.0, extreme 0.1). ``source`` says where the admissible range
+    comes from (:class:`SeveritySource`); every physics operator must give one (the conformance
+    kit checks it).
     """
 
     name: str
@@ -43,6 +82,7 @@ class Severity:
     identity: float
     extreme: float
     levels: tuple[float, ...] = ()
+    source: SeveritySource | None = None
 
     @property
     def low(self) -> float:
@@ -74,6 +114,7 @@ class Severity:
             "identity": self.identity,
             "extreme": self.extreme,
             "levels": list(self.levels),
+            "source": None if self.source is None else self.source.describe(),
         }
 
 

@@ -29,7 +29,7 @@ import torch
 from c3_core.batch import Batch, Sample, collate
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Plan, PlannedStep, apply_plans, replay
-from c3_core.operator import Editor, Operator
+from c3_core.operator import Editor, Operator, SeveritySource
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import ID_PATTERN, Contribution
 from c3_core.provenance import params_from_dict, params_to_dict
@@ -84,6 +84,29 @@ def plugin_checks(
 def _assert(cond: bool, message: str) -> None:
     if not cond:
         raise AssertionError(message)
+
+
+def check_severity_source(cls: type[Operator[Any]]) -> None:
+    """A physics operator (``kind == "operator"``) must say where its severity range comes from.
+
+    Its ``severity.source`` must be a :class:`~c3_core.operator.SeveritySource` with the physical
+    quantity and a reference or a derivation. Editors are not physics operators: they pass.
+    """
+    if getattr(cls, "kind", "operator") != "operator":
+        return
+    op_id = getattr(cls, "id", cls.__name__)
+    src = getattr(cls.severity, "source", None)
+    _assert(
+        isinstance(src, SeveritySource),
+        f"{op_id}: severity has no source; give Severity(..., source=SeveritySource(quantity, reference or "
+        f"derivation, extreme_rationale)) saying where the range {cls.severity.identity:g} → "
+        f"{cls.severity.extreme:g} {cls.severity.unit} comes from",
+    )
+    _assert(bool(src.quantity.strip()), f"{op_id}: the severity source needs the physical quantity")
+    _assert(
+        bool(src.reference.strip() or src.derivation.strip()),
+        f"{op_id}: the severity source needs a reference or a derivation",
+    )
 
 
 def _demo_batch_factory(host: PluginHost) -> BatchFactory:
@@ -213,7 +236,7 @@ def _operator_checks(host: PluginHost, c: Contribution, factory: BatchFactory) -
             return
         raise AssertionError(f"{op.id}: accepted a batch in the wrong intensity domain")
 
-    return [
+    checks = [
         Check("declares_metadata", c.id, check_declares),
         Check("keeps_shape_dtype_device", c.id, per_dims(check_shape_dtype_device)),
         Check("deterministic_under_seed", c.id, per_dims(check_deterministic)),
@@ -222,6 +245,9 @@ def _operator_checks(host: PluginHost, c: Contribution, factory: BatchFactory) -
         Check("batch_invariant", c.id, per_dims(check_batch_invariant)),
         Check("rejects_wrong_domain", c.id, per_dims(check_rejects_wrong_domain)),
     ]
+    if c.kind == "operators":  # physics operators: the severity range must have a source
+        checks.append(Check("severity_has_source", c.id, lambda: check_severity_source(op_cls())))
+    return checks
 
 
 # -- datasets and models -------------------------------------------------------------------

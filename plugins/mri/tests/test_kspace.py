@@ -67,7 +67,7 @@ def test_spike_is_a_pattern_not_a_brightness_change() -> None:
     img = torch.rand(6, 1, 24, 24, generator=torch.Generator().manual_seed(0)) + 1.0
     b = _batch(img)
     g = generator_from_seed(3)
-    params = [Spike().sample_params(b.case_info(i), g, 0.5) for i in range(b.size)]
+    params = [Spike().sample_params(b.case_info(i), g, Spike.severity.extreme) for i in range(b.size)]
     assert all(max(abs(f) for f in p.position) >= 0.05 for p in params)
     out = Spike().apply(b, params)
     # a non-DC spike leaves the image mean nearly unchanged (magnitude only adds second order)

@@ -53,7 +53,7 @@ def test_noise_operator_hits_target_snr() -> None:
 def test_bias_field_positive_smooth_and_mask_untouched() -> None:
     img = torch.ones(2, 1, 32, 40, 24)
     mask = (torch.rand(2, 1, 32, 40, 24, generator=torch.Generator().manual_seed(0)) > 0.5).float()
-    b = _batch(img, mask)
+    b = _batch(img, mask, spacing=(4.0, 4.0, 4.0))  # 128 x 160 x 96 mm: a head-sized field of view
     out = BiasField()(b, generator_from_seed(3), BiasField.severity.extreme)
     field = out.image
     assert bool((field > 0).all())

@@ -175,6 +175,7 @@ def fit_command(
     device: str = "cpu",
     host: Any = None,
     echo: Callable[[str], None] = print,
+    data_options: dict[str, Any] | None = None,
 ) -> int:
     """``c3 editor fit``: train the denoiser of diffusion editor ``editor`` on a cohort's train split.
 
@@ -185,7 +186,7 @@ def fit_command(
     """
     from c3_core.editors.diffusion import DiffusionEditor
     from c3_core.editors.diffusion_model import config_path_for, save_model
-    from c3_core.evaluation.runner import EvaluationInputError, resolve_dataset
+    from c3_core.evaluation.runner import EvaluationInputError, build_dataset, resolve_dataset
     from c3_core.plugins.registry import ContributionError, UnknownContributionError
 
     target = Path(out)
@@ -211,8 +212,7 @@ def fit_command(
         if limit is not None and int(limit) < 1:
             raise ValueError("--limit must be >= 1")
         contribution, source = resolve_dataset(host, cls.modality, data)
-        factory = contribution.load()
-        dataset = factory(source=source, split="train") if source else factory(split="train")
+        dataset = build_dataset(contribution, source, "train", data_options)
         ed = cls(scorer="none")
         u, c = cohort_tensors(dataset, config, lambda b: ed.condition_vector(b, config.n_labels), limit=limit)
     except (UnknownContributionError, ContributionError, EvaluationInputError, ValueError, KeyError, FileNotFoundError) as exc:

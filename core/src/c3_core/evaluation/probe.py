@@ -116,9 +116,14 @@ def _targets(bundle: ModelBundle, batch: Batch, has_lesion: list[bool]) -> list[
     return [[None if v != v else float(v) for v in row] for row in batch.label.double().tolist()]
 
 
-def probe_batch(bundle: ModelBundle, batch: Batch, editors: ProbeEditors, seed: int, chunk: int | None = None) -> list[list[dict[str, Any]]]:
-    """The probe rows of every case of ``batch`` (one row per class), in batch order."""
+def probe_batch(
+    bundle: ModelBundle, batch: Batch, editors: ProbeEditors, seed: int, chunk: int | None = None,
+    written_ids: Sequence[str] | None = None,
+) -> list[list[dict[str, Any]]]:
+    """The probe rows of every case of ``batch`` (one row per class), in batch order; rows name
+    each exam by ``written_ids`` (its pseudonym) when given."""
     b = batch.size
+    ids = list(written_ids) if written_ids is not None else list(batch.exam_ids)
     info = [batch.case_info(i) for i in range(b)]
     margin = editors.margin_mm
     gens = [generator_from_seed(derive_seed(seed, exam, "causal-probe")) for exam in batch.exam_ids]
@@ -155,7 +160,7 @@ def probe_batch(bundle: ModelBundle, batch: Batch, editors: ProbeEditors, seed: 
             ctl_drop = None if ctl is None else orig - ctl
             rows.append(
                 {
-                    "exam_id": batch.exam_ids[i],
+                    "exam_id": ids[i],
                     "class": name,
                     "target": targets[i][c],
                     "status": status,

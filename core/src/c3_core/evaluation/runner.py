@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from c3_core.evaluation.output import write_csv_stream, write_json
 from c3_core.evaluation.scoring import GateSettings, score_batch
 from c3_core.evaluation.store import CaseResult, ResultStore
 from c3_core.evaluation.summary import segmentation_case_metrics, summarise
-from c3_core.model import ModelBundle
+from c3_core.factory_options import FactoryOptionError, convert
+from c3_core.model import ModelBundle, WeightsError
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import Contribution
@@ -80,36 +82,99 @@ def resolve_dataset(host: PluginHost, modality: str, data: str | None) -> tuple[
     raise EvaluationInputError(f"--data {data!r} is neither a registered dataset id nor an existing path")
 
 
+def build_dataset(contribution: Contribution, source: str | None, split: str, options: Mapping[str, Any] | None = None) -> Dataset:
+    """The dataset the contribution's factory makes for ``split`` with the user's ``--data-option``s."""
+    factory = contribution.load()
+    try:
+        kwargs = convert(options or {}, factory, "dataset", "--data-option", contribution.id)
+    except FactoryOptionError as exc:
+        raise EvaluationInputError(str(exc)) from None
+    return factory(source=source, split=split, **kwargs) if source else factory(split=split, **kwargs)
+
+
+def _load_bundle(c: Contribution, weights: str | None, device: str, options: Mapping[str, Any] | None) -> ModelBundle:
+    factory = c.load()
+    try:
+        kwargs = convert(options or {}, factory, "model", "--model-option", c.id)
+    except FactoryOptionError as exc:
+        raise EvaluationInputError(str(exc)) from None
+    return factory(weights=weights, device=device, **kwargs)
+
+
+def _weights_file(model: str) -> Path:
+    """``model`` as a readable weights file, or an input error that says why not."""
+    p = Path(model)
+    try:
+        p.stat()
+    except PermissionError:
+        raise EvaluationInputError(f"--model {model}: permission denied (cannot reach the weights file)") from None
+    except FileNotFoundError:
+        raise EvaluationInputError(f"--model {model}: file not found") from None
+    if not p.is_file():
+        raise EvaluationInputError(f"--model {model}: not a file")
+    if not os.access(p, os.R_OK):
+        raise EvaluationInputError(f"--model {model}: permission denied (the weights file is not readable)")
+    return p
+
+
 def resolve_model(
-    host: PluginHost, modality: str, dataset: Contribution, model: str | None, device: str
+    host: PluginHost, modality: str, dataset: Contribution, model: str | None, device: str,
+    options: Mapping[str, Any] | None = None, *, require_trained: bool = True, role: str = "--model",
 ) -> tuple[ModelBundle, str]:
-    """A model bundle from a registered id, a ``package.module:factory`` or a weights file."""
+    """A model bundle from a registered id, a ``package.module:factory`` or a weights file.
+
+    With ``require_trained`` a registered architecture built without weights (its factory says
+    ``trained=False``) is refused: scoring a randomly initialised network measures nothing.
+    """
     default_id = dataset.meta.get("default_model")
     models = host.registry("models")
     if model is None or model in models:
         model_id = model or default_id
         if model_id is None:
-            raise EvaluationInputError(f"dataset {dataset.id} names no default model; pass --model")
+            raise EvaluationInputError(f"dataset {dataset.id} names no default model; pass {role}")
         c = models.get(model_id)
         weights = "demo" if model is None or c.meta.get("demo") else None
-        return c.load()(weights=weights, device=device), model_id
+        try:
+            bundle = _load_bundle(c, weights, device, options)
+        except WeightsError:
+            if model is not None or dataset.meta.get("demo"):
+                raise
+            raise EvaluationInputError(
+                f"--data {dataset.id} needs {role}: its default architecture {model_id} has no weights of its own. "
+                f"Give trained weights, e.g. `{role} weights.safetensors` (from `c3 train`), or "
+                f"`{role} {model_id} --model-option KEY=VALUE` for weights the model can load itself"
+            ) from None
+        _check_trained(bundle, model_id, role, require_trained)
+        return bundle, model_id
     if Path(model).suffix in {".safetensors", ".pt", ".pth", ".ts"}:
-        if not Path(model).is_file():
-            raise EvaluationInputError(f"--model {model}: file not found")
+        path = _weights_file(model)
         if default_id is None:
-            raise EvaluationInputError(f"--model {model}: no default architecture for {modality}")
-        return models.get(default_id).load()(weights=model, device=device), f"{default_id}@{Path(model).name}"
+            raise EvaluationInputError(f"{role} {model}: no default architecture for {modality}")
+        return _load_bundle(models.get(default_id), str(path), device, options), f"{default_id}@{path.name}"
     if ":" in model:
+        if options:
+            raise EvaluationInputError(f"--model-option applies to a registered model id, not {role} {model}")
         module, attr = model.split(":", 1)
         try:
             factory = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            raise EvaluationInputError(f"--model {model}: cannot import ({exc})") from None
+            raise EvaluationInputError(f"{role} {model}: cannot import ({exc})") from None
         bundle = factory(device=device)
         if not isinstance(bundle, ModelBundle):
-            raise EvaluationInputError(f"--model {model}: factory must return a c3_core.model.ModelBundle")
+            raise EvaluationInputError(f"{role} {model}: factory must return a c3_core.model.ModelBundle")
         return bundle, model
-    raise EvaluationInputError(f"--model {model!r}: not a registered model id, weights file or module:factory")
+    if Path(model).suffix:
+        _weights_file(model)  # says "permission denied" / "not found" for a path-like value
+    raise EvaluationInputError(f"{role} {model!r}: not a registered model id, weights file or module:factory")
+
+
+def _check_trained(bundle: ModelBundle, model_id: str, role: str, required: bool) -> None:
+    if required and bundle.trained is False:
+        raise EvaluationInputError(
+            f"{role} {model_id}: the network has no trained weights (it would be scored at random). "
+            f"Give weights: `{role} weights.safetensors`, `--model-option` for weights the model loads itself "
+            f"(see its factory's options), or train some with `c3 train`"
+        )
 
 
 def load_spec(dataset: Contribution, path: str | None, k: int | None, seed: int | None) -> NeighbourhoodSpec:
@@ -139,6 +204,25 @@ class PreparedModality:
     teacher_id: str | None
     probe: Any = None  # c3_core.evaluation.probe.ProbeEditors when --probe causal can run
     probe_note: str | None = None  # why --probe causal cannot run for this modality
+    pseudonymise: Callable[[str], str] | None = None  # stable id -> written pseudonym (set before running)
+
+    def written_id(self, exam_id: str) -> str:
+        """The name an exam gets in every file: its keyed pseudonym."""
+        if self.pseudonymise is None:
+            raise RuntimeError("no pseudonymiser set: exam ids must not be written as they are")
+        return self.pseudonymise(exam_id)
+
+    def case_ref(self, idx: int) -> dict[str, Any]:
+        """What a failure row may say about case ``idx`` without reading it: the source row
+        (where the dataset numbers its rows) and the pseudonym of its stable id."""
+        ref = getattr(self.dataset, "case_ref", None)
+        if ref is None:
+            return {}
+        try:
+            row, stable = ref(idx)
+        except Exception:  # noqa: BLE001 - a dataset that cannot say: the index alone
+            return {}
+        return {"row": row, "exam_id": self.written_id(str(stable))}
 
     @property
     def gated_by(self) -> str:
@@ -159,6 +243,21 @@ class PreparedModality:
         }
 
 
+MAX_COUNTERFACTUALS = 10_000_000
+
+
+def check_counterfactual_budget(n_cases: int, k: int, limit: int | None, modality: str) -> None:
+    """Refuse a request of more than ``limit`` (default :data:`MAX_COUNTERFACTUALS`)
+    counterfactuals (cases x K) up front, with the estimate; ``--max-counterfactuals`` raises it."""
+    cap = MAX_COUNTERFACTUALS if limit is None else limit
+    total = n_cases * k
+    if total > cap:
+        raise EvaluationInputError(
+            f"{modality}: {n_cases:,} cases x K={k:,} = {total:,} counterfactuals exceeds the limit of {cap:,}; "
+            "lower K or --limit, or raise the limit with --max-counterfactuals"
+        )
+
+
 class RunAborted(RuntimeError):
     """The run stopped on purpose (too many failed cases); what was committed stays."""
 
@@ -176,6 +275,9 @@ def prepare_modality(
     device: str = "cpu",
     limit: int | None = None,
     probe: str | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    model_options: Mapping[str, Any] | None = None,
+    max_counterfactuals: int | None = None,
 ) -> PreparedModality:
     """Resolve and check dataset, neighbourhood and models; raises :class:`EvaluationInputError`."""
     dataset_c, source = resolve_dataset(host, modality, data)
@@ -187,15 +289,16 @@ def prepare_modality(
     for op in nb.operators():
         if op.modality != modality:
             raise EvaluationInputError(f"{spec.source}: operator {op.id} is for {op.modality}, not {modality}")
-    bundle, model_id = resolve_model(host, modality, dataset_c, model, device)
-    teacher_bundle = None
-    teacher_id = teacher or dataset_c.meta.get("default_teacher")
-    if teacher_id:
-        teacher_bundle, teacher_id = resolve_model(host, modality, dataset_c, teacher_id, device)
-    dataset = dataset_c.load()(source=source, split="test") if source else dataset_c.load()(split="test")
+    dataset = build_dataset(dataset_c, source, "test", data_options)  # validates every row before a model loads
     n = len(dataset) if limit is None else min(limit, len(dataset))
     if n == 0:
         raise EvaluationInputError(f"dataset {dataset_c.id} yielded no cases")
+    check_counterfactual_budget(n, spec.k, max_counterfactuals, modality)
+    bundle, model_id = resolve_model(host, modality, dataset_c, model, device, model_options)
+    teacher_bundle = None
+    teacher_id = teacher or dataset_c.meta.get("default_teacher")
+    if teacher_id:
+        teacher_bundle, teacher_id = resolve_model(host, modality, dataset_c, teacher_id, device, role="--teacher")
     prepared = PreparedModality(
         modality, dataset_c.id, dataset, n, spec, nb, bundle, model_id, teacher_bundle, teacher_id
     )
@@ -260,7 +363,7 @@ class _GuardedCases(Dataset):
         idx = self.indices[j]
         try:
             sample = self.dataset[idx]
-            check_finite(sample.image, f"case {idx} ({sample.exam_id})")
+            check_finite(sample.image, f"case {idx}")
         except Exception as exc:  # noqa: BLE001 - recorded with its reason
             return idx, None, f"{type(exc).__name__}: {exc}"
         return idx, sample, None
@@ -284,11 +387,14 @@ def run_modality(
     world: int = 1,
     max_failures: int | None = None,
     progress: Progress | None = None,
+    on_failure: Callable[[int, str], None] | None = None,
 ) -> None:
     """Evaluate this process's shard of the cases not yet in ``store``, committing each batch.
 
     Cases are sharded by index (``index % world == rank``); each batch's neighbourhood is drawn
     and scored as one batched forward of (K+1)·B inputs, then committed in one transaction.
+    Rows name exams by their pseudonyms; a failed case's reason is stored without file paths
+    (``on_failure`` gets it whole, for the console).
     """
     finished = store.finished_indices(p.modality)
     todo = [i for i in range(p.n) if i % world == rank and i not in finished]
@@ -308,20 +414,26 @@ def run_modality(
         results: list[CaseResult] = []
         if batch is not None:
             batch = batch.to(device)
+            written = [p.written_id(e) for e in batch.exam_ids]
             with torch.no_grad():
                 cf, plans, rejections = p.neighbourhood.draw(batch)
-                cases, cfs, tensors = score_batch(p.bundle, batch, cf, plans, rejections, gate, p.teacher)
+                cases, cfs, tensors = score_batch(
+                    p.bundle, batch, cf, plans, rejections, gate, p.teacher, written_ids=written
+                )
                 if p.bundle.task == "segmentation":
                     for row, extra in zip(cases, segmentation_case_metrics(tensors["probs"], batch, gate.threshold)):
                         row.update(extra)
                 if p.probe is not None:
                     from c3_core.evaluation.probe import PROBE_KEY, probe_batch
 
-                    for row, probe_rows in zip(cases, probe_batch(p.bundle, batch, p.probe, p.spec.seed)):
+                    for row, probe_rows in zip(cases, probe_batch(p.bundle, batch, p.probe, p.spec.seed, written_ids=written)):
                         row[PROBE_KEY] = probe_rows
             k = p.spec.k
             results = [CaseResult(idx, cases[i], cfs[i * k : (i + 1) * k]) for i, idx in enumerate(indices)]
-        store.commit_batch(p.modality, results, failed)
+        for idx, reason in failed:
+            if on_failure is not None:
+                on_failure(idx, reason)
+        store.commit_batch(p.modality, results, [(idx, _stored_reason(p, idx, reason)) for idx, reason in failed])
         done += len(indices) + len(failed)
         if progress:
             progress(done, p.n)
@@ -330,6 +442,21 @@ def run_modality(
                 f"{p.modality}: more than --max-failures {max_failures} cases failed "
                 f"(last: case {failed[-1][0]}: {failed[-1][1]})"
             )
+
+
+def _stored_reason(p: PreparedModality, idx: int, reason: str) -> str:
+    """A failure reason fit to keep on disk: the case's stable id and every file path removed."""
+    from c3_core.pseudonyms import scrub_paths
+
+    ref = getattr(p.dataset, "case_ref", None)
+    if ref is not None:
+        try:
+            _, stable = ref(idx)
+            if len(str(stable)) >= 3:
+                reason = reason.replace(str(stable), p.written_id(str(stable)))
+        except Exception:  # noqa: BLE001 - scrubbing paths below still applies
+            pass
+    return scrub_paths(reason)
 
 
 def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> ModalityRun:
@@ -343,7 +470,7 @@ def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> 
         class_names=tuple(p.bundle.class_names),
         spec=p.spec,
         gated_by=p.gated_by,
-        failures=store.failures(p.modality),
+        failures=[{"index": f["index"], **p.case_ref(f["index"]), "reason": f["reason"]} for f in store.failures(p.modality)],
     )
     if not store.finished_indices(p.modality) - {f["index"] for f in run.failures}:
         raise RunAborted(f"{p.modality}: no case could be evaluated ({len(run.failures)} failed)")

@@ -95,8 +95,12 @@ def score_batch(
     gate: GateSettings,
     teacher: ModelBundle | None,
     chunk: int | None = None,
+    written_ids: Sequence[str] | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Tensor]]:
     """Rows for this batch plus the raw tensors the modality summary needs.
+
+    Rows and provenance name each exam by ``written_ids`` (its pseudonym) when given, never by
+    the stable id the counterfactuals were seeded from.
 
     The neighbourhood N(x) of each case is the original plus its *admitted* counterfactuals.
     Without a teacher, only operator-declared checks gate; with one, the learned tests
@@ -137,6 +141,7 @@ def score_batch(
     pred_l = pred.tolist() if task != "segmentation" else None
     label_l = batch.label.tolist() if task != "segmentation" else None  # type: ignore[union-attr]
 
+    ids = list(written_ids) if written_ids is not None else list(batch.exam_ids)
     case_rows: list[dict[str, Any]] = []
     cf_rows: list[dict[str, Any]] = []
     for i in range(b):
@@ -144,7 +149,7 @@ def score_batch(
         worst = int(worst_l[i])
         worst_plan = plans[i][worst] if worst >= 0 else None
         row: dict[str, Any] = {
-            "exam_id": batch.exam_ids[i],
+            "exam_id": ids[i],
             "score": score_l[i],
             "utility": util_l[i],
             "worst_k": worst,
@@ -171,7 +176,7 @@ def score_batch(
             prov = plans[i][j].provenance()
             cf_rows.append(
                 {
-                    "exam_id": batch.exam_ids[i],
+                    "exam_id": ids[i],
                     "k": j,
                     "ops": prov.label,
                     "operator": prov.steps[0].op_id,
@@ -182,7 +187,7 @@ def score_batch(
                     "score": score_cf_l[i][j],
                     "score_drop": drop_l[i][j],
                     "flipped": not same_l[i][j],
-                    "provenance": json.dumps(prov.to_dict(), sort_keys=True),
+                    "provenance": json.dumps(prov.to_dict() | {"exam_id": ids[i]}, sort_keys=True),
                 }
             )
     raw = {"probs": probs.cpu(), "pred": pred.cpu(), "score": score.cpu(), "utility": util.utility.cpu()}

@@ -1,5 +1,10 @@
 """Aggregate metrics of one modality from its per-case rows (so merged or resumed tables give
-the same numbers as one uninterrupted run)."""
+the same numbers as one uninterrupted run).
+
+A metric the cohort leaves undefined (one class present, no positive, a single case, every
+lesion mask empty, every label NaN, ...) is ``None`` and its reason sits at the same path under
+the summary's ``"undefined"`` entry (:mod:`c3_core.metrics.undefined`); no value is ever NaN.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,8 @@ from torch import Tensor
 
 from c3_core.batch import Batch
 from c3_core.metrics.classification import (
+    MacroResult,
+    auroc,
     brier_score,
     expected_calibration_error,
     macro_auprc,
@@ -22,14 +29,25 @@ from c3_core.metrics.classification import (
     quadratic_weighted_kappa,
     reliability_curve,
 )
-from c3_core.metrics.errors import UndefinedMetricError
 from c3_core.metrics.segmentation import dice, hausdorff95, iou, lesion_wise, volume_calibration_slope
+from c3_core.metrics.undefined import (
+    UNDEFINED_KEY,
+    Reasons,
+    attempt,
+    cohort_mean,
+    non_finite_reason,
+    probability_problem,
+    ratio,
+    unless,
+)
 from c3_core.metrics.utility_stats import utility_summary
 
 if TYPE_CHECKING:
     from c3_core.evaluation.runner import ModalityRun
 
 ECE_BINS = 15
+N_BOOT, CI_LEVEL = 1000, 0.95
+SMALL_LESION_MM3 = 10.0  # a lesion below this volume is "small" (lesion_wise's default)
 
 
 def segmentation_case_metrics(probs: Tensor, batch: Batch, threshold: float) -> list[dict[str, Any]]:
@@ -42,7 +60,7 @@ def segmentation_case_metrics(probs: Tensor, batch: Batch, threshold: float) -> 
     for i in range(batch.size):
         sp = batch.spacing[i]
         hd = hausdorff95(pred[i : i + 1], true[i : i + 1], sp)
-        lw = lesion_wise(pred[i : i + 1], true[i : i + 1], sp)[0]
+        lw = lesion_wise(pred[i : i + 1], true[i : i + 1], sp, small_volume_mm3=SMALL_LESION_MM3)[0]
         voxel = float(torch.tensor(sp).prod())
         rows.append(
             {
@@ -63,27 +81,15 @@ def segmentation_case_metrics(probs: Tensor, batch: Batch, threshold: float) -> 
     return rows
 
 
-def _safe(fn, *args, **kwargs) -> float | None:  # noqa: ANN001
-    try:
-        return float(fn(*args, **kwargs))
-    except UndefinedMetricError:
-        return None
-
-
 Outcome = tuple[str, float, bool, float, bool, str]  # operator, severity, admitted, score_drop, flipped, reason
 
 
-def _severity_response(outcomes: Callable[[], Iterable[Outcome]]) -> dict[str, list[dict[str, float]]]:
-    """Per operator: mean score drop, flip and admission rate per severity level (or quintile).
-
-    Two streaming passes over the counterfactuals (severities first, to place the bin edges; then
-    the sums per bin), so memory holds one float per counterfactual, not its row.
-    """
+def _severity_edges(outcomes: Iterable[Outcome]) -> dict[str, tuple[list[float], bool]]:
+    """Per operator, the bin of a severity: its level when the operator has at most 6 distinct
+    levels, else its quintile (inner quantile edges, right-closed bins)."""
     sev_by_op: dict[str, array] = defaultdict(lambda: array("d"))
-    for op, sev, *_ in outcomes():
+    for op, sev, *_ in outcomes:
         sev_by_op[op].append(sev)
-    # bin of a severity: its level when an operator has at most 6 distinct levels, else its
-    # quintile (inner quantile edges, right-closed bins)
     edges: dict[str, tuple[list[float], bool]] = {}
     for op, values in sev_by_op.items():
         sev = torch.tensor(values, dtype=torch.float64)
@@ -92,9 +98,13 @@ def _severity_response(outcomes: Callable[[], Iterable[Outcome]]) -> dict[str, l
             edges[op] = (torch.quantile(sev, torch.linspace(0, 1, 6, dtype=torch.float64))[1:-1].tolist(), True)
         else:
             edges[op] = (levels.tolist(), False)
-    # per operator and bin: n, severity sum, admitted, score-drop sum, flips (over admitted)
+    return edges
+
+
+def _severity_sums(outcomes: Iterable[Outcome], edges: dict[str, tuple[list[float], bool]]) -> dict[str, dict[int, list[float]]]:
+    """Per operator and bin: n, severity sum, admitted, score-drop sum, flips (over admitted)."""
     acc: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0, 0.0, 0]))
-    for op, sev, admitted, drop, flipped, _reason in outcomes():
+    for op, sev, admitted, drop, flipped, _reason in outcomes:
         e, quantiles = edges[op]
         b = bisect.bisect_right(e, sev) if quantiles else bisect.bisect_left(e, sev)
         a = acc[op][b]
@@ -104,23 +114,40 @@ def _severity_response(outcomes: Callable[[], Iterable[Outcome]]) -> dict[str, l
             a[2] += 1
             a[3] += drop
             a[4] += int(flipped)
-    curves: dict[str, list[dict[str, float]]] = {}
+    return acc
+
+
+def _severity_point(a: list[float]) -> dict[str, float | None]:
+    """One point of a severity-response curve; drop and flip rate are None with nothing admitted."""
+    return {
+        "severity": a[1] / a[0],
+        "n": int(a[0]),
+        "admitted_rate": a[2] / a[0],
+        "mean_score_drop": a[3] / a[2] if a[2] else None,
+        "flip_rate": a[4] / a[2] if a[2] else None,
+    }
+
+
+def _severity_response(outcomes: Callable[[], Iterable[Outcome]], why: Reasons) -> dict[str, list[dict[str, float | None]]]:
+    """Per operator: mean score drop, flip and admission rate per severity level (or quintile).
+
+    Two streaming passes over the counterfactuals (severities first, to place the bin edges; then
+    the sums per bin), so memory holds one float per counterfactual, not its row.
+    """
+    acc = _severity_sums(outcomes(), _severity_edges(outcomes()))
+    curves: dict[str, list[dict[str, float | None]]] = {}
     for op in sorted(acc):
-        points = [
-            {
-                "severity": a[1] / a[0],
-                "n": int(a[0]),
-                "admitted_rate": a[2] / a[0],
-                "mean_score_drop": a[3] / a[2] if a[2] else 0.0,
-                "flip_rate": a[4] / a[2] if a[2] else 0.0,
-            }
-            for _, a in sorted(acc[op].items())
-        ]
-        curves[op] = sorted(points, key=lambda p: p["severity"])
+        points = sorted((_severity_point(a) for _, a in sorted(acc[op].items())), key=lambda p: p["severity"])
+        for i, point in enumerate(points):
+            if point["mean_score_drop"] is None:
+                reason = f"no counterfactual at this severity was admitted (0 of {point['n']})"
+                why.add(("severity_response", op, i, "mean_score_drop"), reason)
+                why.add(("severity_response", op, i, "flip_rate"), reason)
+        curves[op] = points
     return curves
 
 
-def _gate_stats(outcomes: Iterable[Outcome]) -> dict[str, Any]:
+def _gate_stats(outcomes: Iterable[Outcome], why: Reasons) -> dict[str, Any]:
     reasons: dict[str, int] = defaultdict(int)
     n = admitted = 0
     for _op, _sev, adm, _drop, _flip, reason in outcomes:
@@ -129,11 +156,59 @@ def _gate_stats(outcomes: Iterable[Outcome]) -> dict[str, Any]:
             admitted += 1
         else:
             reasons[reason.split(" ")[0] if reason else "unspecified"] += 1
-    return {"counterfactuals": n, "admitted": admitted, "admission_rate": admitted / n if n else 0.0, "rejections": dict(reasons)}
+    rate = why.compute(("gate", "admission_rate"),
+                       lambda: ratio(admitted, n, "the admission rate", "no counterfactual was drawn"))
+    return {"counterfactuals": n, "admitted": admitted, "admission_rate": rate, "rejections": dict(reasons)}
+
+
+def _utility(util: Tensor, generator: torch.Generator, why: Reasons) -> dict[str, Any]:
+    """Mean and p10 of U(x) with bootstrap CIs; None with reasons where the cohort cannot give them."""
+    problem = non_finite_reason(util, "utility")
+    if problem is not None:
+        for key in ("mean", "mean_ci", "p10", "p10_ci"):
+            why.add(("utility", key), problem)
+        return {"n": int(util.numel()), "mean": None, "mean_ci": None, "p10": None, "p10_ci": None,
+                "ci_level": CI_LEVEL, "n_boot": N_BOOT, "ci_method": "percentile bootstrap over cases"}
+    out = utility_summary(util, generator=generator, n_boot=N_BOOT, ci=CI_LEVEL)
+    if util.numel() < 2:
+        for key in ("mean_ci", "p10_ci"):
+            out[key] = None
+            why.add(("utility", key), f"a bootstrap CI needs at least two cases ({util.numel()} evaluated)")
+    return out
+
+
+def _neighbourhood(columns: dict[str, list[Any]], why: Reasons) -> dict[str, float | None]:
+    """Agreement over admitted counterfactuals and flip rate over cases with one, from counts."""
+    admitted = sum(columns["n_admitted"])
+    flipped = sum(columns["n_flipped"])
+    with_cf = [f for a, f in zip(columns["n_admitted"], columns["n_flipped"]) if a > 0]
+    drawn = f"the gate admitted no counterfactual of any of the {len(columns['n_admitted'])} cases"
+    return {
+        "neighbourhood_agreement": why.compute(
+            ("neighbourhood_agreement",),
+            lambda: ratio(admitted - flipped, admitted, "neighbourhood agreement", drawn)),
+        "flip_rate": why.compute(
+            ("flip_rate",),
+            lambda: ratio(sum(1 for f in with_cf if f > 0), len(with_cf), "the flip rate", drawn)),
+    }
 
 
 SEGMENTATION_COLUMNS = ("dice", "iou", "lesion_dice", "lesion_f1", "hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp",
                         "small_lesions", "small_detected", "true_volume_mm3", "pred_volume_mm3")
+
+
+def _columns(run: ModalityRun, cases: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """The per-case values the summary needs, one list per column, in dataset order."""
+    columns: dict[str, list[Any]] = defaultdict(list)
+    wanted = ["utility", "score", "n_admitted", "n_flipped"]
+    if run.task == "segmentation":
+        wanted += list(SEGMENTATION_COLUMNS)
+    else:
+        wanted += [f"prob_{n}" for n in run.class_names] + ["label"]
+    for c in cases:
+        for key in wanted:
+            columns[key].append(c[key])
+    return columns
 
 
 def summarise(
@@ -144,23 +219,16 @@ def summarise(
     Computed from the per-case table alone, streamed once (``cases``, in dataset order) plus
     two passes over the counterfactual outcomes, so a merged (sharded) or resumed table gives
     exactly the numbers of one uninterrupted run, and memory holds a few numbers per case.
+    Undefined metrics are None with their reasons under ``"undefined"``; raises ValueError
+    only when there is no case at all.
     """
-    g = torch.Generator().manual_seed(seed)
-    columns: dict[str, list[Any]] = defaultdict(list)
-    wanted = ["utility", "score", "n_admitted", "n_flipped"]
-    if run.task == "segmentation":
-        wanted += list(SEGMENTATION_COLUMNS)
-    else:
-        wanted += [f"prob_{n}" for n in run.class_names] + ["label"]
-    for c in cases:
-        for key in wanted:
-            columns[key].append(c[key])
+    columns = _columns(run, cases)
     n = len(columns["utility"])
+    if n == 0:
+        raise ValueError(f"{run.modality}: no evaluated case to summarise")
+    why = Reasons()
     util = torch.tensor(columns["utility"], dtype=torch.float64)
     scores = torch.tensor(columns["score"], dtype=torch.float64)
-    admitted = sum(columns["n_admitted"])
-    flipped = sum(columns["n_flipped"])
-    with_cf = [f for a, f in zip(columns["n_admitted"], columns["n_flipped"]) if a > 0]
     out: dict[str, Any] = {
         "modality": run.modality,
         "task": run.task,
@@ -169,23 +237,25 @@ def summarise(
         "n_cases": n,
         "k": run.spec.k,
         "gated_by": run.gated_by,
-        "score_mean": float(scores.mean()),
-        "utility": utility_summary(util, generator=g),
-        "neighbourhood_agreement": (admitted - flipped) / admitted if admitted else None,
-        "flip_rate": sum(1 for f in with_cf if f > 0) / len(with_cf) if with_cf else None,
-        "gate": _gate_stats(outcomes()),
-        "severity_response": _severity_response(outcomes),
+        "score_mean": why.compute(("score_mean",), lambda: cohort_mean(scores, "score")),
+        "utility": _utility(util, torch.Generator().manual_seed(seed), why),
+        **_neighbourhood(columns, why),
+        "gate": _gate_stats(outcomes(), why),
+        "severity_response": _severity_response(outcomes, why),
         "conventions": {
             "utility": "U(x) = min of the case score over the original and its admitted counterfactuals",
             "flip_rate": "share of cases with >= 1 admitted counterfactual whose prediction differs from the original's",
             "agreement": "share of admitted counterfactuals whose prediction equals the original's",
+            "undefined": "a metric the cohort leaves undefined is null; its reason is at the same path under 'undefined'",
         },
     }
     if run.task == "segmentation":
-        out.update(_segmentation_summary(columns, n))
+        out.update(_segmentation_summary(columns, why))
     else:
         probs, labels = _probabilities_and_labels(run, columns)
-        out.update(_classification_summary(run, probs, labels))
+        out.update(_classification_summary(run, probs, labels, why))
+    out = why.finite(out)
+    out[UNDEFINED_KEY] = why.to_dict()
     return out
 
 
@@ -204,60 +274,105 @@ def _probabilities_and_labels(run: ModalityRun, columns: dict[str, list[Any]]) -
     return probs, labels
 
 
-def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor) -> dict[str, Any]:
-    names = list(run.class_names)
-    out: dict[str, Any] = {}
-    if run.task == "multilabel":
-        y = labels.double()
-        roc = macro_auroc(probs, y, names)
-        pr = macro_auprc(probs, y, names)
-        out["ece"] = multilabel_ece(probs, y, n_bins=ECE_BINS)
-        out["reliability"] = {
-            n: reliability_curve(probs[:, c], y[:, c], n_bins=ECE_BINS, mode="binary") for c, n in enumerate(names)
-        }
-    else:
-        y = labels.long()
-        roc = macro_auroc(probs, y, names)
-        pr = macro_auprc(probs, y, names)
-        out["ece"] = expected_calibration_error(probs, y, n_bins=ECE_BINS, mode="top_label")
-        out["reliability"] = {"top_label": reliability_curve(probs, y, n_bins=ECE_BINS, mode="top_label")}
-        out["accuracy"] = float((probs.argmax(1) == y).double().mean())
-        out["quadratic_weighted_kappa"] = _safe(quadratic_weighted_kappa, probs.argmax(1), y, len(names))
-        if len(names) > 2:
-            positive = [c for c in range(len(names)) if c >= 2]
-            p_pos = probs[:, positive].sum(1)
-            y_pos = (y >= 2).double()
-            from c3_core.metrics.classification import auroc
+def _macro_result(metric: Callable[..., MacroResult], probs: Tensor, y: Tensor, names: list[str], problem: str | None) -> MacroResult:
+    """``metric(probs, y, names)``, or every class undefined for ``problem``."""
+    if problem is None:
+        return metric(probs, y, names)
+    return MacroResult.all_undefined(names, problem)
 
-            out["referable_auroc"] = _safe(auroc, p_pos, y_pos)
-            out["referable_definition"] = f"classes {[names[c] for c in positive]} (index >= 2) vs the rest"
-    out["auroc_macro"] = roc.value
-    out["auroc"] = roc.per_class
-    out["auprc_macro"] = pr.value
-    out["auprc"] = pr.per_class
-    out["brier"] = float(brier_score(probs, labels.double() if run.task == "multilabel" else labels.long()))
+
+def _macro_entries(key: str, result: MacroResult, why: Reasons) -> dict[str, Any]:
+    """``<key>_macro`` and the per-class ``<key>`` of a macro result, reasons recorded."""
+    why.keep((f"{key}_macro",), result.value, result.reason)
+    for name, value in result.per_class.items():
+        why.keep((key, name), value, result.reasons.get(name))
+    return {f"{key}_macro": result.value, key: result.per_class}
+
+
+def _multilabel_metrics(probs: Tensor, y: Tensor, names: list[str], problem: str | None, why: Reasons) -> dict[str, Any]:
+    """ECE (mean per-finding binary ECE) and the per-finding reliability curves."""
+
+    def reliability() -> dict[str, Any]:
+        return {n: reliability_curve(probs[:, c], y[:, c], n_bins=ECE_BINS, mode="binary") for c, n in enumerate(names)}
+
+    return {
+        "ece": why.compute(("ece",), unless(problem, "ECE", lambda: multilabel_ece(probs, y, n_bins=ECE_BINS))),
+        "reliability": why.compute(("reliability",), unless(problem, "the reliability curve", reliability)),
+    }
+
+
+def _graded_metrics(probs: Tensor, y: Tensor, names: list[str], problem: str | None, why: Reasons) -> dict[str, Any]:
+    """Top-label ECE and reliability, accuracy, quadratic kappa and (graded scales) referable AUROC."""
+    pred = probs.argmax(1)
+    out: dict[str, Any] = {
+        "ece": why.compute(("ece",), unless(problem, "ECE", lambda: expected_calibration_error(
+            probs, y, n_bins=ECE_BINS, mode="top_label"))),
+        "reliability": why.compute(("reliability",), unless(problem, "the reliability curve", lambda: {
+            "top_label": reliability_curve(probs, y, n_bins=ECE_BINS, mode="top_label")})),
+        "accuracy": why.compute(("accuracy",), unless(problem, "accuracy", lambda: cohort_mean((pred == y).double(), "accuracy"))),
+        "quadratic_weighted_kappa": why.compute(("quadratic_weighted_kappa",), unless(
+            problem, "quadratic kappa", lambda: quadratic_weighted_kappa(pred, y, len(names)))),
+    }
+    if len(names) > 2:
+        positive = list(range(2, len(names)))
+        out["referable_auroc"] = why.compute(("referable_auroc",), unless(
+            problem, "referable AUROC", lambda: auroc(probs[:, positive].sum(1), (y >= 2).double())))
+        out["referable_definition"] = f"classes {[names[c] for c in positive]} (index >= 2) vs the rest"
+    return out
+
+
+def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor, why: Reasons) -> dict[str, Any]:
+    names = list(run.class_names)
+    problem = probability_problem(probs)
+    y = labels.double() if run.task == "multilabel" else labels.long()
+    if run.task == "multilabel":
+        out = _multilabel_metrics(probs, y, names, problem, why)
+    else:
+        out = _graded_metrics(probs, y, names, problem, why)
+    out.update(_macro_entries("auroc", _macro_result(macro_auroc, probs, y, names, problem), why))
+    out.update(_macro_entries("auprc", _macro_result(macro_auprc, probs, y, names, problem), why))
+    out["brier"] = why.compute(("brier",), unless(problem, "Brier score", lambda: brier_score(probs, y)))
     out["ece_binning"] = f"{ECE_BINS} equal-width bins on [0, 1]"
     return out
 
 
-def _segmentation_summary(columns: dict[str, list[Any]], n: int) -> dict[str, Any]:
-    def mean(key: str) -> float:
-        return sum(float(v) for v in columns[key]) / n
-
-    tp, fn, fp = sum(columns["lesion_tp"]), sum(columns["lesion_fn"]), sum(columns["lesion_fp"])
-    small, small_hit = sum(columns["small_lesions"]), sum(columns["small_detected"])
+def _volume_calibration(columns: dict[str, list[Any]], why: Reasons) -> dict[str, float | None]:
+    """Slope and intercept of predicted on true lesion volume (None with the reason when every
+    true volume is equal, e.g. healthy controls, or the cohort has a single case)."""
     true_v = torch.tensor(columns["true_volume_mm3"], dtype=torch.float64)
     pred_v = torch.tensor(columns["pred_volume_mm3"], dtype=torch.float64)
-    slope, intercept = volume_calibration_slope(pred_v, true_v) if n > 1 else (None, None)
+    problem = non_finite_reason(torch.stack([true_v, pred_v], 1), "lesion volume")
+    fit, reason = attempt(unless(problem, "the volume calibration slope", lambda: volume_calibration_slope(pred_v, true_v)))
+    slope, intercept = fit if fit is not None else (None, None)
     return {
-        "dice_volume_mean": mean("dice"),
-        "iou_mean": mean("iou"),
-        "lesion_dice_mean": mean("lesion_dice"),
-        "lesion_f1_mean": mean("lesion_f1"),
+        "volume_slope": why.keep(("volume_slope",), slope, reason),
+        "volume_intercept_mm3": why.keep(("volume_intercept_mm3",), intercept, reason),
+    }
+
+
+def _column_mean(columns: dict[str, list[Any]], column: str, key: str, what: str, why: Reasons) -> float | None:
+    """The cohort mean of ``column`` written as ``key`` (None with the reason if undefined)."""
+    values = torch.tensor([float(v) for v in columns[column]], dtype=torch.float64)
+    return why.compute((key,), lambda: cohort_mean(values, what))
+
+
+def _segmentation_summary(columns: dict[str, list[Any]], why: Reasons) -> dict[str, Any]:
+    """Volume- and lesion-wise means, pooled lesion F1 and small-lesion recall, volume calibration.
+
+    Empty masks follow the per-case rules (Dice 1 and HD95 0 when both are empty, lesion F1 1
+    with no true and no predicted lesion), so a cohort of healthy controls has them all."""
+    tp, fn, fp = sum(columns["lesion_tp"]), sum(columns["lesion_fn"]), sum(columns["lesion_fp"])
+    small, small_hit = sum(columns["small_lesions"]), sum(columns["small_detected"])
+    no_small = f"the cohort has no small lesion (volume < {SMALL_LESION_MM3:g} mm³)"
+    return {
+        "dice_volume_mean": _column_mean(columns, "dice", "dice_volume_mean", "Dice", why),
+        "iou_mean": _column_mean(columns, "iou", "iou_mean", "IoU", why),
+        "lesion_dice_mean": _column_mean(columns, "lesion_dice", "lesion_dice_mean", "lesion-wise Dice", why),
+        "lesion_f1_mean": _column_mean(columns, "lesion_f1", "lesion_f1_mean", "lesion F1", why),
         "lesion_f1_pooled": 2 * tp / (2 * tp + fn + fp) if (tp + fn + fp) else 1.0,
-        "small_lesion_recall": small_hit / small if small else None,
+        "small_lesion_recall": why.compute(
+            ("small_lesion_recall",), lambda: ratio(small_hit, small, "small-lesion recall", no_small)),
         "small_lesion_count": small,
-        "hd95_mm_mean": mean("hd95_mm"),
-        "volume_slope": None if slope is None else float(slope),
-        "volume_intercept_mm3": None if intercept is None else float(intercept),
+        "hd95_mm_mean": _column_mean(columns, "hd95_mm", "hd95_mm_mean", "HD95", why),
+        **_volume_calibration(columns, why),
     }

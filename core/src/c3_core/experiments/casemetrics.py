@@ -9,11 +9,15 @@ that a bootstrap replicate is the same function on resampled cases.
 Bootstrap: ``n_boot`` replicates resample the N cases with replacement (``torch.randint`` from
 the caller's generator); the interval is the percentile pair of the replicates in which the
 metric is defined (e.g. a replicate with no positive case has no AUROC and is left out).
+
+Undefined metrics (one class present, no small lesion, every lesion mask empty, every label
+NaN, ...) are None, and the result's ``"undefined"`` entry maps each to its reason, the shape of
+:mod:`c3_core.metrics.undefined`; so are CIs that fewer than two replicates define.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -22,17 +26,27 @@ import torch
 from torch import Tensor
 
 from c3_core.metrics.classification import (
+    MacroResult,
     auroc,
     brier_score,
     expected_calibration_error,
     macro_auroc,
     multilabel_ece,
 )
-from c3_core.metrics.errors import UndefinedMetricError
 from c3_core.metrics.segmentation import volume_calibration_slope
+from c3_core.metrics.undefined import (
+    UNDEFINED_KEY,
+    Reasons,
+    cohort_mean,
+    non_finite_reason,
+    probability_problem,
+    ratio,
+    unless,
+)
 from c3_core.metrics.utility_stats import percentile
 
 ECE_BINS = 15  # the evaluation summary's binning: 15 equal-width bins on [0, 1]
+SMALL_LESION_MM3 = 10.0  # the evaluation's small-lesion threshold (lesion_wise's default)
 Metrics = dict[str, float | None]
 
 
@@ -95,71 +109,94 @@ def one_thread() -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def _safe(fn: Callable[[], float]) -> float | None:
-    try:
-        return float(fn())
-    except UndefinedMetricError:
-        return None
+def _percentile10(u: Tensor) -> float:
+    """The 10th percentile of a non-empty, finite per-case column."""
+    return float(percentile(u, 10.0))
 
 
-def _neighbourhood(t: CaseTable, idx: Tensor) -> Metrics:
+def _neighbourhood(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
     adm, flip = t.n_admitted[idx], t.n_flipped[idx]
     total = int(adm.sum())
     with_cf = adm > 0
     u = t.utility[idx]
+    none = f"the gate admitted no counterfactual of any of the {idx.numel()} cases"
+    util_problem = non_finite_reason(u, "utility")
     return {
-        "agreement": (total - int(flip.sum())) / total if total else None,
-        "flip_rate": float((flip[with_cf] > 0).double().mean()) if bool(with_cf.any()) else None,
-        "utility_mean": float(u.mean()),
-        "utility_p10": float(percentile(u, 10.0)),
+        "agreement": why.compute(("agreement",), lambda: ratio(total - int(flip.sum()), total, "agreement", none)),
+        "flip_rate": why.compute(("flip_rate",), lambda: ratio(
+            int((flip[with_cf] > 0).sum()), int(with_cf.sum()), "the flip rate", none)),
+        "utility_mean": why.compute(("utility_mean",), lambda: cohort_mean(u, "utility")),
+        "utility_p10": why.compute(("utility_p10",), unless(util_problem, "utility p10", lambda: _percentile10(u))),
     }
 
 
-def _classification(t: CaseTable, idx: Tensor) -> Metrics:
+def _macro_auroc(p: Tensor, y: Tensor, names: list[str], problem: str | None) -> MacroResult:
+    """Macro AUROC, or every class undefined for ``problem``."""
+    if problem is None:
+        return macro_auroc(p, y, names)
+    return MacroResult.all_undefined(names, problem)
+
+
+def _classification(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
     p, y = t.probs[idx], t.labels[idx]  # type: ignore[index]
     names = list(t.class_names)
+    problem = probability_problem(p)
     out: Metrics = {}
-    roc = macro_auroc(p, y, names)
-    out["auroc_macro"] = roc.value
+    roc = _macro_auroc(p, y, names, problem)
+    out["auroc_macro"] = why.keep(("auroc_macro",), roc.value, roc.reason)
     if t.task == "multilabel":
         for name in names:
-            out[f"auroc[{name}]"] = roc.per_class[name]
-        out["ece"] = _safe(lambda: multilabel_ece(p, y, n_bins=ECE_BINS))
+            out[f"auroc[{name}]"] = why.keep((f"auroc[{name}]",), roc.per_class[name], roc.reasons.get(name))
+        out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: multilabel_ece(p, y, n_bins=ECE_BINS)))
     else:
-        out["ece"] = _safe(lambda: expected_calibration_error(p, y, n_bins=ECE_BINS, mode="top_label"))
-        out["accuracy"] = float((p.argmax(1) == y).double().mean())
+        out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: expected_calibration_error(
+            p, y, n_bins=ECE_BINS, mode="top_label")))
+        out["accuracy"] = why.compute(("accuracy",), unless(
+            problem, "accuracy", lambda: cohort_mean((p.argmax(1) == y).double(), "accuracy")))
         if len(names) > 2:  # referable: classes with index >= 2 against the rest (the summary's definition)
-            out["referable_auroc"] = _safe(lambda: auroc(p[:, 2:].sum(1), (y >= 2).double()))
-    out["brier"] = _safe(lambda: brier_score(p, y))
+            out["referable_auroc"] = why.compute(("referable_auroc",), unless(
+                problem, "referable AUROC", lambda: auroc(p[:, 2:].sum(1), (y >= 2).double())))
+    out["brier"] = why.compute(("brier",), unless(problem, "Brier score", lambda: brier_score(p, y)))
     return out
 
 
-def _segmentation(t: CaseTable, idx: Tensor) -> Metrics:
+def _segmentation(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
     s = {k: v[idx] for k, v in t.seg.items()}  # type: ignore[union-attr]
     small = float(s["small_lesions"].sum())
-    slope = _safe(lambda: volume_calibration_slope(s["pred_volume_mm3"], s["true_volume_mm3"])[0])
+    no_small = f"the cohort has no small lesion (volume < {SMALL_LESION_MM3:g} mm³)"
+    volumes = torch.stack([s["true_volume_mm3"], s["pred_volume_mm3"]], 1)
     return {
-        "lesion_dice": float(s["lesion_dice"].mean()),
-        "dice": float(s["dice"].mean()),
-        "small_lesion_recall": float(s["small_detected"].sum()) / small if small else None,
-        "hd95_mm": float(s["hd95_mm"].mean()),
-        "volume_slope": slope,
+        "lesion_dice": why.compute(("lesion_dice",), lambda: cohort_mean(s["lesion_dice"], "lesion-wise Dice")),
+        "dice": why.compute(("dice",), lambda: cohort_mean(s["dice"], "Dice")),
+        "small_lesion_recall": why.compute(("small_lesion_recall",), lambda: ratio(
+            float(s["small_detected"].sum()), small, "small-lesion recall", no_small)),
+        "hd95_mm": why.compute(("hd95_mm",), lambda: cohort_mean(s["hd95_mm"], "HD95")),
+        "volume_slope": why.compute(("volume_slope",), unless(
+            non_finite_reason(volumes, "lesion volume"), "the volume calibration slope",
+            lambda: volume_calibration_slope(s["pred_volume_mm3"], s["true_volume_mm3"])[0])),
     }
 
 
-def table_metrics(t: CaseTable, idx: Tensor | None = None) -> Metrics:
-    """Every metric of the table on cases ``idx`` (all cases when None)."""
-    if idx is None:
-        idx = torch.arange(t.n)
+def _metrics(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
+    """The values of every metric on cases ``idx``; reasons for the undefined ones into ``why``."""
     with one_thread():
-        task_metrics = _segmentation(t, idx) if t.task == "segmentation" else _classification(t, idx)
-        return {**task_metrics, **_neighbourhood(t, idx)}
+        task_metrics = _segmentation(t, idx, why) if t.task == "segmentation" else _classification(t, idx, why)
+        return {**task_metrics, **_neighbourhood(t, idx, why)}
+
+
+def table_metrics(t: CaseTable, idx: Tensor | None = None) -> dict[str, Any]:
+    """Every metric of the table on cases ``idx`` (all cases when None), undefined ones None with
+    their reasons under ``"undefined"``."""
+    why = Reasons()
+    values = _metrics(t, torch.arange(t.n) if idx is None else idx, why)
+    return {**values, UNDEFINED_KEY: why.to_dict()}
 
 
 def bootstrap_intervals(
     t: CaseTable, generator: torch.Generator, n_boot: int = 200, ci: float = 0.95
-) -> dict[str, tuple[float, float] | None]:
-    """Percentile-bootstrap ``(lo, hi)`` of every metric (None where fewer than 2 replicates define it)."""
+) -> dict[str, Any]:
+    """Percentile-bootstrap ``(lo, hi)`` of every metric; None where fewer than 2 replicates define
+    it, with the reason under ``"undefined"``."""
     if n_boot < 1:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     if not 0.0 < ci < 1.0:
@@ -168,19 +205,26 @@ def bootstrap_intervals(
     with one_thread():
         for _ in range(n_boot):
             idx = torch.randint(0, t.n, (t.n,), generator=generator)
-            for key, value in table_metrics(t, idx).items():
+            for key, value in _metrics(t, idx, Reasons()).items():
                 if value is not None and value == value:  # defined and not NaN
                     reps.setdefault(key, []).append(float(value))
     alpha = (1.0 - ci) / 2.0
-    out: dict[str, tuple[float, float] | None] = {}
-    for key in table_metrics(t):
+    out: dict[str, Any] = {}
+    why = Reasons()
+    for key in _metrics(t, torch.arange(t.n), Reasons()):
         values = reps.get(key, [])
+        if t.n < 2:
+            out[key] = None
+            why.add((key,), f"a bootstrap CI needs at least two cases ({t.n} evaluated)")
+            continue
         if len(values) < 2:
             out[key] = None
+            why.add((key,), f"defined in {len(values)} of {n_boot} bootstrap replicates (a CI needs at least 2)")
             continue
         v = torch.tensor(values, dtype=torch.float64)
         lo, hi = torch.quantile(v, torch.tensor([alpha, 1.0 - alpha], dtype=torch.float64)).tolist()
         out[key] = (lo, hi)
+    out[UNDEFINED_KEY] = why.to_dict()
     return out
 
 

@@ -129,6 +129,9 @@ def evaluate_condition(
         ctx.modality, f"{ctx.dataset_id}[{ctx.in_domain_split}{'' if condition == 'in_domain' else '+shift'}]",
         data, len(data), ctx.eval_spec, ctx.eval_nb, bundle, model_id, ctx.teacher, ctx.teacher_id,
     )
+    from c3_core.pseudonyms import Pseudonymiser, load_key
+
+    prepared.pseudonymise = Pseudonymiser(load_key())  # the stores name exams by pseudonym, like c3 evaluate's
     folder.mkdir(parents=True, exist_ok=True)
     store = ResultStore(folder / STORE_NAME, create=True)
     try:

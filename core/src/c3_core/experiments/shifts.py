@@ -58,7 +58,7 @@ class HeldOutShift:
 BUILTIN_SHIFTS: Mapping[str, HeldOutShift] = {
     "cxr": HeldOutShift(
         "cxr", "unseen vendor: tone curve + low dose", ("cxr.tone", "cxr.dose"),
-        (ShiftStep("cxr.tone", 0.75), ShiftStep("cxr.dose", 0.1)),
+        (ShiftStep("cxr.tone", 0.75), ShiftStep("cxr.dose", 0.12)),
         "another vendor's look-up table (75 % of the vendor range) on a 10 %-dose exposure; "
         "training never sees a tone or dose change",
     ),

@@ -2,7 +2,8 @@
 
 A cell is the mean over seeds; for the headline columns (:data:`WITH_CI`), in brackets, the
 percentile-bootstrap 95 % CI over the test cases of seed 0 (none where the metric is undefined in
-resamples, e.g. AUROC with one class).
+resamples, e.g. AUROC with one class). A metric no seed defines reads ``undefined: <reason>``
+(the reason the run's metrics give); a mean over fewer seeds than the row has says how many.
 Everything above :data:`MARKER` in an existing results file is kept (its hand-written intro).
 """
 
@@ -53,17 +54,34 @@ def _fmt(v: float) -> str:
     return f"{v:.2f}" if abs(v) >= 10 else f"{v:.3f}"
 
 
+def _reason(runs: Sequence[Mapping[str, Any]], condition: str, key: str) -> str | None:
+    """The first reason the runs give for ``key`` being undefined, or None."""
+    for r in runs:
+        why = (r["conditions"][condition]["metrics"].get("undefined") or {}).get(key)
+        if isinstance(why, str):
+            return why
+    return None
+
+
+def _undefined_cell(runs: Sequence[Mapping[str, Any]], condition: str, key: str) -> str:
+    """``undefined: <reason>`` (Markdown-safe), or ``n/a`` when no run says why."""
+    why = _reason(runs, condition, key)
+    return f"undefined: {why}".replace("|", "\\|") if why else "n/a"
+
+
 def cell(runs: Sequence[Mapping[str, Any]], condition: str, key: str) -> str:
     """Mean over the runs (seeds) of one metric, with seed 0's bootstrap CI in brackets."""
     values = [r["conditions"][condition]["metrics"].get(key) for r in runs]
-    defined = [float(v) for v in values if v is not None]
+    defined = [float(v) for v in values if isinstance(v, int | float) and not isinstance(v, bool) and v == v]
     if not defined:
-        return "n/a"
+        return _undefined_cell(runs, condition, key)
     text = _fmt(sum(defined) / len(defined))
     first = next((r for r in runs if r.get("seed") == min(x.get("seed", 0) for x in runs)), runs[0])
     ci = first["conditions"][condition].get("ci95", {}).get(key) if key in WITH_CI else None
     if ci:
         text += f" ({_fmt(ci[0])}–{_fmt(ci[1])})"
+    if len(defined) < len(runs):
+        text += f" [{len(defined)} of {len(runs)} seeds]"
     return text
 
 
@@ -130,7 +148,8 @@ def render(
         "- Cells: mean over seeds; in brackets (AUROC, ECE, Brier, Dice, utility) the percentile-bootstrap "
         f"95 % CI over the test cases of seed 0 ({facts.get('n_boot', 'n/a')} replicates), so a mean over "
         "seeds can lie outside it; every seed's numbers and CIs are in `runs/<modality>/<row>/seed<s>.json` "
-        "of the output folder; n/a: undefined (e.g. no small lesion, no second class).",
+        "of the output folder; `undefined: <reason>` where no seed defines the metric (e.g. no small lesion, "
+        "one class present), `[k of n seeds]` where only some do.",
         "",
     ]
     for m in modalities:

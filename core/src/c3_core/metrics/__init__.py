@@ -8,8 +8,11 @@ Modules, one job each:
 * :mod:`~c3_core.metrics.utility_stats` — utility mean / 10th percentile, percentile bootstrap.
 * :mod:`~c3_core.metrics.segmentation` — Dice, IoU, HD95, lesion-wise metrics, volume slope
   (needs SciPy; loaded on first access so ``import c3_core.metrics`` only needs torch).
+* :mod:`~c3_core.metrics.undefined` — how summaries write an undefined metric: ``null`` and its
+  reason at the same path under ``"undefined"``.
 
-Undefined inputs raise :class:`UndefinedMetricError` (a ``ValueError``); nothing returns NaN.
+Undefined inputs raise :class:`UndefinedMetricError` (a ``ValueError`` whose ``reason`` says
+why); nothing returns NaN.
 """
 
 from __future__ import annotations

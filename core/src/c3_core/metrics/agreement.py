@@ -63,7 +63,7 @@ def neighbourhood_agreement(pred_orig: Tensor, pred_cf: Tensor, admitted: Tensor
     same, adm = agreement_matrix(pred_orig, pred_cf, admitted)
     n_adm = int(adm.sum())
     if n_adm == 0:
-        raise UndefinedMetricError("neighbourhood agreement is undefined: no counterfactual was admitted")
+        raise UndefinedMetricError.because("neighbourhood agreement", "no counterfactual was admitted")
     return int((same & adm).sum()) / n_adm
 
 
@@ -78,7 +78,7 @@ def flip_rate(pred_orig: Tensor, pred_cf: Tensor, admitted: Tensor) -> float:
     has_cf = adm.any(1)
     n_cases = int(has_cf.sum())
     if n_cases == 0:
-        raise UndefinedMetricError("flip rate is undefined: no case has an admitted counterfactual")
+        raise UndefinedMetricError.because("flip rate", "no case has an admitted counterfactual")
     return int((adm & ~same).any(1).sum()) / n_cases
 
 

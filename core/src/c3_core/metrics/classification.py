@@ -18,7 +18,7 @@ Conventions
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -50,6 +50,25 @@ __all__ = [
 # --------------------------------------------------------------------------------------------
 
 
+def _check_finite(values: Tensor, what: str) -> None:
+    """ValueError unless every entry of ``values`` is finite."""
+    if not bool(torch.isfinite(values).all()):
+        raise ValueError(f"{what} must be finite (NaN/inf found)")
+
+
+def _check_probabilities(p: Tensor) -> None:
+    """ValueError unless every entry is a finite probability in [0, 1]."""
+    _check_finite(p, "probabilities")
+    if not bool(((p >= 0) & (p <= 1)).all()):
+        raise ValueError("probabilities must lie in [0, 1] (apply softmax/sigmoid first)")
+
+
+def _check_binary_targets(t: Tensor) -> None:
+    """ValueError unless every (labelled) target is 0 or 1."""
+    if not bool(((t == 0) | (t == 1)).all()):
+        raise ValueError("binary targets must be 0 or 1 (NaN = ignore)")
+
+
 def _binary_inputs(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Flatten to float64 on the CPU-or-device of the input, drop NaN targets, validate."""
     s = scores.detach().flatten().double()
@@ -58,11 +77,16 @@ def _binary_inputs(scores: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
         raise ValueError(f"scores ({s.numel()}) and targets ({t.numel()}) differ in length")
     keep = ~torch.isnan(t)
     s, t = s[keep], t[keep]
-    if not bool(torch.isfinite(s).all()):
-        raise ValueError("scores must be finite (NaN/inf found)")
-    if not bool(((t == 0) | (t == 1)).all()):
-        raise ValueError("binary targets must be 0 or 1 (NaN = ignore)")
+    _check_finite(s, "scores")
+    _check_binary_targets(t)
     return s, t
+
+
+def _one_class_reason(n_pos: float, n_neg: float) -> str:
+    """Why a two-class metric is undefined for these class counts."""
+    if n_pos + n_neg == 0:
+        return "no case is labelled"
+    return f"only one class is present ({int(n_pos)} positive, {int(n_neg)} negative)"
 
 
 def auroc(scores: Tensor, targets: Tensor) -> float:
@@ -76,9 +100,7 @@ def auroc(scores: Tensor, targets: Tensor) -> float:
     n_pos = float(t.sum())
     n_neg = t.numel() - n_pos
     if n_pos == 0 or n_neg == 0:
-        raise UndefinedMetricError(
-            f"AUROC is undefined with only one class present ({int(n_pos)} positive, {int(n_neg)} negative)"
-        )
+        raise UndefinedMetricError.because("AUROC", _one_class_reason(n_pos, n_neg))
     sorted_s, order = torch.sort(s)
     _, inverse, counts = torch.unique_consecutive(sorted_s, return_inverse=True, return_counts=True)
     ends = torch.cumsum(counts, 0).double()  # 1-based rank of the last element of each tie group
@@ -100,7 +122,8 @@ def auprc(scores: Tensor, targets: Tensor) -> float:
     s, t = _binary_inputs(scores, targets)
     n_pos = float(t.sum())
     if n_pos == 0:
-        raise UndefinedMetricError("AUPRC (average precision) is undefined with no positive case")
+        reason = "no case is labelled" if t.numel() == 0 else f"there is no positive case ({t.numel()} negative)"
+        raise UndefinedMetricError.because("AUPRC (average precision)", reason)
     s, order = torch.sort(s, descending=True, stable=True)
     t = t[order]
     tp = torch.cumsum(t, 0)
@@ -124,12 +147,30 @@ class MacroResult:
     """Macro average over the classes where the metric is defined.
 
     ``value`` is ``None`` only when the metric is undefined for every class; ``per_class`` maps
-    each class name to its value (``None`` = undefined) and ``undefined`` lists those names.
+    each class name to its value (``None`` = undefined), ``undefined`` lists those names and
+    ``reasons`` says why for each of them.
     """
 
     value: float | None
     per_class: dict[str, float | None]
     undefined: tuple[str, ...]
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def all_undefined(cls, class_names: Sequence[str], reason: str) -> MacroResult:
+        """Every class undefined for one ``reason`` (e.g. the model's probabilities are NaN)."""
+        names = list(class_names)
+        return cls(None, dict.fromkeys(names), tuple(names), dict.fromkeys(names, reason))
+
+    @property
+    def reason(self) -> str | None:
+        """Why ``value`` is None (None while it is defined)."""
+        if self.value is not None:
+            return None
+        if not self.per_class:
+            return "there is no class"
+        causes = "; ".join(f"{name}: {self.reasons.get(name, 'undefined')}" for name in self.undefined)
+        return f"no class defines it ({causes})"
 
 
 def _one_vs_rest(probs: Tensor, targets: Tensor) -> Tensor:
@@ -158,25 +199,35 @@ def _names(n_classes: int, class_names: Sequence[str] | None) -> list[str]:
     return names
 
 
+def _per_class_with_reasons(
+    metric: Callable[[Tensor, Tensor], float], probs: Tensor, targets: Tensor, class_names: Sequence[str] | None
+) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Per class: the metric (None where undefined) and the reason of each undefined class."""
+    y = _one_vs_rest(probs, targets)
+    values: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    for c, name in enumerate(_names(probs.shape[1], class_names)):
+        try:
+            values[name] = metric(probs[:, c], y[:, c])
+        except UndefinedMetricError as exc:
+            values[name] = None
+            reasons[name] = exc.reason
+    return values, reasons
+
+
 def _per_class(
     metric: Callable[[Tensor, Tensor], float], probs: Tensor, targets: Tensor, class_names: Sequence[str] | None
 ) -> dict[str, float | None]:
-    y = _one_vs_rest(probs, targets)
-    out: dict[str, float | None] = {}
-    for c, name in enumerate(_names(probs.shape[1], class_names)):
-        try:
-            out[name] = metric(probs[:, c], y[:, c])
-        except UndefinedMetricError:
-            out[name] = None
-    return out
+    return _per_class_with_reasons(metric, probs, targets, class_names)[0]
 
 
-def _macro(per_class: dict[str, float | None]) -> MacroResult:
+def _macro(per_class: dict[str, float | None], reasons: dict[str, str]) -> MacroResult:
     defined = [v for v in per_class.values() if v is not None]
     return MacroResult(
         value=sum(defined) / len(defined) if defined else None,
         per_class=per_class,
         undefined=tuple(n for n, v in per_class.items() if v is None),
+        reasons=reasons,
     )
 
 
@@ -200,12 +251,12 @@ def per_class_auprc(
 
 def macro_auroc(probs: Tensor, targets: Tensor, class_names: Sequence[str] | None = None) -> MacroResult:
     """Unweighted mean of :func:`per_class_auroc` over the classes where it is defined."""
-    return _macro(per_class_auroc(probs, targets, class_names))
+    return _macro(*_per_class_with_reasons(auroc, probs, targets, class_names))
 
 
 def macro_auprc(probs: Tensor, targets: Tensor, class_names: Sequence[str] | None = None) -> MacroResult:
     """Unweighted mean of :func:`per_class_auprc` over the classes where it is defined."""
-    return _macro(per_class_auprc(probs, targets, class_names))
+    return _macro(*_per_class_with_reasons(auprc, probs, targets, class_names))
 
 
 # --------------------------------------------------------------------------------------------
@@ -235,12 +286,10 @@ def _conf_acc(probs: Tensor, targets: Tensor, mode: CalibrationMode) -> tuple[Te
             raise ValueError("binary mode needs probs and targets of the same number of elements")
         keep = ~torch.isnan(t)
         conf, acc = p[keep], t[keep]
-        if not bool(((acc == 0) | (acc == 1)).all()):
-            raise ValueError("binary targets must be 0 or 1 (NaN = ignore)")
+        _check_binary_targets(acc)
     else:
         raise ValueError(f"mode must be 'top_label' or 'binary', got {mode!r}")
-    if not bool(((conf >= 0) & (conf <= 1)).all()):
-        raise ValueError("probabilities must lie in [0, 1] (apply softmax/sigmoid first)")
+    _check_probabilities(conf)
     return conf, acc
 
 
@@ -293,7 +342,7 @@ def expected_calibration_error(
     """
     conf, acc = _conf_acc(probs, targets, mode)
     if conf.numel() == 0:
-        raise UndefinedMetricError("ECE is undefined for zero (labelled) cases")
+        raise UndefinedMetricError.because("ECE", "no case is labelled")
     count, sum_conf, sum_acc = _binned(conf, acc, n_bins)
     return float((sum_acc - sum_conf).abs().sum() / count.sum())
 
@@ -313,7 +362,7 @@ def multilabel_ece(probs: Tensor, targets: Tensor, n_bins: int = 15) -> float:
         except UndefinedMetricError:
             continue
     if not values:
-        raise UndefinedMetricError("multi-label ECE is undefined: no finding has a labelled case")
+        raise UndefinedMetricError.because("multi-label ECE", "no finding has a labelled case")
     return sum(values) / len(values)
 
 
@@ -330,18 +379,28 @@ def brier_score(probs: Tensor, targets: Tensor) -> float:
     * Binary / multi-label — probs and targets of the same shape, targets in {0, 1, NaN}:
       mean of (p − y)² over all labelled entries (cases × findings), range [0, 1]; this equals
       ``sklearn.metrics.brier_score_loss`` in the binary case. NaN targets are ignored.
+
+    Probabilities that enter the score must be finite and in [0, 1] and binary targets 0 or 1
+    (ValueError otherwise, like the other metrics); no case / no labelled entry raises
+    :class:`UndefinedMetricError`.
     """
     p = probs.detach().double()
     if p.ndim == 2 and targets.ndim == 1:
         onehot = _one_vs_rest(p, targets)
+        if p.shape[0] == 0:
+            raise UndefinedMetricError.because("Brier score", "there is no case")
+        _check_probabilities(p)
         return float(((p - onehot) ** 2).sum(1).mean())
     t = targets.detach().double()
     if p.shape != t.shape:
         raise ValueError(f"probs {tuple(p.shape)} and targets {tuple(t.shape)} do not match")
     keep = ~torch.isnan(t)
     if not bool(keep.any()):
-        raise UndefinedMetricError("Brier score is undefined with no labelled entry")
-    return float(((p[keep] - t[keep]) ** 2).mean())
+        raise UndefinedMetricError.because("Brier score", "no entry is labelled")
+    p, t = p[keep], t[keep]
+    _check_probabilities(p)
+    _check_binary_targets(t)
+    return float(((p - t) ** 2).mean())
 
 
 def quadratic_weighted_kappa(pred_grades: Tensor, true_grades: Tensor, n_grades: int) -> float:
@@ -365,5 +424,8 @@ def quadratic_weighted_kappa(pred_grades: Tensor, true_grades: Tensor, n_grades:
     w = (g[:, None] - g[None, :]) ** 2 / (n_grades - 1) ** 2
     denom = float((w * expected).sum())
     if denom == 0.0:
-        raise UndefinedMetricError("quadratic kappa is undefined: no disagreement is expected by chance")
+        raise UndefinedMetricError.because(
+            "quadratic kappa",
+            "the model and the labels give every case one and the same grade (no disagreement is expected by chance)",
+        )
     return 1.0 - float((w * observed).sum()) / denom

@@ -310,22 +310,38 @@ def pooled_small_lesion_recall(stats: Iterable[LesionStats]) -> float:
         total += s.small_total
         detected += s.small_detected
     if total == 0:
-        raise UndefinedMetricError("small-lesion recall is undefined: the cohort has no small lesion")
+        raise UndefinedMetricError.because("small-lesion recall", "the cohort has no small lesion")
     return detected / total
+
+
+def _no_volume_spread(true_volumes_mm3: Tensor) -> str | None:
+    """Why no line can be fitted against these true volumes (None when one can)."""
+    n = true_volumes_mm3.numel()
+    if n < 2:
+        return f"a slope needs at least two cases ({n} evaluated)"
+    if float(((true_volumes_mm3 - true_volumes_mm3.mean()) ** 2).sum()) > 0.0:
+        return None
+    if float(true_volumes_mm3.abs().max()) == 0.0:
+        return "every lesion mask is empty (no lesion volume to regress on)"
+    return f"every true lesion volume is equal ({float(true_volumes_mm3[0]):g} mm³: no spread to regress on)"
 
 
 def volume_calibration_slope(pred_volumes_mm3: Tensor, true_volumes_mm3: Tensor) -> tuple[float, float]:
     """Ordinary least squares of predicted on true volume: ``(slope, intercept_mm3)``.
 
     pred ≈ slope · true + intercept; slope 1 and intercept 0 is perfect volume calibration.
-    Raises :class:`UndefinedMetricError` with fewer than two cases or constant true volumes.
+    Raises :class:`UndefinedMetricError` with fewer than two cases or constant true volumes (e.g.
+    a cohort of healthy controls, every mask empty), ValueError for non-finite volumes.
     """
     x = true_volumes_mm3.detach().double().flatten()
     y = pred_volumes_mm3.detach().double().flatten()
     if x.shape != y.shape:
         raise ValueError("pred and true volumes differ in length")
-    if x.numel() < 2 or float(((x - x.mean()) ** 2).sum()) == 0.0:
-        raise UndefinedMetricError("the volume calibration slope needs at least two cases with different true volumes")
+    if not bool(torch.isfinite(x).all() and torch.isfinite(y).all()):
+        raise ValueError("volumes must be finite (NaN/inf found)")
+    reason = _no_volume_spread(x)
+    if reason is not None:
+        raise UndefinedMetricError.because("the volume calibration slope", reason)
     xc, yc = x - x.mean(), y - y.mean()
     slope = (xc * yc).sum() / (xc * xc).sum()
     return float(slope), float(y.mean() - slope * x.mean())

@@ -48,7 +48,9 @@ def c3_register_models(registry: Registry) -> None:
     """Register model factories.
 
     Each target is a callable ``factory(*, weights=None, device="cpu", **options)`` returning a
-    :class:`c3_core.model.ModelBundle`. Meta keys: ``task``, ``architecture``. Since: 0.1.
+    :class:`c3_core.model.ModelBundle`. Meta keys: ``task``, ``architecture``, ``spatial_dims``
+    (2 or 3: the input the conformance kit builds; default 2), ``demo`` (bool: the factory makes
+    its own small reference weights for ``weights="demo"``). Since: 0.1.
     """
 
 

@@ -10,6 +10,12 @@ Order of work for each entry point in group ``c3``:
 4. call each registrar hook of that plugin inside a try; on failure the plugin is marked
    ``error`` and its partial contributions are dropped.
 
+Contribution targets are not imported while loading (listing stays cheap, no torch). A target that
+fails to import later, when a command loads it (:meth:`Contribution.load`) or when
+:meth:`PluginHost.check` imports every target (``c3 plugins --check``), is recorded on the host:
+its plugin becomes ``degraded`` and :meth:`PluginHost.failures` names the contribution and the
+error, so a command can skip what cannot run and say why.
+
 One host object owns one ``pluggy.PluginManager``; nothing is global and nothing happens at
 import time.
 """
@@ -32,7 +38,14 @@ from packaging.version import Version
 import c3_core
 from c3_core.plugins import hookspecs
 from c3_core.plugins.markers import PROJECT
-from c3_core.plugins.registry import KINDS, Contribution, Registry, UnknownContributionError
+from c3_core.plugins.registry import (
+    KINDS,
+    Contribution,
+    ContributionFailure,
+    ContributionLoadError,
+    Registry,
+    UnknownContributionError,
+)
 
 ENTRY_POINT_GROUP = "c3"
 ENV_DISABLE_AUTOLOAD = "C3_DISABLE_PLUGIN_AUTOLOAD"
@@ -43,6 +56,7 @@ STATUS_LOADED = "loaded"
 STATUS_INCOMPATIBLE = "incompatible"
 STATUS_ERROR = "error"
 STATUS_DISABLED = "disabled"
+STATUS_DEGRADED = "degraded"
 
 
 @dataclass
@@ -57,6 +71,17 @@ class PluginRecord:
     error: str = ""
     counts: dict[str, int] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
+    package: str = ""
+    failures: list[ContributionFailure] = field(default_factory=list)
+
+    def add_failure(self, failure: ContributionFailure) -> None:
+        """Record a contribution that failed to import; a loaded plugin becomes ``degraded``."""
+        if any(f.id == failure.id for f in self.failures):
+            return
+        self.failures.append(failure)
+        if self.status in (STATUS_LOADED, STATUS_DEGRADED):
+            self.status = STATUS_DEGRADED
+            self.error = "; ".join(f"{f.id}: {f.error}" for f in self.failures)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -68,11 +93,18 @@ class PluginRecord:
             "contributions": self.counts,
             "status": self.status,
             "error": self.error,
+            "failures": [f.to_dict() for f in self.failures],
         }
 
 
 def _truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _package_of(module: ModuleType) -> str:
+    """The package holding a plugin's entry module ('' for a top-level module)."""
+    spec = getattr(module, "__spec__", None)
+    return (spec.parent if spec is not None else getattr(module, "__package__", "")) or ""
 
 
 def declared_core_range(dist: metadata.Distribution | None) -> str | None:
@@ -113,7 +145,7 @@ class PluginHost:
         self._modules = dict(modules or {})
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self.registries: dict[str, Registry] = {kind: Registry(kind) for kind in KINDS}
+        self.registries: dict[str, Registry] = {kind: Registry(kind, self._record_failure) for kind in KINDS}
         self.plugins: list[PluginRecord] = []
         self._loaded = False
 
@@ -158,6 +190,7 @@ class PluginHost:
                 continue
             try:
                 module = importlib.import_module(ep.value.split(":", 1)[0])
+                record.package = _package_of(module)
                 if ":" in ep.value:
                     module = getattr(module, ep.value.split(":", 1)[1])
             except Exception as exc:  # noqa: BLE001 - isolate any import failure
@@ -167,6 +200,7 @@ class PluginHost:
             self._register(record, module)
         for name, module in self._modules.items():
             record = PluginRecord(name=name, distribution=name, version="", core_range="", status=STATUS_LOADED)
+            record.package = _package_of(module)
             self.plugins.append(record)
             self._register(record, module)
         self._call_registrars()
@@ -205,6 +239,11 @@ class PluginHost:
                 finally:
                     registry._set_plugin("<host>")
 
+    def _record_failure(self, failure: ContributionFailure) -> None:
+        for record in self.plugins:
+            if record.name == failure.plugin:
+                record.add_failure(failure)
+
     def _summarise(self, record: PluginRecord) -> None:
         mods: set[str] = set()
         for kind, reg in self.registries.items():
@@ -217,6 +256,39 @@ class PluginHost:
     def registry(self, kind: str) -> Registry:
         self.load()
         return self.registries[kind]
+
+    def plugin(self, name: str) -> PluginRecord:
+        """The record of the plugin registered as ``name`` (its entry-point name)."""
+        self.load()
+        for record in self.plugins:
+            if record.name == name:
+                return record
+        raise LookupError(f"no plugin named {name!r}")
+
+    def failures(self, modalities: Iterable[str] | None = None) -> list[ContributionFailure]:
+        """Contributions whose target failed to import so far (optionally of ``modalities`` only).
+
+        Filled as targets are loaded (by any command, or by :meth:`check`); nothing is imported here.
+        """
+        wanted = None if modalities is None else set(modalities)
+        return [f for r in self.plugins for f in r.failures if wanted is None or f.modality in wanted]
+
+    def check(self, kinds: Iterable[str] = KINDS, modalities: Iterable[str] | None = None) -> list[ContributionFailure]:
+        """Import every target of the loaded plugins (of ``kinds`` / ``modalities``); return the failures.
+
+        Slow (it imports torch and every operator module): ``c3 plugins --check`` calls it,
+        plain ``c3 plugins`` does not.
+        """
+        self.load()
+        wanted = None if modalities is None else set(modalities)
+        for kind in kinds:
+            for c in self.registries[kind]:
+                if wanted is None or c.modality in wanted:
+                    try:
+                        c.load()
+                    except ContributionLoadError:
+                        pass  # recorded on the plugin by the registry's on_failure
+        return self.failures(wanted)
 
     def modalities(self) -> list[str]:
         """Modalities with a demo or any dataset registered by a loaded plugin."""

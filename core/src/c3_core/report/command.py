@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from c3_core.report.errors import ReportError, require_matplotlib
-from c3_core.report.pseudonym import Pseudonymiser, load_key
+from c3_core.report.pseudonym import StoredIds, matching_key_pseudonymiser
 from c3_core.report.readiness import CheckResult, check, load_thresholds
 from c3_core.report.results import GALLERY_CASES, ModalityResults, load_results
 
@@ -69,9 +69,10 @@ def build_report(
         raise ReportError(f"{root}: not a finished c3 results folder (no run.json)")
     thresholds_path = Path(readiness) if readiness is not None else None
     thresholds = load_thresholds(thresholds_path) if thresholds_path is not None else None
-    key, key_source = load_key(root)
-    pseudonymise = Pseudonymiser(key, key_source)
+    pseudonymise = StoredIds()
     run = load_results(root, pseudonymise, gallery_cases)
+    fingerprint = run.manifest.get("pseudonym_key")
+    key_source = f"the user's key (fingerprint {fingerprint}), kept outside the results" if fingerprint else ""
     checks = None
     if thresholds is not None and thresholds_path is not None:
         checks = check(thresholds_path, thresholds, {m: r.summary for m, r in run.modalities.items()})
@@ -83,7 +84,8 @@ def build_report(
     from c3_core.report.model_card import model_card
 
     figures = {m: _figures(mod, host) for m, mod in run.modalities.items()}
-    galleries = {m: build_gallery(run, mod, host, pseudonymise) for m, mod in run.modalities.items()}
+    matcher = matching_key_pseudonymiser(run.manifest)
+    galleries = {m: build_gallery(run, mod, host, pseudonymise, matcher) for m, mod in run.modalities.items()}
     card = model_card(run, checks, thresholds_path.name if thresholds_path else "")
     page = render_html(run, figures, galleries, card, checks, thresholds_path.name if thresholds_path else "", key_source)
     html_path = Path(out) if out is not None else root / REPORT_NAME

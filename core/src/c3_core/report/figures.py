@@ -10,7 +10,7 @@ import base64
 import io
 import math
 import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -67,18 +67,24 @@ def severity_response_figure(curves: Mapping[str, Sequence[Mapping[str, float]]]
     for ax, op in zip(axes.flat, ops):
         pts = sorted(curves[op], key=lambda p: p["severity"])
         x = [p["severity"] for p in pts]
-        ax.plot(x, [p["mean_score_drop"] for p in pts], "o-", color=COLORS[0], label="mean score drop", ms=4)
-        ax.plot(x, [p["flip_rate"] for p in pts], "s--", color=COLORS[1], label="flip rate", ms=3)
-        ax.plot(x, [p["admitted_rate"] for p in pts], ":", color=COLORS[2], label="admitted", lw=1.5)
+        drops = _defined(p.get("mean_score_drop") for p in pts)
+        ax.plot(x, drops, "o-", color=COLORS[0], label="mean score drop", ms=4)
+        ax.plot(x, _defined(p.get("flip_rate") for p in pts), "s--", color=COLORS[1], label="flip rate", ms=3)
+        ax.plot(x, _defined(p.get("admitted_rate") for p in pts), ":", color=COLORS[2], label="admitted", lw=1.5)
         ax.set_title(op, fontsize=9)
         unit = textwrap.shorten(units.get(op, ""), 44, placeholder="…")
         ax.set_xlabel(f"severity{f' [{unit}]' if unit else ''}", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        lo = min(0.0, *(p["mean_score_drop"] for p in pts))
+        lo = min(0.0, *(d for d in drops if d == d))
         ax.set_ylim(lo - 0.02, 1.05)
     axes.flat[0].legend(fontsize=7, loc="upper left")
     return _png(fig)
+
+
+def _defined(values: Iterable[Any]) -> list[float]:
+    """Plot values: an undefined point (None: nothing admitted at that severity) becomes a gap."""
+    return [float(v) if isinstance(v, int | float) else math.nan for v in values]
 
 
 def reliability_figure(curves: Mapping[str, Sequence[Mapping[str, float]]], ece: float | None) -> str | None:

@@ -55,12 +55,20 @@ class Gallery:
     unavailable: str = ""
 
 
-def build_gallery(run: RunResults, mod: ModalityResults, host: Any, pseudonymise: Pseudonymiser) -> Gallery:
-    """Replay each gallery candidate's worst counterfactual; never raises for missing data."""
+def build_gallery(
+    run: RunResults, mod: ModalityResults, host: Any, pseudonymise: Any, matcher: Pseudonymiser | None = None
+) -> Gallery:
+    """Replay each gallery candidate's worst counterfactual; never raises for missing data.
+
+    ``matcher`` pseudonymises a re-read exam with the run's key, to check it is the exam the
+    results name; without it (the key is not at hand) the gallery is unavailable."""
     if not mod.gallery:
         return Gallery()
     if host is None:
         return Gallery(unavailable="no plugin host is available to rebuild the dataset")
+    if matcher is None:
+        return Gallery(unavailable="the pseudonym key this run was made with is not available here "
+                                   "(re-render with C3_PSEUDONYM_KEY_FILE naming it to see the gallery)")
     try:
         dataset = open_dataset(run, mod, host)
     except GalleryUnavailable as exc:
@@ -68,7 +76,7 @@ def build_gallery(run: RunResults, mod: ModalityResults, host: Any, pseudonymise
     except Exception as exc:  # noqa: BLE001 - a plugin's loader failing must not stop the report
         # only the kind: a loader's message may quote file names, and file names may be names
         return Gallery(unavailable=f"the dataset could not be rebuilt ({type(exc).__name__})")
-    return Gallery(items=[_item(c, dataset, host, pseudonymise) for c in mod.gallery])
+    return Gallery(items=[_item(c, dataset, host, pseudonymise, matcher) for c in mod.gallery])
 
 
 def open_dataset(run: RunResults, mod: ModalityResults, host: Any) -> Any:
@@ -78,17 +86,39 @@ def open_dataset(run: RunResults, mod: ModalityResults, host: Any) -> Any:
     if dataset_id not in datasets:
         raise GalleryUnavailable(f"dataset {dataset_id!r} is not installed here (its plugin is missing or disabled)")
     contribution = datasets.get(dataset_id)
-    data = run.request.get("data")
+    request = _stored_request(run.root) or run.request
+    data = request.get("data")
     source = None
     if data and data not in datasets:
         if not Path(str(data)).exists():
             raise GalleryUnavailable("the data this run read (--data) is no longer at its recorded location")
         source = str(data)
     factory = contribution.load()
-    return factory(source=source, split="test") if source else factory(split="test")
+    from c3_core.factory_options import convert
+
+    options = convert(request.get("data_options") or {}, factory, "dataset", "--data-option", contribution.id)
+    return factory(source=source, split="test", **options) if source else factory(split="test", **options)
 
 
-def _item(c: GalleryCandidate, dataset: Any, host: Any, pseudonymise: Pseudonymiser) -> GalleryItem:
+def _stored_request(root: Path) -> dict[str, Any]:
+    """The request as the run's store keeps it (run.json keeps file names only, not paths)."""
+    import sqlite3
+
+    store = root / "results.sqlite"
+    if not store.is_file():
+        return {}
+    try:
+        db = sqlite3.connect(f"file:{store}?mode=ro", uri=True)
+        try:
+            row = db.execute("SELECT value FROM meta WHERE key = 'fingerprint'").fetchone()
+        finally:
+            db.close()
+        return dict(json.loads(row[0]).get("request") or {}) if row else {}
+    except (sqlite3.Error, ValueError, TypeError):
+        return {}
+
+
+def _item(c: GalleryCandidate, dataset: Any, host: Any, pseudonymise: Any, matcher: Pseudonymiser) -> GalleryItem:
     item = GalleryItem(exam=c.exam, utility=c.utility, score=c.score, note=c.note)
     if c.cf is None:
         item.error = c.note
@@ -97,7 +127,7 @@ def _item(c: GalleryCandidate, dataset: Any, host: Any, pseudonymise: Pseudonymi
     if not item.admitted and c.cf.get("reason"):
         item.note += f" (rejected: {pseudonymise.scrub(c.cf['reason'])})"
     try:
-        original, counterfactual, domain, spacing, mask = _replay(c, dataset, host)
+        original, counterfactual, domain, spacing, mask = _replay(c, dataset, host, matcher)
         _render(item, original, counterfactual, domain, spacing, mask)
     except GalleryUnavailable as exc:
         item.error = str(exc)
@@ -106,7 +136,7 @@ def _item(c: GalleryCandidate, dataset: Any, host: Any, pseudonymise: Pseudonymi
     return item
 
 
-def _replay(c: GalleryCandidate, dataset: Any, host: Any) -> tuple[Any, Any, str, tuple[float, ...], Any]:
+def _replay(c: GalleryCandidate, dataset: Any, host: Any, matcher: Pseudonymiser) -> tuple[Any, Any, str, tuple[float, ...], Any]:
     import torch
 
     from c3_core.batch import collate
@@ -119,7 +149,7 @@ def _replay(c: GalleryCandidate, dataset: Any, host: Any) -> tuple[Any, Any, str
         sample = dataset[c.index]
     except Exception as exc:  # noqa: BLE001 - reported by kind only (messages may quote file names)
         raise GalleryUnavailable(f"the exam could not be read again ({type(exc).__name__})") from None
-    if sample.exam_id != c.raw_exam_id:
+    if matcher(sample.exam_id) != c.raw_exam_id:
         raise GalleryUnavailable("the dataset changed since the run (another case is at this position)")
     provenance = Provenance.from_dict(json.loads(c.cf["provenance"]))  # type: ignore[index]
     if provenance.exam_id != c.raw_exam_id:

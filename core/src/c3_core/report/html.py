@@ -8,15 +8,19 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from c3_core.report.facts import (
     fmt,
-    fmt_ci,
     headline,
     main_metric,
+    metric,
+    metric_ci,
     reproduce_command,
     spec_toml,
     started,
+    undefined_by_reason,
+    undefined_text,
     versions,
 )
 from c3_core.report.gallery import Gallery
@@ -164,13 +168,12 @@ def _overview(run: RunResults) -> str:
     rows = []
     for name, mod in run.modalities.items():
         s = mod.summary
-        u = s.get("utility") or {}
-        metric, value = main_metric(s)
+        label, value = main_metric(s)
         rows.append([
             f'<a href="#{anchor(name)}">{esc(name)}</a>', esc(s.get("task", "")), esc(fmt(s.get("n_cases"))),
-            f"{esc(metric)} {esc(value)}", esc(fmt(s.get("ece"))), esc(fmt(s.get("brier"))),
-            esc(fmt(s.get("neighbourhood_agreement"))), esc(fmt_ci(u.get("mean"), u.get("mean_ci"))),
-            esc(fmt_ci(u.get("p10"), u.get("p10_ci"))), esc(fmt(s.get("flip_rate"))),
+            f"{esc(label)} {esc(value)}", esc(metric(s, "ece")), esc(metric(s, "brier")),
+            esc(metric(s, "neighbourhood_agreement")), esc(metric_ci(s, "utility", "mean")),
+            esc(metric_ci(s, "utility", "p10")), esc(metric(s, "flip_rate")),
         ])
     for name in run.failed:
         rows.append([esc(name), "", "", '<span class="fail">evaluation failed</span>', "", "", "", "", "", ""])
@@ -209,6 +212,7 @@ def _modality(name: str, mod: ModalityResults, figs: ModalityFigures, gallery: G
         f'<p class="muted">dataset <b>{esc(s.get("dataset", "?"))}</b> · model <b>{esc(s.get("model", "?"))}</b> · '
         f"task {esc(s.get('task', '?'))} · K = {esc(s.get('k', '?'))} counterfactuals per exam</p>\n",
         _table(["metric", "value"], [[esc(k), esc(v)] for k, v in headline(s)], "metrics"),
+        _undefined(s),
         "<h3>Severity response, calibration and utility</h3>\n<div class=\"figs\">\n",
     ]
     for uri, alt, caption in (
@@ -231,9 +235,21 @@ def _modality(name: str, mod: ModalityResults, figs: ModalityFigures, gallery: G
     return "".join(parts)
 
 
+def _undefined(summary: Mapping[str, Any]) -> str:
+    """The metrics this cohort leaves undefined, grouped by reason (nothing when there are none)."""
+    groups = undefined_by_reason(summary, curves=True)
+    if not groups:
+        return ""
+    rows = [[esc(", ".join(paths)), esc(f"undefined: {why}")] for why, paths in groups]
+    return ("<h3>Undefined metrics</h3>\n<p>Metrics this cohort does not define: <code>null</code> in "
+            "summary.json, with the reason under <code>undefined</code> at the same path.</p>\n"
+            + _table(["metric (summary.json path)", "reason"], rows, "undefined"))
+
+
 def _gate(mod: ModalityResults) -> str:
     g = mod.summary.get("gate") or {}
-    rows = [[esc(op), str(n), str(a), fmt(a / n if n else None), str(f), fmt(f / a if a else None)]
+    rows = [[esc(op), str(n), str(a), fmt(a / n if n else None), str(f),
+             fmt(f / a) if a else esc(undefined_text("no counterfactual was admitted"))]
             for op, (n, a, f) in mod.gate_by_operator.items()]
     out = [
         "<h3>Validity gate</h3>\n",

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from c3_core.report.facts import fmt, fmt_ci, main_metric, reproduce_command, started, versions, worst_operators
+from c3_core.report.facts import (
+    fmt,
+    main_metric,
+    metric,
+    metric_ci,
+    reproduce_command,
+    started,
+    undefined_by_reason,
+    versions,
+    worst_operators,
+)
 from c3_core.report.readiness import CheckResult
 from c3_core.report.results import RunResults
 
@@ -26,26 +36,27 @@ def model_card(run: RunResults, checks: Sequence[CheckResult] | None = None, thr
     ]
     for name, mod in run.modalities.items():
         s = mod.summary
-        u = s.get("utility") or {}
-        metric, value = main_metric(s)
+        label, value = main_metric(s)
+        cells = [metric(s, "ece"), metric(s, "brier"), metric_ci(s, "utility", "mean"), metric_ci(s, "utility", "p10"),
+                 metric(s, "flip_rate"), metric(s, "neighbourhood_agreement")]
         lines.append(
-            f"| {name} | {s.get('dataset', '')} | {s.get('model', '')} | {fmt(s.get('n_cases'))} | {metric} {value} | "
-            f"{fmt(s.get('ece'))} | {fmt(s.get('brier'))} | {fmt_ci(u.get('mean'), u.get('mean_ci'))} | "
-            f"{fmt_ci(u.get('p10'), u.get('p10_ci'))} | {fmt(s.get('flip_rate'))} | {fmt(s.get('neighbourhood_agreement'))} |"
+            f"| {name} | {s.get('dataset', '')} | {s.get('model', '')} | {fmt(s.get('n_cases'))} | {label} {value} | "
+            + " | ".join(_cell(c) for c in cells) + " |"
         )
     for name in run.failed:
         lines.append(f"| {name} | | | | evaluation failed | | | | | | |")
     lines += ["", "### Most damaging shifts", ""]
     for name, mod in run.modalities.items():
         worst = worst_operators(mod.summary)
-        text = "; ".join(f"{op} at severity {sev:.3g} (mean score drop {drop:.3f}, flip rate {flip:.2f})"
+        text = "; ".join(f"{op} at severity {sev:.3g} (mean score drop {drop:.3f}, flip rate {fmt(flip, 2)})"
                          for op, sev, drop, flip in worst)
-        lines.append(f"- **{name}**: {text or 'no counterfactuals'}")
+        lines.append(f"- **{name}**: {text or 'no admitted counterfactuals'}")
+    lines += _undefined_section(run)
     lines += ["", "### Validity gate", ""]
     for name, mod in run.modalities.items():
         g = mod.summary.get("gate") or {}
         lines.append(f"- **{name}**: {fmt(g.get('admitted'))} of {fmt(g.get('counterfactuals'))} counterfactuals admitted "
-                     f"({fmt(g.get('admission_rate'))}); gated by {mod.summary.get('gated_by', 'n/a')}")
+                     f"({metric(mod.summary, 'gate', 'admission_rate')}); gated by {mod.summary.get('gated_by', 'n/a')}")
     if checks is not None:
         ready = all(c.passed for c in checks)
         lines += ["", f"### Site readiness{f' ({thresholds_name})' if thresholds_name else ''}: "
@@ -68,3 +79,17 @@ def model_card(run: RunResults, checks: Sequence[CheckResult] | None = None, thr
         "",
     ]
     return "\n".join(lines)
+
+
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _undefined_section(run: RunResults) -> list[str]:
+    """``### Undefined metrics``: per modality, each reason and the metrics it leaves null."""
+    lines: list[str] = []
+    for name, mod in run.modalities.items():
+        for why, paths in undefined_by_reason(mod.summary):
+            lines.append(f"- **{name}**: {', '.join(paths)}: undefined: {why}")
+    return ["", "### Undefined metrics", "", *lines] if lines else []

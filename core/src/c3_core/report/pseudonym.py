@@ -1,94 +1,52 @@
-"""Keyed pseudonyms for exam ids, and scrubbing of free text that may carry identifiers.
+"""Exam ids in the report: the results already name every exam by its keyed pseudonym.
 
-A report never shows a raw exam id: each becomes ``case-`` plus 12 hex digits of
-HMAC-SHA256(key, exam id). The key is 32 random bytes kept in the results folder
-(``pseudonym.key``, mode 0600), so re-rendering a run gives the same pseudonyms while nobody
-holding only the report can recover an id by hashing guesses (which a key derived from the
-public seed would allow). Whoever holds the results folder (and so the raw ``cases.csv``) can
-map pseudonyms back with :meth:`Pseudonymiser.__call__`.
+``c3 evaluate`` writes ``case-`` + HMAC-SHA256(key, stable id) for every exam (see
+:mod:`c3_core.pseudonyms`), with the user's key kept outside the results folder. The report
+therefore shows the stored ids as they are (:class:`StoredIds`) and scrubs file paths out of
+free text. Only the gallery, which re-reads exams from the data to replay a counterfactual,
+needs the key: to check that the exam it re-read is the one the results name, it pseudonymises
+the exam's stable id again with the user's key, and only if that key's fingerprint is the one
+recorded in ``run.json``.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import os
 import re
 import secrets
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-KEY_FILE = "pseudonym.key"
-_PATH = re.compile(r"(?:[A-Za-z]:)?(?:[\\/][^\s\\/:,;'\"()\[\]{}<>]+){2,}[\\/]?")
+from c3_core.pseudonyms import Pseudonymiser, PseudonymKeyError, load_key
+
+__all__ = ["Pseudonymiser", "StoredIds", "matching_key_pseudonymiser"]
+
+_PSEUDONYM = re.compile(r"case-[0-9a-f]{12}")
 
 
-class Pseudonymiser:
-    """Maps exam ids to stable keyed pseudonyms and scrubs ids and paths out of free text."""
+class StoredIds:
+    """The report's id mapper for results that already hold pseudonyms: a stored pseudonym
+    passes through; anything else (results from before ids were pseudonymised at write time,
+    or written by other tools) is pseudonymised with a one-off key, so no raw id is shown."""
 
-    def __init__(self, key: bytes, source: str = "") -> None:
-        if len(key) < 16:
-            raise ValueError("a pseudonym key needs at least 16 bytes")
-        self._key = key
+    def __init__(self, source: str = "") -> None:
         self.source = source
-        self._known: dict[str, str] = {}
+        self._fallback = Pseudonymiser(secrets.token_bytes(32))
 
     def __call__(self, exam_id: str) -> str:
-        """The pseudonym of ``exam_id`` (remembered, so :meth:`scrub` can replace it in text)."""
-        known = self._known.get(exam_id)
-        if known is None:
-            digest = hmac.new(self._key, exam_id.encode("utf-8"), hashlib.sha256).hexdigest()
-            known = self._known[exam_id] = f"case-{digest[:12]}"
-        return known
+        return exam_id if _PSEUDONYM.fullmatch(exam_id) else self._fallback(exam_id)
 
     def scrub(self, text: str, ids: Iterable[str] | None = None) -> str:
-        """``text`` with file paths replaced by ``<path>`` and exam ids (of 3+ characters)
-        replaced by their pseudonyms: the ``ids`` given (cheap: a counterfactual's reason can
-        only name its own exam), else every id seen so far."""
-        out = _PATH.sub("<path>", text)
-        candidates = self._known if ids is None else ids
-        for raw in sorted((r for r in candidates if len(r) >= 3 and r in out), key=len, reverse=True):
-            out = out.replace(raw, self(raw))
-        return out
+        """``text`` with file paths replaced by ``<path>`` (and raw ids, see :meth:`__call__`)."""
+        return self._fallback.scrub(text, [i for i in (ids or ()) if not _PSEUDONYM.fullmatch(i)])
 
 
-def load_key(results_dir: Path) -> tuple[bytes, str]:
-    """The run's pseudonym key and where it came from.
-
-    Order: ``run.json``'s ``pseudonym_key`` (hex) if the evaluation wrote one, else the
-    results folder's ``pseudonym.key``, created on first use. A read-only folder without a key
-    gets a one-off random key (pseudonyms then differ between renderings; said in the report).
-    """
-    run = results_dir / "run.json"
-    if run.is_file():
-        try:
-            value = json.loads(run.read_text(encoding="utf-8")).get("pseudonym_key")
-        except (OSError, ValueError, AttributeError):
-            value = None
-        if isinstance(value, str) and len(value) >= 32:
-            try:
-                return bytes.fromhex(value), "run.json (pseudonym_key)"
-            except ValueError:
-                pass
-    path = results_dir / KEY_FILE
+def matching_key_pseudonymiser(manifest: Mapping[str, Any], key_file: str | None = None) -> Pseudonymiser | None:
+    """A pseudonymiser with the user's key if it is the key the run was made with, else None."""
+    wanted = manifest.get("pseudonym_key")
+    if not wanted:
+        return None
     try:
-        text = path.read_text(encoding="ascii").strip()
-        key = bytes.fromhex(text)
-        if len(key) >= 16:
-            return key, KEY_FILE
-    except (OSError, ValueError):
-        pass
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w", encoding="ascii") as fh:
-            fh.write(key.hex() + "\n")
-        return key, KEY_FILE
-    except FileExistsError:  # written concurrently (or unreadable): try once more, then fall through
-        try:
-            return bytes.fromhex(path.read_text(encoding="ascii").strip()), KEY_FILE
-        except (OSError, ValueError):
-            pass
-    except OSError:
-        pass
-    return key, "a one-off key (the results folder is not writable): pseudonyms differ between renderings"
+        key = load_key(key_file, create=False)
+    except PseudonymKeyError:
+        return None
+    return Pseudonymiser(key) if key.fingerprint == wanted else None

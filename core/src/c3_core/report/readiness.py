@@ -11,21 +11,23 @@ for the same key). Keys are a metric name plus ``_min`` (value >= threshold pass
     utility_p10_min = 0.4
     ece_max = 0.1
 
-An undefined metric (e.g. a flip rate with no admitted counterfactual) fails, and so does a
-table for a modality the run did not evaluate: missing evidence is not readiness. A malformed
-file, an unknown key or a metric that does not apply to the modality's task is a usage error.
+An undefined metric (e.g. a flip rate with no admitted counterfactual) fails, with the reason the
+summary gives, and so does a table for a modality the run did not evaluate: missing evidence is
+not readiness. A malformed file, an unknown key or a metric that does not apply to the modality's
+task is a usage error.
 """
 
 from __future__ import annotations
 
 import math
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from c3_core.report.errors import ReportError
+from c3_core.report.facts import reason
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,17 +39,9 @@ MULTICLASS = frozenset({"multiclass"})
 SEGMENTATION = frozenset({"segmentation"})
 
 
-def _get(*path: str | int) -> Callable[[Mapping[str, Any]], Any]:
-    def getter(summary: Mapping[str, Any]) -> Any:
-        value: Any = summary
-        for key in path:
-            try:
-                value = value[key]
-            except (KeyError, IndexError, TypeError):
-                return None
-        return value
-
-    return getter
+def _get(*path: str | int) -> tuple[str | int, ...]:
+    """The path of a metric in a modality summary."""
+    return path
 
 
 @dataclass(frozen=True)
@@ -55,8 +49,23 @@ class Metric:
     """A checkable summary number: where it lives and which tasks define it (None: all)."""
 
     description: str
-    get: Callable[[Mapping[str, Any]], Any]
+    path: tuple[str | int, ...]
     tasks: frozenset[str] | None = None
+
+    def get(self, summary: Mapping[str, Any]) -> Any:
+        """The value in ``summary`` (None where the path is missing)."""
+        value: Any = summary
+        for key in self.path:
+            try:
+                value = value[key]
+            except (KeyError, IndexError, TypeError):
+                return None
+        return value
+
+    def undefined_note(self, summary: Mapping[str, Any]) -> str:
+        """Why the value is missing: the summary's reason (a CI bound: its CI's), else a generic note."""
+        why = reason(summary, *(str(k) for k in self.path if isinstance(k, str)))
+        return f"undefined: {why}" if why else "undefined for this run"
 
 
 METRICS: dict[str, Metric] = {
@@ -180,7 +189,8 @@ def check(path: Path, thresholds: list[Threshold], summaries: Mapping[str, Mappi
         raw = METRICS[t.metric].get(summary)
         value = float(raw) if isinstance(raw, int | float) and not isinstance(raw, bool) and math.isfinite(raw) else None
         if value is None:
-            results.append(CheckResult(modality, t.metric, t.bound, t.value, None, False, "undefined for this run"))
+            note = METRICS[t.metric].undefined_note(summary)
+            results.append(CheckResult(modality, t.metric, t.bound, t.value, None, False, note))
             continue
         passed = value >= t.value if t.bound == "min" else value <= t.value
         results.append(CheckResult(modality, t.metric, t.bound, t.value, value, passed))

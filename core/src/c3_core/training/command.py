@@ -47,9 +47,13 @@ class TrainRequest:
     out: str = "c3-train"
     quiet: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    data_options: dict[str, Any] = field(default_factory=dict)
+    model_options: dict[str, Any] = field(default_factory=dict)
+    overwrite: bool = False
+    max_counterfactuals: int | None = None
 
     RESULT_FIELDS = ("modality", "data", "model", "init", "neighbourhood", "members", "k", "teacher",
-                     "gate_file", "heldout", "limit", "options")
+                     "gate_file", "heldout", "limit", "options", "data_options", "model_options")
 
     def result_options(self) -> dict[str, Any]:
         return {f: getattr(self, f) for f in self.RESULT_FIELDS}
@@ -65,7 +69,7 @@ def resume_train_request(out: str, quiet: bool, workers: int, device: str | None
         raise TrainInputError(f"{out}/checkpoint/state.json: holds no c3 train request")
     known = {f.name for f in fields(TrainRequest)}
     req = TrainRequest(**{k: v for k, v in stored.items() if k in known})
-    req.out, req.quiet, req.workers = out, quiet, workers
+    req.out, req.quiet, req.workers, req.overwrite = out, quiet, workers, False
     if device is not None:
         req.device = device
     return req
@@ -119,8 +123,16 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
     """Resolve the dataset (train and test splits), the architecture, N(x), the teacher and δ/τ."""
     from torch.utils.data import Subset
 
-    from c3_core.evaluation.runner import EvaluationInputError, load_spec, resolve_dataset, resolve_model
+    from c3_core.evaluation.runner import (
+        EvaluationInputError,
+        build_dataset,
+        check_counterfactual_budget,
+        load_spec,
+        resolve_dataset,
+        resolve_model,
+    )
     from c3_core.evaluation.scoring import GateSettings
+    from c3_core.factory_options import FactoryOptionError, convert
     from c3_core.model import WeightsError, load_state_dict_safely
     from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpecError
 
@@ -133,23 +145,24 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
         model_id = req.model or dataset_c.meta.get("default_model")
         if model_id is None or model_id not in models:
             raise TrainInputError(f"--model {model_id}: not a registered model id for {modality} (see `c3 plugins`)")
-        bundle = models.get(model_id).load()(weights=None, device=req.device)
+        factory = models.get(model_id).load()
+        model_kwargs = convert(req.model_options, factory, "model", "--model-option", model_id)
+        bundle = factory(weights=None, device=req.device, **model_kwargs)
         if req.init is not None:
             if req.init == "demo":
-                bundle = models.get(model_id).load()(weights="demo", device=req.device)
+                bundle = factory(weights="demo", device=req.device, **model_kwargs)
             else:
                 load_state_dict_safely(req.init, bundle.network)
         teacher_id = req.teacher or dataset_c.meta.get("default_teacher")
         if teacher_id is None and dataset_c.meta.get("demo"):
             teacher_id = dataset_c.meta.get("default_model")
-        teacher = resolve_model(host, modality, dataset_c, teacher_id, req.device)[0] if teacher_id else None
-    except (EvaluationInputError, NeighbourhoodSpecError, WeightsError) as exc:
+        teacher = resolve_model(host, modality, dataset_c, teacher_id, req.device, role="--teacher")[0] if teacher_id else None
+    except (EvaluationInputError, NeighbourhoodSpecError, WeightsError, FactoryOptionError) as exc:
         raise TrainInputError(str(exc)) from None
-    factory = dataset_c.load()
     splits = {}
     for split in ("train", "test"):
         try:
-            splits[split] = factory(source=source, split=split) if source else factory(split=split)
+            splits[split] = build_dataset(dataset_c, source, split, req.data_options)
         except (ValueError, OSError) as exc:
             raise TrainInputError(f"dataset {dataset_c.id}: cannot load the {split} split ({exc})") from None
     train_set = splits["train"]
@@ -157,15 +170,43 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
         train_set = Subset(train_set, range(min(req.limit, len(train_set))))
     if len(train_set) == 0:
         raise TrainInputError(f"dataset {dataset_c.id}: the train split is empty")
+    try:
+        check_counterfactual_budget(len(train_set), spec.k, req.max_counterfactuals, modality)
+    except EvaluationInputError as exc:
+        raise TrainInputError(f"{exc} (per epoch)") from None
     gate = GateSettings.from_file(req.gate_file) if req.gate_file else GateSettings()
     return PreparedTraining(modality, dataset_c.id, model_id, train_set, splits["test"], bundle, teacher, teacher_id, nb, gate)
 
 
-def _refuse_existing(out: Path) -> None:
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    from c3_core.output_folder import check_claimable
+
+    existing = check_claimable(out, "train", overwrite=overwrite, signature=("train.json", "checkpoint"))
+    if overwrite or not existing:
+        return
     if (out / "train.json").exists():
         raise TrainInputError(f"{out}: holds a finished training run; choose another --out")
     if (out / "checkpoint" / "state.json").exists():
         raise TrainInputError(f"{out}: holds an unfinished training run; continue it with `c3 train --resume {out}`")
+
+
+def _drop_checkpoint(folder: Path) -> None:
+    """``--overwrite``: remove an earlier run's checkpoint files (this command's own) so training
+    starts fresh instead of mixing with them."""
+    if folder.is_dir():
+        for f in folder.iterdir():
+            if f.is_file():
+                f.unlink()
+
+
+def _portable_request(req: TrainRequest) -> dict[str, Any]:
+    """The request as train.json keeps it: file names instead of this machine's paths."""
+    out = {k: v for k, v in asdict(req).items() if k not in ("out", "quiet", "workers", "overwrite")}
+    for name in ("data", "init", "neighbourhood", "teacher", "gate_file"):
+        value = out.get(name)
+        if isinstance(value, str) and ("/" in value or "\\" in value):
+            out[name] = Path(value).name
+    return out
 
 
 def run_training(
@@ -176,22 +217,36 @@ def run_training(
     import c3_core
     from c3_core.evaluation.distributed import ProcessGroup
     from c3_core.evaluation.output import OutputError, prepare_output_dir, write_atomic, write_json
+    from c3_core.output_folder import OutputFolderError, busy, claim
     from c3_core.training.checkpoint import CheckpointError, save_weights
     from c3_core.training.heldout import heldout_consistency
     from c3_core.training.trainer import Interrupted, Trainer, TrainOptions, history_csv
 
     out = Path(req.out)
+    claimed = None
     try:
         options = TrainOptions(**req.options)
+        holder = busy(out)
+        if holder:
+            raise TrainInputError(f"{out}: another c3 process ({holder}) is writing to this folder; wait for it or choose another --out")
         if not resume:
-            _refuse_existing(out)
+            _refuse_existing(out, req.overwrite)
         prepared = prepare_training(req, host)
-    except (TrainInputError, ValueError, TypeError) as exc:
+    except (TrainInputError, ValueError, TypeError, OutputFolderError) as exc:
         echo(f"error: {exc}")
         return EXIT_USAGE
     group = ProcessGroup.from_environment(req.device)
     try:
         if group.leader:
+            try:
+                claimed = claim(out, "train", overwrite=req.overwrite, signature=("train.json", "checkpoint"))
+            except OutputFolderError as exc:
+                echo(f"error: {exc}")
+                group.close()
+                return EXIT_USAGE
+            if req.overwrite and not resume:
+                (out / "train.json").unlink(missing_ok=True)  # this command's own record of an earlier run
+                _drop_checkpoint(out / "checkpoint")
             out = prepare_output_dir(out)
         ckpt = out / "checkpoint"
         trainer = Trainer(
@@ -207,9 +262,13 @@ def run_training(
         history = trainer.fit()
     except Interrupted as exc:
         echo(f"interrupted ({exc}); every completed step is in {out / 'checkpoint'}: continue with `c3 train --resume {out}`")
+        if claimed is not None:
+            claimed.release()
         return EXIT_INTERRUPTED
     except (CheckpointError, OutputError) as exc:
         echo(f"error: {exc}")
+        if claimed is not None:
+            claimed.release()
         return EXIT_USAGE if isinstance(exc, CheckpointError) else EXIT_RUN_FAILED
     if not group.leader:
         group.close()
@@ -227,9 +286,9 @@ def run_training(
         write_json(out, "model.json", card)
         write_atomic(out, "history.csv", history_csv(history))
         write_json(out, "train.json", {
-            **card, "request": asdict(req), "options": asdict(options), "versions": versions,
+            **card, "request": _portable_request(req), "options": asdict(options), "versions": versions,
             "teacher": prepared.teacher_id, "gate": prepared.gate.to_dict() if options.use_gate else None,
-            "neighbourhood": prepared.neighbourhood.spec.to_dict() | {"source": prepared.neighbourhood.spec.source},
+            "neighbourhood": prepared.neighbourhood.spec.to_dict() | {"source": Path(prepared.neighbourhood.spec.source or "").name},
             "heldout_consistency": consistency.to_dict(), "history": history,
             "processes": group.world, "seconds_this_session": round(time.time() - started, 2),
             "platform": {"python": platform.python_version(), "machine": platform.machine()},
@@ -239,6 +298,8 @@ def run_training(
         return EXIT_RUN_FAILED
     finally:
         group.close()
+        if claimed is not None:
+            claimed.release()
     echo(
         f"held-out consistency: mean D {consistency.mean_distance:.4f} over {consistency.n_pairs} admitted pairs "
         f"({consistency.n_cases} cases); weights -> {out / 'model.safetensors'}"

@@ -16,4 +16,5 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: obje
         load_state_dict_safely(cached_weights("c3_plugin_template-v1", lambda: train_reference(bundle, TemplateDemo("train"), epochs=5, batch_size=16, lr=3e-3, seed=0)), net)
     elif weights is not None:
         load_state_dict_safely(weights, net)
+    bundle.trained = weights is not None
     return bundle.to(device)

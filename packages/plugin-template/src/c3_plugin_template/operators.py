@@ -10,7 +10,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.domains import IntensityDomain
-from c3_core.operator import Operator, Severity
+from c3_core.operator import Operator, Severity, SeveritySource
 from c3_core.seeding import uniform
 
 
@@ -30,7 +30,16 @@ class Contrast(Operator[ContrastParams]):
     version = "1"
     modality = "example"
     domain = IntensityDomain.DISPLAY
-    severity = Severity("contrast_change", "fraction (factor = 1 ± s)", 0.0, 0.5, (0.1, 0.25, 0.5))
+    severity = Severity(
+        "contrast_change", "fraction (factor = 1 ± s)", 0.0, 0.5, (0.1, 0.25, 0.5),
+        # every physics operator says where its range comes from (the conformance kit checks it):
+        # the quantity, a reference (DOI / URL) or a derivation, and why the extreme is still plausible
+        source=SeveritySource(
+            quantity="global contrast factor about the image mean (example modality)",
+            derivation="template: replace with the physical quantity of your operator and its source",
+            extreme_rationale="template example; a real plugin names the acquisition that reaches the extreme",
+        ),
+    )
     params_type = ContrastParams
     summary = "global contrast change about the mean"
 

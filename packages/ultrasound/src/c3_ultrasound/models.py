@@ -78,4 +78,5 @@ def demo_cnn(*, weights: str | Path | None = None, device: str = "cpu", **option
                 f"us.demo_cnn: no named weights {str(weights)!r}; use weights='demo' or a path to a weights file"
             )
         load_state_dict_safely(path, net)
+    bundle.trained = weights is not None
     return bundle.to(device)

@@ -30,7 +30,12 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: obje
         load_state_dict_safely(path, net)
     elif weights is not None:
         load_state_dict_safely(weights, net)
+    bundle.trained = weights is not None
     return bundle.to(device)
+
+
+# torchxrayvision's names for the five findings (its classifier rows), in FINDINGS order
+XRV_NAMES = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusion")
 
 
 class _XrvFive(nn.Module):
@@ -42,6 +47,18 @@ class _XrvFive(nn.Module):
 
         self.backbone = xrv.models.DenseNet(weights=None, op_threshs=None)
         self.head = nn.Linear(1024, len(FINDINGS))
+
+    def head_from_backbone(self) -> bool:
+        """Copy the backbone classifier's rows for the five findings into the head (pretrained
+        weights then score them as torchxrayvision does); False if one is not among its outputs."""
+        names = list(getattr(self.backbone, "pathologies", []))
+        if not all(n in names for n in XRV_NAMES):
+            return False
+        rows = [names.index(n) for n in XRV_NAMES]
+        with torch.no_grad():
+            self.head.weight.copy_(self.backbone.classifier.weight[rows])
+            self.head.bias.copy_(self.backbone.classifier.bias[rows])
+        return True
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.backbone.features2(x))
@@ -61,11 +78,15 @@ def densenet121(*, weights: str | None = None, device: str = "cpu", pretrained: 
             net.backbone = xrv.models.DenseNet(weights=pretrained, op_threshs=None)
         except Exception as exc:  # noqa: BLE001 - xrv raises several kinds when offline
             raise WeightsError(f"cxr.densenet121: cannot load torchxrayvision weights {pretrained!r} (offline?): {exc}") from None
+    trained = pretrained is not None and net.head_from_backbone()
     if weights is not None:
         load_state_dict_safely(weights, net)
+        trained = True
 
     def prepare(x: Tensor) -> Tensor:
         d = torch.nn.functional.interpolate(to_display(x), size=(224, 224), mode="bilinear", align_corners=False)
         return d * 2048.0 - 1024.0
 
-    return ModelBundle(net, "multilabel", FINDINGS, "log_attenuation", prepare=prepare, name="cxr.densenet121").to(device)
+    return ModelBundle(
+        net, "multilabel", FINDINGS, "log_attenuation", prepare=prepare, name="cxr.densenet121", trained=trained
+    ).to(device)

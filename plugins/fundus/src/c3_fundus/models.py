@@ -68,6 +68,7 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: Any)
         load_state_dict_safely(cached_weights(DEMO_WEIGHTS, lambda: _train_demo(bundle)), net)
     elif weights is not None:
         load_state_dict_safely(weights, net)
+    bundle.trained = weights is not None
     return bundle.to(device)
 
 
@@ -148,4 +149,5 @@ def efficientnet_b3(
     return ModelBundle(
         net, "multiclass", GRADE_NAMES, "srgb", prepare=_ImageNetPrepare(input_size), name="fundus.efficientnet_b3",
         metadata={"referable": "P(grade >= 2) = sum of softmax over grades 2-4", "architecture": "timm efficientnet_b3"},
+        trained=weights is not None,  # ImageNet weights alone leave the grade head untrained
     ).to(device)

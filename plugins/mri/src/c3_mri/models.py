@@ -158,6 +158,7 @@ def unet3d(
             raise ValueError("mri.unet3d: weights='demo' has a fixed architecture; do not pass channels/strides/num_res_units")
         bundle = _bundle(_network(**DEMO_ARCH), roi, "mri.unet3d[demo]")
         load_state_dict_safely(cached_weights(DEMO_WEIGHTS, train_demo), bundle.network)
+        bundle.trained = True
         return bundle.to(device)
     net = _network(channels or (16, 32, 64, 128), strides or (2, 2, 2), 2 if num_res_units is None else num_res_units)
     bundle = _bundle(net, roi, "mri.unet3d")
@@ -169,6 +170,7 @@ def unet3d(
                 "(MONAI model zoo) are not downloaded by c3-mri — download them yourself and pass the file path"
             )
         load_state_dict_safely(path, net)
+    bundle.trained = weights is not None
     return bundle.to(device)
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_ultrasound.functional.gain import apply_gain_db
 from c3_ultrasound.operators._base import UltrasoundOperator, random_sign
 
@@ -25,7 +25,17 @@ class Gain(UltrasoundOperator[GainParams]):
 
     id = "us.gain"
     version = "2"
-    severity = Severity("gain_change", "dB", 0.0, 9.0, (3.0, 6.0, 9.0))
+    severity = Severity(
+        "gain_change", "dB", 0.0, 9.0, (3.0, 6.0, 9.0),
+        source=SeveritySource(
+            quantity="overall receive gain change in dB of amplitude",
+            derivation=(
+                "Overall gain is a user control set by eye. ±9 dB is an amplitude factor of 2.8 either way, a "
+                "grey-level shift of 9/60 = 15 % of a typical 60 dB displayed dynamic range"
+            ),
+            extreme_rationale="two sonographers' gain settings for the same view differ this much",
+        ),
+    )
     params_type = GainParams
     summary = "overall receive gain change in dB"
 

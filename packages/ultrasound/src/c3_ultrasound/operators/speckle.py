@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import draw_seed, generator_from_seed, uniform
 from c3_ultrasound.functional.speckle import (
     FWHM_PER_SIGMA,
@@ -95,6 +95,23 @@ class Speckle(UltrasoundOperator[SpeckleParams]):
         0.0,
         0.66,
         (0.15, 0.3, 0.45, RAYLEIGH_CONTRAST, 0.6, 0.66),
+        source=SeveritySource(
+            quantity="speckle contrast (std/mean) of the envelope amplitude",
+            reference=(
+                "Wagner RF, Insana MF, Brown DG, Statistical properties of radio-frequency and envelope-detected "
+                "signals with applications to medical ultrasound, J Opt Soc Am A 1987;4(5):910-922, "
+                "doi:10.1364/josaa.4.000910 (fully developed speckle: Rayleigh envelope, SNR 1.91, contrast 0.523; "
+                "coherent components lower it)"
+            ),
+            derivation=(
+                "Rician below 0.523 (a coherent component), Rayleigh at 0.523 (many scatterers per cell), K-distributed "
+                "above it with alpha effective scatterers per cell; alpha = 2 gives 0.664"
+            ),
+            extreme_rationale=(
+                "about two effective scatterers per resolution cell: sparse scattering seen in real tissue "
+                "(non-Rayleigh speckle), not an instrument fault"
+            ),
+        ),
     )
     params_type = SpeckleParams
     summary = "multiplicative speckle (Rician / Rayleigh / K amplitude) correlated by the PSF"

@@ -6,13 +6,19 @@ metrics and losses); blanks are negative. ``frontal_only`` keeps rows whose ``Fr
 (or ``ViewPosition`` PA/AP) says frontal. Images: PNG/JPEG (8/16-bit, taken as display grey
 levels) or DICOM (pydicom: rescale slope/intercept and the VOI LUT applied, MONOCHROME1
 inverted). Images are mapped to log-attenuation through the reference window, resized to
-``size``. Patient names and ids never leave the loader: exam ids are keyed hashes of the path.
+``size``.
+
+Paths are taken relative to ``image_root`` (default: the CSV's folder) and must resolve inside it
+(:func:`c3_core.datapaths.resolve_inside`; an escaping row is a
+:class:`~c3_core.datapaths.CohortPathError`). Exam ids are the image path relative to that root
+(e.g. ``patient01/study1/view1_frontal.jpg``) or, with ``id_column``, that column's value; DICOM
+patient fields never go into them, and the core replaces them with keyed pseudonyms before
+anything is written.
 """
 
 from __future__ import annotations
 
 import csv
-import hashlib
 import math
 from pathlib import Path
 
@@ -21,6 +27,7 @@ import torch
 from torch.utils.data import Dataset
 
 from c3_core.batch import Sample
+from c3_core.datapaths import refuse_duplicate_ids, resolve_inside, stable_id
 from c3_cxr.data.phantom import FINDINGS
 
 POLICIES = ("zeros", "ones", "ignore")
@@ -28,10 +35,6 @@ POLICIES = ("zeros", "ones", "ignore")
 
 class ChestCohortError(ValueError):
     """A malformed cohort CSV or image; the message names the file and row."""
-
-
-def pseudonym(value: str) -> str:
-    return "cxr-" + hashlib.blake2b(value.encode(), digest_size=6).hexdigest()
 
 
 def read_dicom(path: Path) -> np.ndarray:
@@ -92,43 +95,82 @@ def parse_label(raw: str, policy: str, where: str) -> float:
 
 
 class ChexpertCSV(Dataset):
-    def __init__(self, csv_path: str | Path, uncertain: str = "ignore", frontal_only: bool = True, size: int = 128, image_root: str | Path | None = None) -> None:
+    """Rows of a CheXpert / MIMIC-CXR CSV (see the module docstring for the conventions).
+
+    Image paths (column ``Path``) are taken relative to ``image_root`` (default: the CSV's folder)
+    and must resolve inside it; the whole CSV is checked when the dataset is made, before any
+    image is read. ``id_column`` names a column holding each exam's id; without it the id is the
+    image path relative to the root. Ids must be unique among the kept rows.
+    """
+
+    def __init__(
+        self,
+        csv_path: str | Path,
+        uncertain: str = "ignore",
+        frontal_only: bool = True,
+        size: int = 128,
+        image_root: str | Path | None = None,
+        id_column: str | None = None,
+    ) -> None:
         if uncertain not in POLICIES:
             raise ChestCohortError(f"uncertain policy must be one of {POLICIES}, got {uncertain!r}")
         self.path, self.size = Path(csv_path), size
-        root = Path(image_root) if image_root else self.path.parent
-        self.rows: list[tuple[int, Path, torch.Tensor]] = []
+        self.root = Path(image_root) if image_root else self.path.parent
+        if image_root and not self.root.is_dir():
+            raise ChestCohortError(f"{self.path}: image_root {str(self.root)!r} is not a folder")
+        self.rows: list[tuple[int, Path, str, torch.Tensor]] = []
         try:
             with self.path.open(newline="", encoding="utf-8") as fh:
                 reader = csv.DictReader(fh)
                 cols = reader.fieldnames or []
-                missing = [c for c in ("Path", *FINDINGS) if c not in cols]
+                missing = [c for c in ("Path", *FINDINGS, *([id_column] if id_column else [])) if c not in cols]
                 if missing:
                     raise ChestCohortError(f"{self.path}: missing column(s) {missing}")
                 for n, row in enumerate(reader, start=2):
-                    view = (row.get("Frontal/Lateral") or row.get("ViewPosition") or "Frontal").strip()
-                    if frontal_only and view not in ("Frontal", "PA", "AP"):
-                        continue
-                    labels = torch.tensor([parse_label(row[f], uncertain, f"{self.path}: row {n}, column {f!r}") for f in FINDINGS])
-                    image = root / row["Path"]
-                    if not image.is_file():
-                        raise ChestCohortError(f"{self.path}: row {n}: image file {row['Path']!r} not found")
-                    self.rows.append((n, image, labels))
+                    self._add_row(n, row, uncertain, frontal_only, id_column)
         except OSError as exc:
             raise ChestCohortError(f"{self.path}: cannot read ({exc.strerror})") from None
         if not self.rows:
             raise ChestCohortError(f"{self.path}: no usable rows")
+        refuse_duplicate_ids(((exam_id, n) for n, _, exam_id, _ in self.rows), self.path)
+
+    def _add_row(self, n: int, row: dict[str, str], uncertain: str, frontal_only: bool, id_column: str | None) -> None:
+        """Check row ``n`` (every row's path must stay inside the root) and keep it if it is wanted."""
+        name = (row.get("Path") or "").strip()
+        if not name:
+            raise ChestCohortError(f"{self.path}: row {n}, column 'Path': empty image path")
+        resolve_inside(self.root, name, source=self.path, row=n, column="Path")
+        image = self.root / name  # read as named (checked above), so the suffix says the format
+        view = (row.get("Frontal/Lateral") or row.get("ViewPosition") or "Frontal").strip()
+        if frontal_only and view not in ("Frontal", "PA", "AP"):
+            return
+        labels = torch.tensor([parse_label(row[f], uncertain, f"{self.path}: row {n}, column {f!r}") for f in FINDINGS])
+        if not image.is_file():
+            raise ChestCohortError(f"{self.path}: row {n}, column 'Path': image file {name!r} not found")
+        if id_column:
+            exam_id = (row.get(id_column) or "").strip()
+            if not exam_id:
+                raise ChestCohortError(f"{self.path}: row {n}, column {id_column!r}: empty exam id")
+        else:
+            exam_id = stable_id(self.root, name)
+        self.rows.append((n, image, exam_id, labels))
 
     def __len__(self) -> int:
         return len(self.rows)
 
+    def case_ref(self, i: int) -> tuple[int, str]:
+        """Case ``i``'s 1-based source row and stable id, without reading its image (so a failure
+        row can name the row and the pseudonym)."""
+        r = self.rows[i]
+        return r[0], r[2]
+
     def __getitem__(self, i: int) -> Sample:
-        row, path, labels = self.rows[i]
+        _, path, exam_id, labels = self.rows[i]
         grey = read_dicom(path) if path.suffix.lower() in (".dcm", ".dicom") else read_picture(path)
         t = torch.from_numpy(grey)[None, None]
         t = torch.nn.functional.interpolate(t, size=(self.size, self.size), mode="area")[0]
         mu = t * 4.0  # inverse of the reference display window (c3_cxr.domains.to_display)
-        return Sample(mu, pseudonym(str(path)), "cxr", "log_attenuation", (1.0, 1.0), label=labels)
+        return Sample(mu, exam_id, "cxr", "log_attenuation", (1.0, 1.0), label=labels)
 
 
 def make_chexpert_dataset(*, source: str | None = None, split: str = "test", **options: object) -> ChexpertCSV:

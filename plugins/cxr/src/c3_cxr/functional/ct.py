@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from c3_core.functional.photon import photon_counts
 from c3_cxr.domains import delta_mu_to_hu, hu_to_mu
 from c3_cxr.functional.tomography import default_angles, fbp, radon
 
@@ -56,15 +57,20 @@ def poisson_thinning(line_integrals: Tensor, i0: float, fraction: float, generat
     """Reference and reduced-dose line integrals of one case (noise insertion by binomial thinning).
 
     The reference scan detects N ~ Poisson(I0 e^(−p)) photons per ray; keeping each photon with
-    probability ``fraction`` gives Binomial(N, f) ~ Poisson(f I0 e^(−p)), the reduced-dose scan of
-    the same patient. Counts below 0.5 are clipped (no infinite line integrals).
+    probability ``fraction`` f gives the reduced-dose scan of the same patient. Thinning splits N
+    into independent kept ~ Poisson(f λ) and discarded ~ Poisson((1 − f) λ) photons, so both are
+    drawn directly (:func:`c3_core.functional.photon.photon_counts`, in that order) and N = kept +
+    discarded: the same joint law as Binomial(N, f) thinning, at the cost of two normal draws.
+    Counts below 0.5 are clipped (no infinite line integrals).
     """
-    expected = i0 * torch.exp(-line_integrals)
-    reference = torch.poisson(expected, generator=generator)
-    prob = torch.full_like(reference, fraction)
-    kept = torch.binomial(reference, prob, generator=generator) if fraction < 1.0 else reference
-    p_ref = -torch.log(reference.clamp_min(0.5) / i0)
-    p_low = -torch.log(kept.clamp_min(0.5) / (fraction * i0))
+    expected = torch.neg(line_integrals).exp_().mul_(i0)
+    if fraction < 1.0:
+        kept = photon_counts(expected * fraction, generator)
+        reference = photon_counts(expected.mul_(1.0 - fraction), generator, out=expected).add_(kept)
+    else:
+        reference = kept = photon_counts(expected, generator, out=expected)
+    p_ref = torch.log(reference.clamp_min(0.5) / i0).neg_()
+    p_low = p_ref if kept is reference else torch.log(kept.clamp_min_(0.5).div_(fraction * i0)).neg_()
     return p_ref, p_low
 
 

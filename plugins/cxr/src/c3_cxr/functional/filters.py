@@ -71,7 +71,8 @@ def _padded_spectrum_filter(
     hp, wp = x.shape[-2:]
     fy = torch.fft.fftfreq(hp, device=image.device, dtype=image.dtype).view(1, 1, -1, 1)
     fx = torch.fft.rfftfreq(wp, device=image.device, dtype=image.dtype).view(1, 1, 1, -1)
-    out = torch.fft.irfft2(torch.fft.rfft2(x) * transfer(fy, fx), s=(hp, wp))
+    spectrum = torch.fft.rfft2(x)
+    out = torch.fft.irfft2(spectrum.mul_(transfer(fy, fx)), s=(hp, wp))  # in place: no second spectrum
     return out[..., top : top + h, left : left + w]
 
 
@@ -102,62 +103,54 @@ def aperture_change(image: Tensor, ratio: Tensor) -> Tensor:
     per axis (|f| ≤ ½ cycle/px, where sinc(f) ≥ 2/π, so the division is safe)."""
     r = ratio.to(image.dtype).view(-1, 1, 1, 1)
 
-    def transfer(fy: Tensor, fx: Tensor) -> Tensor:
-        return torch.sinc(r * fy) / torch.sinc(fy) * torch.sinc(r * fx) / torch.sinc(fx)
+    def transfer(fy: Tensor, fx: Tensor) -> Tensor:  # separable: one full-size product of two small factors
+        return (torch.sinc(r * fy) / torch.sinc(fy)) * (torch.sinc(r * fx) / torch.sinc(fx))
 
-    return _padded_spectrum_filter(image, transfer, 8)
+    return _padded_spectrum_filter(image, transfer, 8, fast=True)  # 8 px or more, up to a fast FFT length
 
 
-def _coarse_nodes(n: int, ratio: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """For fine pixels 0…n−1: the two bracketing coarse-grid nodes (fine coordinates) and the
-    linear weight of the second; the coarse grid has pitch ``ratio`` and a node at pixel n // 2."""
-    x = torch.arange(n, device=ratio.device, dtype=ratio.dtype).view(1, -1)
-    c = float(n // 2)
-    u = (x - c) / ratio.view(-1, 1)
+def _axis_resampling(n: int, ratio: float, device: torch.device, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Along one axis of ``n`` fine pixels, for a coarse grid of pitch ``ratio`` (px) with a node at
+    pixel n // 2: the fine pixels each coarse node reads (``f0``, ``f1`` and the weight ``t`` of
+    ``f1``: bilinear, coordinates clamped to the border) and the coarse nodes each fine pixel lies
+    between (``k0``, ``k1`` = k0 + 1 and the weight ``w`` of ``k1``: linear). Computed on the CPU
+    (a few hundred values, no device syncs), then moved to ``device``; indices are int64."""
+    centre = float(n // 2)
+    u = (torch.arange(n, dtype=dtype) - centre) / ratio  # fine pixel in coarse-node units
     u0 = torch.floor(u)
-    p0 = c + u0 * ratio.view(-1, 1)
-    return p0, p0 + ratio.view(-1, 1), u - u0
+    w = u - u0
+    first, last = int(u0[0]), int(u0[-1])  # coarse nodes first .. last + 1 cover every fine pixel
+    q = (centre + torch.arange(first, last + 2, dtype=dtype) * ratio).clamp_(0, n - 1)
+    f = torch.floor(q)
+    t = q - f
+    f0 = f.long()
+    k0 = (u0 - first).long()
+    return tuple(v.to(device) for v in (f0, (f0 + 1).clamp_max_(n - 1), t, k0, k0 + 1, w))  # type: ignore[return-value]
 
 
-def _axis_taps(p0: Tensor, p1: Tensor, weight: Tensor, n: int) -> tuple[Tensor, Tensor]:
-    """Source pixels (4, B, n) and weights (4, B, n) that read, along one axis of ``n`` px, the
-    linear interpolation with ``weight`` between coarse nodes ``p0`` and ``p1`` (B, n), each node
-    itself read bilinearly between its two fine neighbours (coordinates clamped to the border)."""
-    index, weights = [], []
-    for p, w in ((p0, 1 - weight), (p1, weight)):
-        q = p.clamp(0, n - 1)
-        f = torch.floor(q)
-        t = q - f
-        i = f.long()
-        index += [i, (i + 1).clamp_max(n - 1)]
-        weights += [w * (1 - t), w * t]
-    return torch.stack(index), torch.stack(weights)
-
-
-def _read_rows(x: Tensor, index: Tensor, weights: Tensor) -> Tensor:
-    """Σ_k weights[k] · (rows index[k] of x), per case, for (B, C, H, W) and index/weights (K, B, H')."""
-    out = []
-    for i in range(x.shape[0]):  # whole-row copies per case (index_select), faster than an element gather
-        rows = None
-        for idx, w in zip(index[:, i], weights[:, i], strict=True):
-            term = x[i].index_select(-2, idx).mul_(w.view(-1, 1))
-            rows = term if rows is None else rows.add_(term)
-        out.append(rows)
-    return torch.stack(out)
+def _lerp_rows(x: Tensor, i0: Tensor, i1: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
+    """Rows ``i0`` and ``i1`` of ``x (..., n, W)`` blended by ``weight (m,)`` (of ``i1``): (..., m, W).
+    Whole-row gathers (memory copies) and one ``lerp``."""
+    return torch.lerp(x.index_select(-2, i0), x.index_select(-2, i1), weight.view(-1, 1), out=out)
 
 
 def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
     """Acquire at ``ratio`` × the pixel pitch (aperture widened likewise), then display on the
     original grid by bilinear interpolation between the coarse samples. ratio 1 is the identity.
 
-    The coarse samples are read bilinearly between fine pixels (clamped at the border) and
-    interpolated linearly between coarse nodes; both steps are separable, so they run as
-    gathers along the rows and then along the columns.
+    Separable, per case (ratios differ per case): the coarse samples are read bilinearly between
+    fine pixels (clamped at the border) and each fine pixel is the linear interpolation of its two
+    coarse neighbours. The four steps run as row gathers + ``lerp`` in the order coarse rows,
+    coarse columns, fine columns, fine rows, so the column steps (on a transposed copy) touch only
+    the coarse rows.
     """
-    _, _, h, w = image.shape
-    r = ratio.to(image.dtype)
-    blurred = aperture_change(image, r)
-    y0, y1, wy = _coarse_nodes(h, r)
-    x0, x1, wx = _coarse_nodes(w, r)
-    rows = _read_rows(blurred, *_axis_taps(y0, y1, wy, h))
-    return _read_rows(rows.transpose(-1, -2).contiguous(), *_axis_taps(x0, x1, wx, w)).transpose(-1, -2).contiguous()
+    h, w = image.shape[-2:]
+    blurred = aperture_change(image, ratio.to(image.dtype))
+    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    for i, r in enumerate(ratio.tolist()):
+        fy0, fy1, ty, ky0, ky1, wy = _axis_resampling(h, r, image.device, image.dtype)
+        fx0, fx1, tx, kx0, kx1, wx = _axis_resampling(w, r, image.device, image.dtype)
+        coarse_rows = _lerp_rows(blurred[i], fy0, fy1, ty).transpose(-1, -2).contiguous()  # (C, W, Hc)
+        columns = _lerp_rows(_lerp_rows(coarse_rows, fx0, fx1, tx), kx0, kx1, wx)  # (C, W, Hc): coarse, then fine columns
+        _lerp_rows(columns.transpose(-1, -2).contiguous(), ky0, ky1, wy, out=out[i])
+    return out

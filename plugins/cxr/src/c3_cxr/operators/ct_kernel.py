@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_cxr.functional.ct import as_slices, from_slices, hu_change, pixel_mm, project_hu
 from c3_cxr.functional.tomography import kernel_window, ramp_response
@@ -30,7 +30,21 @@ class CTKernel(CTOperator[CTKernelParams]):
 
     id = "ct.kernel"
     version = "1"
-    severity = Severity("kernel_change", "fraction of the soft-to-sharp range (sign drawn)", 0.0, 1.0, (0.25, 0.5, 1.0))
+    severity = Severity(
+        "kernel_change", "fraction of the soft-to-sharp range (sign drawn)", 0.0, 1.0, (0.25, 0.5, 1.0),
+        source=SeveritySource(
+            quantity="reconstruction filter: ramp x W(f), W from a Hann window (soft) to 1 + (0.6-1.0)(2f)^2 (sharp)",
+            derivation=(
+                "The Hann-apodised ramp is the textbook soft-tissue FBP filter; edge-enhancing lung/bone kernels "
+                "raise the response above the ramp at high frequency. At |c| = 1 the window runs from Hann "
+                "(zero gain at Nyquist) to a 1.6-2x gain at Nyquist, the two ends of a vendor's kernel family"
+            ),
+            extreme_rationale=(
+                "routine chest CT is reconstructed with both a soft (mediastinal) and a sharp (lung) kernel from "
+                "the same raw data, so either end is an image a site produces for every exam"
+            ),
+        ),
+    )
     params_type = CTKernelParams
     summary = "reconstruction kernel change between soft and sharp (ramp-filter windows)"
 

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import draw_seed, generator_from_seed
-from c3_cxr.domains import from_counts, to_counts
+from c3_cxr.functional.dose import reduced_dose
 from c3_cxr.operators._base import RadiographOperator
 
 
@@ -26,8 +26,31 @@ class Dose(RadiographOperator[DoseParams]):
     """counts ~ Poisson(f · I0 · e^(−μ)) + N(0, σ_e²); μ' = −ln(counts / (f · I0))."""
 
     id = "cxr.dose"
-    version = "1"
-    severity = Severity("dose_fraction", "fraction of the reference exposure", 1.0, 0.05, (0.5, 0.25, 0.1, 0.05))
+    version = "2"  # 2: photon draws by c3_core.functional.photon (exact Poisson below 20 counts), new realisations
+    severity = Severity(
+        "dose_fraction", "fraction of the reference exposure", 1.0, 0.12, (0.5, 0.25, 0.12),
+        source=SeveritySource(
+            quantity="detector exposure (photons per pixel, proportional to mAs) relative to the reference",
+            reference=(
+                "Dose reduction in digital chest radiography and perceived image quality (observer study; noise added "
+                "to 40 PA/lateral radiographs to simulate 50 %, 25 % and 12 % dose), https://discovery.researcher.life/"
+                "article/dose-reduction-in-digital-chest-radiography-and-perceived-image-quality/"
+                "a6298f6cc2e734359bed1d9bce892a50; Schaefer-Prokop C et al., Digital chest radiography: an update on "
+                "modern technology, dose containment and control of image quality, Eur Radiol 2008, "
+                "doi:10.1007/s00330-008-0948-3"
+            ),
+            derivation=(
+                "counts ~ Poisson(f I0 e^-mu): relative quantum noise scales as 1/sqrt(f). SpekPy gives about "
+                "3.1e4 photons/(mm^2 uGy) for RQA9-like beams, so I0 = 20000 photons per 2.8 mm demo pixel is "
+                "0.08 uGy unattenuated: the reference is already a low-dose image"
+            ),
+            extreme_rationale=(
+                "at 12 % dose observers still graded 63 of 80 PA images sufficient for the clinical question; "
+                "below that no source shows diagnostic chest radiographs"
+            ),
+            narrowed="1 -> 0.05 narrowed to 1 -> 0.12: no source supports a diagnostic chest radiograph at 5 % dose",
+        ),
+    )
     params_type = DoseParams
     summary = "lower dose: Poisson + electronic noise in the photon-count domain"
 
@@ -40,12 +63,6 @@ class Dose(RadiographOperator[DoseParams]):
         return DoseParams(severity, self.i0, self.sigma_e, draw_seed(generator))
 
     def _apply(self, batch: Batch, params: Sequence[DoseParams]) -> Batch:
-        view = (-1,) + (1,) * (batch.image.ndim - 1)
-        i0 = torch.tensor([p.dose_fraction * p.i0_reference for p in params], device=batch.device).view(view)
-        expected = to_counts(batch.image, i0)  # batched; only the draws are per case (per-case generators)
-        noisy = []
-        for i, p in enumerate(params):
-            g = generator_from_seed(p.seed, batch.device)
-            counts = torch.poisson(expected[i], generator=g)
-            noisy.append(counts + p.electronic_sigma * torch.randn(counts.shape, generator=g, device=batch.device, dtype=counts.dtype))
-        return batch.replace(image=from_counts(torch.stack(noisy), i0).to(batch.image.dtype))
+        generators = [generator_from_seed(p.seed, batch.device) for p in params]  # per-case noise realisations
+        i0 = [p.dose_fraction * p.i0_reference for p in params]
+        return batch.replace(image=reduced_dose(batch.image, i0, [p.electronic_sigma for p in params], generators))

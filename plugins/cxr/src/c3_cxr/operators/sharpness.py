@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_cxr.functional.filters import gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
@@ -25,7 +25,34 @@ class Sharpness(RadiographOperator[SharpnessParams]):
 
     id = "cxr.sharpness"
     version = "2"
-    severity = Severity("sharpness_change", "fraction of the vendor range (sign drawn)", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    severity = Severity(
+        "sharpness_change", "fraction of the vendor range (sign drawn)", 0.0, 0.5, (0.125, 0.25, 0.375, 0.5),
+        source=SeveritySource(
+            quantity=(
+                "unsharp-mask gain c (sharper: x + c (x - blur_sigma x)) or Gaussian blur |c| sigma (softer), "
+                "sigma 1.5-3 mm"
+            ),
+            reference=(
+                "Prokop M et al., Principles of image processing in digital chest radiography, J Thorac Imaging "
+                "2003;18(3):148-164, doi:10.1097/00005382-200307000-00004 (vendor processing: unsharp masking and "
+                "multi-scale frequency processing for MTF restoration and structure enhancement)"
+            ),
+            derivation=(
+                "Unsharp masking with a kernel of a few mm and gain up to 0.5 is a typical edge-enhancement setting "
+                "of the vendor processing that renders every digital chest radiograph. On the soft side a Gaussian "
+                "of sigma = 0.5 x 1.5-3 mm = 0.75-1.5 mm stands for a vendor preset with edge enhancement off plus "
+                "noise smoothing; detector MTF itself (CsI, GOS, CR) blurs far less (sigma of a few tenths of a mm)"
+            ),
+            extreme_rationale=(
+                "one vendor's sharp preset against another's smooth preset of the same radiograph; both are "
+                "read clinically"
+            ),
+            narrowed=(
+                "0 -> 1 narrowed to 0 -> 0.5: a 1.5-3 mm Gaussian blur (s = 1) is far beyond any detector MTF or "
+                "preset, and no source supports it"
+            ),
+        ),
+    )
     params_type = SharpnessParams
     summary = "detector MTF / vendor processing between soft and sharp"
 

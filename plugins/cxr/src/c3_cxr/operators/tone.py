@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_cxr.operators._base import RadiographOperator
 
@@ -26,7 +26,23 @@ class Tone(RadiographOperator[ToneParams]):
 
     id = "cxr.tone"
     version = "1"
-    severity = Severity("lut_change", "fraction of the vendor range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    severity = Severity(
+        "lut_change", "fraction of the vendor range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
+        source=SeveritySource(
+            quantity="look-up-table exponent gamma = 2^(±0.4 s) and window-width gain 2^(±0.15 s) on the line integral",
+            reference=(
+                "Prokop M et al., Principles of image processing in digital chest radiography, J Thorac Imaging "
+                "2003;18(3):148-164, doi:10.1097/00005382-200307000-00004 (look-up-table operations give signal "
+                "normalisation and an arbitrary choice of gradation)"
+            ),
+            derivation=(
+                "Every digital chest radiograph is rendered through a vendor- and preset-specific monotone LUT and "
+                "window. At s = 1 the gamma is 0.76-1.32 and the width gain 0.90-1.11: a monotone remapping that "
+                "keeps the order of all attenuation values, as switching between presets does"
+            ),
+            extreme_rationale="a different vendor's gradation preset for the same exposure; the map stays monotone",
+        ),
+    )
     params_type = ToneParams
     summary = "vendor look-up table / window change"
 

@@ -11,6 +11,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from c3_core.functional.photon import photon_counts
+
 
 def bayer_masks(shape: tuple[int, int], device: torch.device) -> Tensor:
     """RGGB colour-filter-array masks (3, H, W) in {0, 1}."""
@@ -50,13 +52,16 @@ def bilinear_demosaic(sparse: Tensor) -> Tensor:
     return sparse * masks + _tent3(sparse) * fill
 
 
-def electrons(linear: Tensor, full_well_e: Tensor, read_noise_e: Tensor, generator: torch.Generator) -> Tensor:
+def electrons(linear: Tensor, full_well_e: Tensor | float, read_noise_e: Tensor | float, generator: torch.Generator) -> Tensor:
     """One realisation: Poisson(x · full_well) + N(0, read_noise²) electrons, same shape as ``linear``.
 
-    ``full_well_e`` and ``read_noise_e`` broadcast against ``linear`` (scalars or (B, 1, 1, 1)).
+    ``full_well_e`` broadcasts against ``linear`` (a scalar or (B, 1, 1, 1)); ``read_noise_e`` is
+    one value (electrons). The draw is :func:`c3_core.functional.photon.photon_counts` (exact
+    Poisson below 20 electrons, a three-moment normal map above; read noise of 1 e⁻ or more shares
+    its normal draw).
     """
-    e = torch.poisson(linear.clamp_min(0) * full_well_e, generator=generator)
-    return e + read_noise_e * torch.randn(linear.shape, generator=generator, device=linear.device, dtype=linear.dtype)
+    rate = linear.clamp_min(0).mul_(full_well_e)
+    return photon_counts(rate, generator, read_sigma=float(read_noise_e), out=rate)
 
 
 def adc(electrons_: Tensor, full_well_e: Tensor, bits: int) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_fundus.colour import white_balance_gains
 from c3_fundus.functional.srgb import power_law
@@ -38,7 +38,22 @@ class CameraResponse(FundusOperator[CameraResponseParams]):
 
     id = "fundus.camera_response"
     version = "1"
-    severity = Severity("response_change", "fraction of the admissible camera-to-camera range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    severity = Severity(
+        "response_change", "fraction of the admissible camera-to-camera range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
+        source=SeveritySource(
+            quantity="exposure (±0.7 stop), white balance (±60 mired) and tone-curve exponent (×2^±0.32) at s = 1",
+            derivation=(
+                "0.7 stop is a linear gain of 0.62-1.62, the spread of flash energy / auto-exposure between "
+                "cameras and pupils. ±60 mired about 5500 K (182 mired) spans 4130-8200 K, from warm-white LED to "
+                "bluish xenon-flash renderings under different white-balance presets. Gamma ×2^±0.32 (0.8-1.25) "
+                "is the difference between vendors' tone curves on the same raw exposure"
+            ),
+            extreme_rationale=(
+                "different cameras and flash units image the same retina this differently; the lesion-visibility "
+                "check rejects any draw that hides a lesion"
+            ),
+        ),
+    )
     params_type = CameraResponseParams
     summary = "exposure (±0.7 stop), white balance (±60 mired) and tone-curve (gamma ×2^±0.32) change"
 

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_fundus.colour import linear_to_srgb, srgb_to_linear
 from c3_fundus.functional.field_of_view import resample, zoom_grid
@@ -45,7 +45,23 @@ class FieldOfView(FundusOperator[FieldOfViewParams]):
     id = "fundus.field_of_view"
     version = "1"
     spatial: ClassVar[bool] = True
-    severity = Severity("field_loss", "fraction of the FOV diameter lost", 0.0, 0.25, (0.05, 0.1, 0.15, 0.25))
+    severity = Severity(
+        "field_loss", "fraction of the FOV diameter lost", 0.0, 0.25, (0.05, 0.1, 0.15, 0.25),
+        source=SeveritySource(
+            quantity="loss of the visible field diameter (magnification and a smaller aperture)",
+            reference=(
+                "camera fields in screening practice: 45° macula-centred fields (Basu A et al., Diabet Med 2003;"
+                "20(9):766-771, doi:10.1046/j.1464-5491.2003.01022.x) and 30° ETDRS fields (Baker CF et al., "
+                "JPEG compression of stereoscopic digital images for the diagnosis of diabetic retinopathy via "
+                "teleophthalmology, Can J Ophthalmol 2004)"
+            ),
+            derivation="1 - 30/45 = 0.33 and 1 - 35/45 = 0.22: the field lost from a 45° to a 30-35° camera",
+            extreme_rationale=(
+                "a 45° photograph re-taken with a 35° camera (or zoom) loses about a quarter of the diameter; the "
+                "lesion masks move with the image and lesions outside the new field are checked"
+            ),
+        ),
+    )
     params_type = FieldOfViewParams
     summary = "aperture diameter, magnification (crop) and decentration; masks and FOV move with the image"
 

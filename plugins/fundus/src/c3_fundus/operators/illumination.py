@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_fundus.functional.geometry import fov_geometry
 from c3_fundus.functional.illumination import cos4_vignetting, decentred_illumination, focal_for_edge_falloff
@@ -35,7 +35,21 @@ class Illumination(FundusOperator[IlluminationParams]):
 
     id = "fundus.illumination"
     version = "2"
-    severity = Severity("illumination_range", "stops (log2 gain, peak to mean)", 0.0, 1.5, (0.4, 0.8, 1.2, 1.5))
+    severity = Severity(
+        "illumination_range", "stops (log2 gain, peak to mean)", 0.0, 1.5, (0.4, 0.8, 1.2, 1.5),
+        source=SeveritySource(
+            quantity="peak-to-mean illumination gain of a decentred source (bright halo or dark hole), in stops",
+            derivation=(
+                "A small or decentred pupil makes the fundus flash illuminate the retina unevenly: the familiar "
+                "bright crescent/halo or dark central hole of non-mydriatic photographs. 1.5 stops is a local gain "
+                "of 2.8 (or 0.35) against the mean, which still leaves the region within an 8-bit sensor's range"
+            ),
+            extreme_rationale=(
+                "uneven illumination of this size is common in non-mydriatic screening photographs that are still "
+                "graded; the lesion-visibility check rejects draws that hide a lesion"
+            ),
+        ),
+    )
     params_type = IlluminationParams
     summary = "decentred light source: uneven illumination, bright halo or dark hole"
 
@@ -80,7 +94,21 @@ class Vignetting(FundusOperator[VignettingParams]):
 
     id = "fundus.vignetting"
     version = "2"
-    severity = Severity("edge_falloff", "fraction of on-axis light lost at the FOV edge", 0.0, 0.6, (0.15, 0.3, 0.45, 0.6))
+    severity = Severity(
+        "edge_falloff", "fraction of on-axis light lost at the FOV edge", 0.0, 0.6, (0.15, 0.3, 0.45, 0.6),
+        source=SeveritySource(
+            quantity="fraction of on-axis illumination lost at the FOV radius, cos^4 natural vignetting",
+            derivation=(
+                "Natural vignetting is cos^4(theta) of the field angle; 1 - cos^4(theta) = 0.6 at theta = 37.6°, "
+                "the fall-off of a field angle of 37°; 0.3 is cos^4 at 24°. Fundus optics relay the pupil, so the "
+                "fall-off seen at the edge of a 45-50° photograph adds pupil vignetting to the cos^4 term"
+            ),
+            extreme_rationale=(
+                "dark peripheries losing half the light are usual in wide-field and non-mydriatic photographs that "
+                "are still graded"
+            ),
+        ),
+    )
     params_type = VignettingParams
     summary = "cos^4 radial fall-off (natural vignetting) about a slightly decentred optical axis"
 

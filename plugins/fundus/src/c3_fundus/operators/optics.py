@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_fundus.functional.geometry import circular_aperture, fov_geometry, image_centre
 from c3_fundus.functional.optics import (
@@ -59,7 +59,26 @@ class Optics(FundusOperator[OpticsParams]):
 
     id = "fundus.optics"
     version = "1"
-    severity = Severity("optics_degradation", "fraction of the admissible optics range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0))
+    severity = Severity(
+        "optics_degradation", "fraction of the admissible optics range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
+        source=SeveritySource(
+            quantity=(
+                "defocus blur radius (<= 120 um), motion blur (<= 150 um), media haze (<= 25 %), veiling glare "
+                "(<= 6 %) and rim flare (<= 35 %) on the retina at s = 1, each drawn in 50-100 % of that"
+            ),
+            derivation=(
+                "The eye's optics give about 0.29 mm of retina per degree (Gullstrand eye), so a 120 um blur radius "
+                "is 0.4° and 150 um of motion 0.5° - a small defocus or fixation drift during the flash, about the "
+                "diameter of a major vessel at the disc. Haze of 25 % and a 6 % uniform veil lower contrast as a "
+                "moderate cataract or tear-film problem does; a rim-flare crescent of 35 % is the reflex at a "
+                "mis-aligned pupil"
+            ),
+            extreme_rationale=(
+                "each at its maximum is a photograph that graders call 'slightly blurred / hazy but gradable'; the "
+                "lesion-visibility check rejects any draw in which a lesion loses half its contrast"
+            ),
+        ),
+    )
     params_type = OpticsParams
     summary = "defocus (disc PSF), small motion blur, media haze, veiling glare and rim flare"
 

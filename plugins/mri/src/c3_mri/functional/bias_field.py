@@ -38,12 +38,16 @@ def log_field(shape: tuple[int, ...], spacing_mm: Tensor, coefficients: Tensor, 
     """
     b, d = spacing_mm.shape
     out = coefficients.reshape(b, *([order + 1] * d))
-    for axis, n in enumerate(shape):
+    for axis, n in enumerate(shape[:-1]):
         basis = legendre(axis_coordinates(n, spacing_mm[:, axis], radius_mm), order)  # (order+1, B, n)
         # contract the leading order axis (index 1 of out) with the basis; the new spatial axis
-        # is appended last, so after D steps out is (B, n_0, ..., n_{D-1})
+        # is appended last, so after D - 1 steps out is (B, order+1, n_0, ..., n_{D-2}) (small)
         out = torch.einsum("bi...,ibn->b...n", out, basis.to(out.dtype))
-    return out
+    # the last axis makes the full-size field: one batched matmul (B, n_0...n_{D-2}, order+1) @
+    # (B, order+1, n_{D-1}) whose output is already contiguous in (B, n_0, ..., n_{D-1}) order
+    basis = legendre(axis_coordinates(shape[-1], spacing_mm[:, -1], radius_mm), order).to(out.dtype)
+    field = torch.bmm(out.reshape(b, order + 1, -1).transpose(1, 2), basis.transpose(0, 1))
+    return field.view(b, *shape)
 
 
 def log_bias_field(shape: tuple[int, ...], coefficients: Tensor, order: int) -> Tensor:

@@ -32,15 +32,21 @@ def _axis_view(v: Tensor, axis: int, ndim_sp: int) -> Tensor:
 
 
 def truncate(x: Tensor, kept_fraction: Tensor) -> Tensor:
-    """Keep the central ``kept_fraction (B,)`` of k-space along every spatial axis (Gibbs ringing)."""
-    k = to_kspace(x)
+    """Keep the central ``kept_fraction (B,)`` of k-space along every spatial axis (Gibbs ringing).
+
+    The mask is symmetric in frequency, so the truncated spectrum of a real image stays Hermitian
+    and its inverse is real: computed with the real-input FFTs (half the spectrum), the magnitude
+    is the absolute value of that real image.
+    """
+    dims = _dims(x)
+    k = torch.fft.rfftn(x, dim=dims)
     d = x.ndim - 2
-    mask = torch.ones((), device=x.device)
     for axis, n in enumerate(x.shape[2:]):
-        f = torch.fft.fftfreq(n, device=x.device).abs()  # cycles / voxel, max 0.5
-        keep = (f.unsqueeze(0) <= 0.5 * kept_fraction.view(-1, 1) + 1e-9).to(x.dtype)
-        mask = mask * _axis_view(keep, axis, d)
-    return to_magnitude(k * mask).to(x.dtype)
+        last = axis == d - 1
+        f = (torch.fft.rfftfreq(n, device=x.device) if last else torch.fft.fftfreq(n, device=x.device)).abs()  # cycles / voxel
+        keep = (f.unsqueeze(0) <= 0.5 * kept_fraction.view(-1, 1) + 1e-9).to(k.real.dtype)
+        k.mul_(_axis_view(keep, axis, d))  # one small factor per axis, in place
+    return torch.fft.irfftn(k, s=x.shape[2:], dim=dims).abs_().to(x.dtype)
 
 
 def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
@@ -54,7 +60,7 @@ def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
         # odd lines x (1 - 2a) in k-space == (1 - a) x + a x shifted by N/2 in image space (exact
         # for even N), so no FFT is needed
         a = amplitude.view(-1, *[1] * (x.ndim - 1)).to(x.dtype)
-        return ((1.0 - a) * x + a * torch.roll(x, n // 2, dims=2 + axis)).abs()
+        return torch.roll(x, n // 2, dims=2 + axis).lerp_(x, 1.0 - a).abs_()  # three passes: roll, blend, magnitude
     k = to_kspace(x)
     odd = (torch.arange(n, device=x.device) % 2 == 1).to(x.dtype)
     scale = 1.0 - 2.0 * amplitude.view(-1, 1).to(x.dtype) * odd.unsqueeze(0)
@@ -66,16 +72,34 @@ def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -
 
     Its complex value is ``amplitude · k[0] · e^(iφ)`` where k[0] is the DC term (sum of the
     image), so in the image it is a plane-wave stripe pattern of amplitude ``amplitude`` × the
-    image mean.
+    image mean. One k-space sample is a plane wave in image space, so no FFT is needed: the
+    inverse DFT of the spike, (a · mean · e^(iφ)) · Π_axis e^(2πi k_axis r_axis / n_axis), is built
+    as an outer product of per-axis phasors, added to the (zero-phase) image and its magnitude
+    taken: the DFT pair, exactly, at the cost of a few element-wise passes.
     """
-    k = to_kspace(x)
-    b, c = k.shape[:2]
-    flat = k.reshape(b, c, -1)
-    dc = flat[:, :, 0]
-    value = dc * amplitude.view(-1, 1).to(dc.real.dtype) * torch.polar(torch.ones_like(phase), phase).view(-1, 1).to(dc.dtype)
-    spike = torch.zeros_like(flat)
-    spike.scatter_(2, flat_index.view(b, 1, 1).expand(b, c, 1), value.unsqueeze(-1))
-    return to_magnitude((flat + spike).reshape(k.shape)).to(x.dtype)
+    b, c = x.shape[:2]
+    sp = x.shape[2:]
+    # per-axis frequency index of the flat DFT index (C order)
+    ks, rest = [], flat_index.to(torch.int64)
+    for n in reversed(sp):
+        ks.append(rest % n)
+        rest = rest // n
+    ks.reverse()
+    mean = x.reshape(b, c, -1).mean(-1, dtype=torch.float64)  # (B, C)
+    coef = torch.polar(amplitude.double().view(-1, 1) * mean, phase.double().view(-1, 1).expand(b, c))  # (B, C)
+    wave = coef.view(b, c, *[1] * len(sp))
+    full = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    for axis, (n, k) in enumerate(zip(sp, ks)):
+        r = torch.arange(n, device=x.device, dtype=torch.float64)
+        angle = (2.0 * torch.pi / n) * ((k.to(x.device).view(-1, 1) * r.view(1, -1)) % n)  # (B, n), reduced mod n first
+        shape = [b, 1] + [1] * len(sp)
+        shape[2 + axis] = n
+        phasor = torch.polar(torch.ones_like(angle), angle).view(shape)
+        if axis == len(sp) - 1:  # the one full-size product, in the image's precision
+            wave, phasor = wave.to(full), phasor.to(full)
+        wave = wave * phasor
+    wave.real.add_(x)
+    return wave.abs().to(x.dtype)
 
 
 def rigid_theta(angles_deg: Tensor, shifts_vox: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -126,12 +150,15 @@ def segmented_motion(x: Tensor, theta: Tensor, segment_of_line: Tensor, axis: in
     moved = F.grid_sample(
         x.repeat_interleave(s, 0), grid, mode="bilinear", padding_mode="zeros", align_corners=False
     ).reshape(b, s, c, *sp)
-    k = torch.fft.fftn(moved, dim=tuple(range(3, moved.ndim)))
+    # the segment masks act along the phase-encode axis only, so the DFTs along the other axes
+    # cancel: 1-D FFTs along that axis, one masked sum over segments, one 1-D inverse FFT
+    dim = 3 + axis
+    k = torch.fft.fft(moved, dim=dim)
     onehot = F.one_hot(segment_of_line, s).to(x.dtype).transpose(1, 2)  # (B, S, n)
     view = [b, s, 1] + [1] * len(sp)
     view[3 + axis] = sp[axis]
     k = (k * onehot.reshape(view)).sum(1)
-    return to_magnitude(k).to(x.dtype)
+    return torch.fft.ifft(k, dim=dim - 1).abs().to(x.dtype)
 
 
 def segment_lines(n: int, segments: int, device: torch.device | str = "cpu") -> tuple[Tensor, int]:

@@ -19,20 +19,24 @@ FOREGROUND_FRACTION = 0.2
 _MAX_STAT_VOXELS = 1 << 18
 
 
-def noncentral_chi_magnitude(signal: Tensor, sigma: float | Tensor, coils: int, generator: torch.Generator) -> Tensor:
+def noncentral_chi_magnitude(signal: Tensor, sigma: float | Tensor, coils: int, generator: torch.Generator,
+                              out: Tensor | None = None) -> Tensor:
     """|s + n| over L coils with complex Gaussian noise of std ``sigma`` per real channel.
 
     The true signal is put in coil 1's real part (equal coil sensitivities would only rescale):
     M = sqrt((s + n_1r)² + n_1i² + Σ_{l>1} (n_lr² + n_li²)). For L = 1 this is Rician; in
     general M/σ follows a non-central chi distribution with 2L degrees of freedom and
-    non-centrality s/σ.
+    non-centrality s/σ. ``out``: a tensor of ``signal``'s shape to write the magnitude into.
+
+    Cost: the 2L normal draws (drawn with std σ, so no scaling pass), one add, one hypot (L = 1).
     """
-    n = torch.randn((2 * coils, *signal.shape), generator=generator, device=signal.device, dtype=signal.dtype)
-    n.mul_(sigma)  # in place: the draws are the only full-size temporaries
+    n = torch.empty((2 * coils, *signal.shape), device=signal.device, dtype=signal.dtype)
+    n.normal_(0.0, float(sigma), generator=generator)  # the same values as randn(...) * sigma
     real = n[0].add_(signal)
     if coils == 1:
-        return torch.hypot(real, n[1])  # Rician
-    return real.square_().add_(n[1:].square().sum(0)).sqrt_()
+        return torch.hypot(real, n[1], out=out)  # Rician
+    power = real.square_().add_(n[1:].square_().sum(0))
+    return power.sqrt_() if out is None else torch.sqrt(power, out=out)
 
 
 def _subsample(flat: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_mri.functional.bloch import FIELDS_T, SEQUENCES, synthesise, tissue_signals
 from c3_mri.functional.noise import _subsample
@@ -95,6 +95,19 @@ class ProtocolContrast(MriOperator[ContrastParams]):
     severity = Severity(
         "protocol_change", "fraction of the admissible protocol range (TR ±20 %, TE ±25 %, TI ±150 ms, flip ±30 %)",
         0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
+        source=SeveritySource(
+            quantity="sequence timing (TR, TE, TI) and flip angle relative to the reference protocol",
+            derivation=(
+                "Signals follow the Bloch steady-state equations with the relaxation times of "
+                "c3_mri.functional.bloch (sources there). At s = 1 the default 3 T FLAIR (TR 9000, TE 90, TI 2400 ms) "
+                "varies as TR 7200-10800, TE 68-112, TI 2250-2550 ms, the spread between sites' protocols for the "
+                "same named sequence; SPGR flip ±30 % keeps T1 weighting"
+            ),
+            extreme_rationale=(
+                "every parameter stays inside the window used for the same clinical sequence, and the lookup is "
+                "monotone, so tissue order (and the label) is kept"
+            ),
+        ),
     )
     params_type = ContrastParams
     summary = "Bloch-equation protocol change (SE / SPGR / IR-FLAIR) from tissue maps or a tissue-anchored lookup"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity
+from c3_core.operator import Severity, SeveritySource
 from c3_mri.functional.slice_profile import apply_along_axis, slice_matrix
 from c3_mri.operators._base import MriOperator
 
@@ -34,7 +34,18 @@ class SliceProfile(MriOperator[SliceProfileParams]):
     id = "mri.slice_profile"
     version = "2"
     spatial_dims = (3,)
-    severity = Severity("fwhm", "mm", 0.0, 5.0, (2.0, 3.0, 4.0, 5.0))
+    severity = Severity(
+        "fwhm", "mm", 0.0, 5.0, (2.0, 3.0, 4.0, 5.0),
+        source=SeveritySource(
+            quantity="FWHM of the slice-selection profile (partial volume across slices)",
+            derivation=(
+                "Routine 2-D clinical brain series use 3-5 mm slices (the ACR MRI accreditation protocol images its "
+                "phantom with 5 mm slices), against about 1 mm for 3-D research acquisitions; the excitation profile "
+                "FWHM equals the nominal thickness"
+            ),
+            extreme_rationale="5 mm is the standard thickness of clinical 2-D axial brain series",
+        ),
+    )
     params_type = SliceProfileParams
     summary = "slice profile (Gaussian / windowed sinc) of a target FWHM in mm, optionally thick slices"
 
