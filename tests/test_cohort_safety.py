@@ -146,10 +146,17 @@ def test_fundus_cohort_with_two_files_named_1_png_gets_two_ids(tmp_path: Path) -
     _png(data / "left" / "1.png", 1, rgb=True)
     _png(data / "right" / "1.png", 2, rgb=True)
     (data / "grades.csv").write_text("image,level\nleft/1.png,0\nright/1.png,3\n")
-    from c3_fundus.data.csv_cohort import FundusCSV
-
-    ds = FundusCSV(data / "grades.csv")
-    assert len({ds[i].exam_id for i in range(2)}) == 2
+    out = tmp_path / "out"
+    code, output = _invoke("evaluate", "-m", "fundus", "--data", str(data / "grades.csv"), "--model", "fundus.demo_cnn",
+                           "--k", "1", "--out", str(out), "-q")
+    assert code == 0, output
+    ids = [r["exam_id"] for r in csv.DictReader((out / "fundus" / "cases.csv").open())]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    (data / "dup.csv").write_text("image,level,eye\nleft/1.png,0,E1\nright/1.png,3,E1\n")
+    code, output = _invoke("evaluate", "-m", "fundus", "--data", str(data / "dup.csv"), "--model", "fundus.demo_cnn",
+                           "--data-option", "id_column=eye", "--out", str(tmp_path / "dup"), "-q")
+    assert code == 2 and "rows 2, 3" in output, output
+    assert not (tmp_path / "dup").exists()
 
 
 def test_an_unrelated_non_empty_out_is_refused_and_left_untouched(tmp_path: Path) -> None:

@@ -453,3 +453,16 @@ def test_table_keeps_the_lowest_utility_rows_above_the_cap(tmp_path: Path, monke
     # the utility distribution still sees every case
     mod = results.load_results(tmp_path, Pseudonymiser(b"k" * 32)).modalities["syn"]
     assert len(mod.cases) == 100 and len(mod.utilities) == 300 and 'alt="syn utility distribution"' in page
+
+
+def test_report_never_replaces_a_file_it_did_not_write(toy_run: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "notes.html"
+    mine.write_text("<p>my notes</p>")
+    result = runner.invoke(app, ["report", str(toy_run), "--out", str(mine)])
+    assert result.exit_code == 2 and "not written by `c3 report`" in result.output, result.output
+    assert mine.read_text() == "<p>my notes</p>" and not (tmp_path / "model_card.md").exists()
+    again = runner.invoke(app, ["report", str(toy_run), "--out", str(tmp_path / "r.html")])
+    assert again.exit_code == 0, again.output
+    assert runner.invoke(app, ["report", str(toy_run), "--out", str(tmp_path / "r.html")]).exit_code == 0  # its own file
+    forced = runner.invoke(app, ["report", str(toy_run), "--out", str(mine), "--overwrite"])
+    assert forced.exit_code == 0 and "C3 robustness report" in mine.read_text()

@@ -292,14 +292,18 @@ def editor_fit(
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N training cases.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     data_option: DataOption = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from the last finished epoch in OUT.ckpt/ (same options).")] = False,
 ) -> None:
-    """Fit a diffusion editor's denoiser on a cohort's training split; use it with the editor option weights=PATH."""
+    """Fit a diffusion editor's denoiser on a cohort's training split; use it with the editor option weights=PATH.
+
+    Every finished epoch is checkpointed in OUT.ckpt/ (removed once OUT is written); after Ctrl-C
+    (exit 130) the same command with --resume continues to the same weights."""
     from c3_core.editors.diffusion_fit import fit_command
 
     code = fit_command(
         editor, out, data=_absolute(data),
         epochs=epochs, batch_size=batch_size, lr=lr, size=size, seed=seed, limit=limit, device=device,
-        host=_host(), echo=typer.echo, data_options=_pairs(data_option, "--data-option"),
+        host=_host(), echo=typer.echo, data_options=_pairs(data_option, "--data-option"), resume=resume,
     )
     raise typer.Exit(code)
 
@@ -309,11 +313,12 @@ def report(
     results_dir: Annotated[Path, typer.Argument(help="A folder written by `c3 evaluate`.")],
     readiness: Annotated[Path | None, typer.Option(help="Site-readiness thresholds (TOML); exit 4 if any fails.")] = None,
     out: Annotated[Path | None, typer.Option(help="Where to write the HTML (default RESULTS_DIR/report.html).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files at --out (and model_card.md beside it) that c3 report did not write.")] = False,
 ) -> None:
     """Re-render the HTML report and model card from saved results; optionally check site readiness."""
     from c3_core.report.command import report_command
 
-    raise typer.Exit(report_command(results_dir, readiness=readiness, out=out, echo=typer.echo))
+    raise typer.Exit(report_command(results_dir, readiness=readiness, out=out, echo=typer.echo, overwrite=overwrite))
 
 
 @app.command()

@@ -55,6 +55,7 @@ def build_report(
     readiness: str | Path | None = None,
     host: Any = _DEFAULT_HOST,
     gallery_cases: int = GALLERY_CASES,
+    overwrite: bool = False,
 ) -> ReportOutcome:
     """Render ``report.html`` and ``model_card.md`` (beside the report) from a results folder.
 
@@ -67,6 +68,12 @@ def build_report(
     root = Path(results_dir)
     if not (root / "run.json").is_file() and not (root / "run-failed.json").is_file():
         raise ReportError(f"{root}: not a finished c3 results folder (no run.json)")
+    html_target = Path(out) if out is not None else root / REPORT_NAME
+    targets = [html_target, html_target.parent / MODEL_CARD_NAME] + ([html_target.parent / READINESS_NAME] if readiness else [])
+    if not overwrite:
+        for target in targets:
+            if target.exists() and not _written_by_c3(target):
+                raise ReportError(f"{target}: exists and was not written by `c3 report`; choose another --out or pass --overwrite")
     thresholds_path = Path(readiness) if readiness is not None else None
     thresholds = load_thresholds(thresholds_path) if thresholds_path is not None else None
     pseudonymise = StoredIds()
@@ -125,12 +132,13 @@ def report_command(
     readiness: Path | None = None,
     out: Path | None = None,
     echo: Echo | None = None,
+    overwrite: bool = False,
 ) -> int:
     """The ``c3 report`` command; returns its exit code. Readiness lines go to stdout, the rest
     to stderr; nothing printed names an exam."""
     say = echo or _echo
     try:
-        outcome = build_report(results_dir, out=out, readiness=readiness)
+        outcome = build_report(results_dir, out=out, readiness=readiness, overwrite=overwrite)
     except ReportError as exc:
         say(f"error: {exc}", err=True)
         return EXIT_USAGE
@@ -187,6 +195,21 @@ def _figures(mod: ModalityResults, host: Any) -> Any:
         utility=F.utility_figure(mod.utilities, mod.scores, s.get("utility") or {}),
         units=units,
     )
+
+
+# how each file this command writes begins (so a file of the user's is never replaced unasked)
+_SIGNATURES = {".html": "<title>C3 robustness report</title>", ".md": "## Robustness to acquisition shift (C3)", ".json": '"checks"'}
+
+
+def _written_by_c3(path: Path) -> bool:
+    """Whether ``path`` is a report, model card or readiness file an earlier ``c3 report`` wrote."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    mark = _SIGNATURES.get(path.suffix)
+    return mark is not None and mark in head
 
 
 def _write(path: Path, text: str) -> Path:
