@@ -52,3 +52,29 @@ def test_a_plugin_whose_operator_module_raises_is_degraded_not_loaded(tmp_path: 
     listing = run_c3("ops", "-m", "halfway", "-m", "us", env=env)
     assert listing.returncode == 0, listing.stderr
     assert "us.speckle" in listing.stdout and "ImportError: libnative.so" in listing.stdout
+
+
+def test_evaluate_across_modalities_runs_the_others_when_one_plugin_cannot_import_an_operator(tmp_path: Path, cache_dir: str) -> None:
+    spec = tmp_path / "halfway.toml"
+    spec.write_text('k = 2\nseed = 0\n[[members]]\nop = "halfway.native"\n')
+    plugin = (
+        "from c3_core.plugins.markers import hookimpl\n\n"
+        "@hookimpl\n"
+        "def c3_register_operators(registry):\n"
+        "    registry.add('halfway.native', 'c3_halfway_native:NativeOp', 'needs a native library')\n\n"
+        "@hookimpl\n"
+        "def c3_register_datasets(registry):\n"
+        f"    registry.add('halfway.demo', 'c3_halfway_native:make', 'demo', task='multiclass', demo=True,\n"
+        f"                 default_model='halfway.model', default_neighbourhood={str(spec)!r})\n"
+    )
+    _dist(tmp_path, "c3-halfway", "c3_halfway", plugin, "c3-core>=0.1")
+    (tmp_path / "c3_halfway_native.py").write_text("raise ImportError('libnative.so: cannot open shared object file')\n")
+    out = tmp_path / "out"
+    env = {"PYTHONPATH": str(tmp_path), "C3_CACHE_DIR": cache_dir, "C3_PLUGINS": "c3-halfway,c3-ultrasound"}
+    result = run_c3("evaluate", "--k", "2", "--limit", "4", "--out", str(out), "--quiet", env=env)
+    assert result.returncode == 3, result.stderr[-2000:]
+    assert "halfway cannot be evaluated" in result.stderr and "libnative.so" in result.stderr
+    assert json.loads((out / "summary.json").read_text())["us"]["n_cases"] == 4
+    manifest = json.loads((out / "run-failed.json").read_text())
+    assert "libnative.so" in manifest["unavailable_modalities"]["halfway"]
+    assert "halfway" in (out / "report.html").read_text()
