@@ -66,9 +66,15 @@ def _install(session: nox.Session, *dirs: str, extras: str = "") -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over every package."""
-    session.install("ruff>=0.6")
+    """ruff over every package, then the import-linter contracts in `.importlinter`.
+
+    import-linter reads the source only (no torch): the packages' `src` folders go on PYTHONPATH
+    instead of being installed.
+    """
+    session.install("ruff>=0.6", "import-linter>=2.1")
     session.run("ruff", "check", *[d for d in PACKAGES.values() if (ROOT / d).exists()], "tests", "noxfile.py")
+    sources = [str(ROOT / d / "src") for d in PACKAGES.values() if (ROOT / d / "src").exists()]
+    session.run("lint-imports", "--no-cache", env={"PYTHONPATH": os.pathsep.join(sources)})
 
 
 @nox.session(name="tests")

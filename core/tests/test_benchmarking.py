@@ -51,18 +51,52 @@ def test_warm_peer_reports_a_failure_instead_of_raising(capsys) -> None:  # noqa
     assert warm_peer(Peer("lib", "add", "u8", lambda x: x + 1), image) is None
 
 
-def test_compare_prints_every_peer_and_judges_against_the_fastest(capsys) -> None:  # noqa: ANN001
+def test_compare_prints_every_peer_and_judges_floor_and_same_physics_peers(capsys) -> None:  # noqa: ANN001
     import time
 
-    from c3_core.benchmarking import Row, compare
+    from c3_core.benchmarking import Floor, Row, clone_floor, compare
 
     batch = collate([toy_plugin.make_dataset(split="test")[i] for i in range(2)])
     images = {"u8": [np.zeros((4, 4), dtype=np.uint8)] * 2}
-    slow = Peer("lib", "slow", "u8", lambda x: (time.sleep(0.05), x + 1)[1])
-    broken = Peer("lib", "broken", "u8", lambda x: 1 / 0)
-    rows = [Row("gain", toy_plugin.ToyGain(), 3.0, [slow, broken]), Row("alone", toy_plugin.ToyGain(), 3.0)]
-    verdicts = compare(rows, {2: batch}, images, 1, lambda: None, target=1.0)
+    slow = Peer("lib", "slow", "u8", lambda x: (time.sleep(0.05), x + 1)[1], same_physics=True)
+    other = Peer("lib", "other", "u8", lambda x: x + 1)
+    broken = Peer("lib", "broken", "u8", lambda x: 1 / 0, same_physics=True)
+    rows = [Row("gain", toy_plugin.ToyGain(), 3.0, [slow, other, broken], floor=clone_floor()), Row("alone", toy_plugin.ToyGain(), 3.0)]
+    verdicts = compare(rows, {2: batch}, images, 1, lambda: None)
     out = capsys.readouterr().out
-    assert "lib slow" in out and "error: ZeroDivisionError" in out and "(no peer installed)" in out
-    assert len(verdicts) == 1 and verdicts[0].startswith("PASS  gain, B=2: speedup") and "lib slow" in verdicts[0]
-    assert compare(rows[:1], {2: batch}, images, 1, lambda: None, target=1e9)[0].startswith("FAIL")
+    assert "lib slow [same physics]" in out and "lib other" in out and "error: ZeroDivisionError" in out
+    assert "(no peer installed)" in out and "element-wise: a clone" in out and "(no floor declared)" in out
+    assert len(verdicts) == 2  # the floor and the one same-physics peer that ran; "other" is listed only
+    assert verdicts[0].startswith("PASS  gain, B=2: apply") or verdicts[0].startswith("FAIL  gain, B=2: apply")
+    assert "its floor (a clone" in verdicts[0] and "target <= 3x (element-wise)" in verdicts[0]
+    assert verdicts[1].startswith("PASS  gain, B=2:") and "lib slow (same physics" in verdicts[1]
+    slow_floor = Floor("element-wise", "a sleep", lambda b: time.sleep(0.05))
+    assert compare([Row("gain", toy_plugin.ToyGain(), 3.0, floor=slow_floor)], {2: batch}, images, 1, lambda: None)[0].startswith("PASS")
+    assert compare(rows[:1], {2: batch}, images, 1, lambda: None, peer_target=1e9)[1].startswith("FAIL")
+
+
+def test_floors_time_the_work_they_name() -> None:
+    import torch
+
+    from c3_core.benchmarking import FLOOR_TARGETS, Floor, fft_floor, normal_floor, photon_floor, resample_floor
+
+    batch = collate([toy_plugin.make_dataset(split="test")[i] for i in range(2)])
+    assert FLOOR_TARGETS == {"element-wise": 3.0, "noise": 1.5, "fft": 3.0, "resample": 3.0}
+    z = normal_floor(2).work(batch)
+    assert z.shape == (2, *batch.image.shape) and normal_floor(2).target == 1.5
+    fl = photon_floor(lambda b: torch.full_like(b.image, 10.0).index_fill_(0, torch.tensor([0]), 100.0))
+    draws, exact = fl.work(fl.prepare(batch))
+    assert draws.shape == (1, *batch.image.shape) and exact.numel() == batch.image[1].numel()  # case 1 is below 20 counts
+    assert torch.allclose(fft_floor().work(batch), batch.image, atol=1e-5)
+    rs = resample_floor()
+    assert rs.work(rs.prepare(batch)).shape == batch.image.shape and rs.kind == "resample"
+    with pytest.raises(ValueError, match="floor kind"):
+        Floor("magic", "?", lambda b: None)
+
+
+def test_admissible_clamps_into_the_severity_range() -> None:
+    from c3_core.benchmarking import admissible
+
+    op = toy_plugin.ToyGain()
+    lo, hi = op.severity.low, op.severity.high
+    assert admissible(op, hi + 100) == hi and admissible(op, lo - 100) == lo and admissible(op, (lo + hi) / 2) == (lo + hi) / 2

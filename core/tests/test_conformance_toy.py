@@ -9,10 +9,10 @@ import torch
 import toy_plugin
 
 from c3_core.batch import Batch
-from c3_core.testing import plugin_checks
+from c3_core.testing import parametrize_with_checks, plugin_checks
 
 
-@pytest.mark.parametrize("check", plugin_checks(toy_plugin), ids=str)
+@parametrize_with_checks(toy_plugin, internal=True)  # core's own test plugin imports core's modules
 def test_toy_plugin_conforms(check) -> None:  # noqa: ANN001
     check()
 

@@ -299,6 +299,29 @@ def test_check_rejects_lost_anatomy_and_changes_outside_the_region(held_out) -> 
     assert all(r is not None and "outside the spot region" in r for r in reasons)
 
 
+def test_insert_and_delete_move_the_findings_label_as_declared(held_out) -> None:  # noqa: ANN001
+    from c3_core.editors.concepts import ConceptParams
+
+    image, label, organ = held_out
+    two = torch.cat([label[:3], 1 - label[:3]], 1)  # the spot is column 0; column 1 must not move
+    batch = toy_batch(image[:3], organ[:3]).replace(label=two)
+    params = [ConceptParams(2.0, 0.1, 1), ConceptParams(0.0, 0.1, 2), ConceptParams(3.0, 0.0, 3)]
+    for ed, value in ((ToyInsertSpot(), 1.0), (ToyDeleteSpot(), 0.0)):
+        out = ed.apply(batch, params)
+        assert out.label[:, 0].tolist() == [value, float(two[1, 0]), value]  # alpha 0 moves nothing
+        assert torch.equal(out.label[:, 1], two[:, 1]) and out.mask is batch.mask  # no finding channels here
+        assert ed.describe()["changes"] == ["label"]
+    with pytest.raises(ValueError, match="toy.insert_spot: moves multi-label column 0"):
+        ToyInsertSpot().apply(batch.replace(label=torch.tensor([1, 0, 1])), params)
+    with pytest.raises(TypeError, match="declare 'mask'"):
+        type("NoMask", (ToyInsertSpot,), {"finding_mask_channels": (1,)})()
+    outlined = type("Outlined", (ToyInsertSpot,), {"finding_mask_channels": (1,), "changes": frozenset({"label", "mask"})})()
+    two_channel = batch.replace(mask=torch.cat([organ[:3], organ[:3]], 1))
+    out = outlined.apply(two_channel, params)
+    assert torch.equal(out.mask[:, 0], two_channel.mask[:, 0])  # anatomy kept (check() guards its IoU)
+    assert [bool(out.mask[i, 1].isnan().all()) for i in range(3)] == [True, False, True]  # the finding's outline: unknown
+
+
 def test_editor_options_and_inputs_are_validated() -> None:
     with pytest.raises(ValueError, match="toy.insert_spot: tau"):
         ToyInsertSpot(tau=1.5)

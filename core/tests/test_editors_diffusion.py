@@ -551,6 +551,56 @@ def test_fit_command_writes_weights_the_editor_loads(tmp_path: Path) -> None:
     assert not any((tmp_path / n).exists() for n in ("x.pt", "y.safetensors", "z.safetensors", "w.safetensors"))
 
 
+def test_fit_command_checkpoints_every_epoch_and_resumes_to_the_same_weights(tmp_path: Path) -> None:
+    """Ctrl-C after epoch 1 keeps it in OUT.ckpt/; --resume ends with the uninterrupted fit's bytes."""
+    from safetensors.torch import load_file
+
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost(autoload=False, modules={"toy-diffusion": sys.modules[__name__]}).load()
+    opts = {"epochs": 3, "batch_size": 8, "limit": 16, "seed": 5, "host": host}
+    messages: list[str] = []
+    whole = tmp_path / "whole.safetensors"
+    assert fit_command("toy.diffusion", whole, echo=messages.append, **opts) == 0, messages
+    assert not (tmp_path / "whole.safetensors.ckpt").exists()  # removed once the weights are written
+
+    def interrupt_after_first_epoch(message: str) -> None:
+        messages.append(message)
+        if message.startswith("  epoch 1/"):
+            raise KeyboardInterrupt
+
+    cut = tmp_path / "cut.safetensors"
+    folder = tmp_path / "cut.safetensors.ckpt"
+    assert fit_command("toy.diffusion", cut, echo=interrupt_after_first_epoch, **opts) == 130
+    assert "1 finished epoch(s) kept" in messages[-1] and not cut.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-0001.json", "epoch-0001.safetensors"]
+    # a leftover checkpoint needs --resume; --resume needs the same options and a checkpoint
+    assert fit_command("toy.diffusion", cut, echo=messages.append, **opts) == 2 and "--resume" in messages[-1]
+    assert fit_command("toy.diffusion", cut, echo=messages.append, resume=True, **{**opts, "seed": 6}) == 2
+    assert "seed" in messages[-1]
+    assert fit_command("toy.diffusion", tmp_path / "none.safetensors", echo=messages.append, resume=True, **opts) == 2
+    assert "no checkpoint" in messages[-1]
+    assert fit_command("toy.diffusion", cut, echo=messages.append, resume=True, **opts) == 0, messages
+    assert "resuming after epoch 1" in " ".join(messages) and not folder.exists()
+    a, b = load_file(str(whole)), load_file(str(cut))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    loss = [json.loads(p.with_suffix(".json").read_text())["training"]["loss"] for p in (whole, cut)]
+    assert loss[0] == loss[1] and len(loss[0]) == 3
+
+
+def test_editor_fit_command_line_passes_resume(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    import c3_core.editors.diffusion_fit as fit_module
+    from c3_core.cli import app
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(fit_module, "fit_command", lambda *a, **kw: seen.update(kw) or 0)
+    result = CliRunner().invoke(app, ["editor", "fit", "toy.diffusion", "--out", str(tmp_path / "m.safetensors"), "--resume"])
+    assert result.exit_code == 0, result.output
+    assert seen["resume"] is True
+
+
 def test_no_constraint_step_leaves_the_cases_own_range() -> None:
     """The agreement step is normalised by the gradient's RMS, so a concentrated gradient can move a
     pixel far; the clean estimate is clamped to the case's bounds after every step (a regression:

@@ -256,12 +256,15 @@ def test_mask_guided_edits_touch_only_the_dilated_mask(method: str) -> None:
     removed, _ = _apply(removed_ed, batch, 0)
     inside = region.unsqueeze(1).expand_as(batch.image)
     assert torch.equal(removed.image[~inside], batch.image[~inside])
-    assert removed.mask is batch.mask  # the mask keeps marking where the lesion was
+    assert not bool(removed.mask[:, 0][region].any())  # the returned mask describes the edited image
+    assert torch.equal(removed.mask[:, 0][~region], batch.mask[:, 0][~region])
+    assert batch.label.tolist() == [1, 0, 1] and removed.label.tolist() == [0, 0, 0]  # the declared label
     lesion = batch.mask[0, 0] > 0.5
     assert float(removed.image[0, 0][lesion].mean()) < float(batch.image[0, 0][lesion].mean()) - 0.2
     only, _ = _apply(toy_interventions.ToyLesionOnly(method=method), batch, 0)
     assert torch.equal(only.image[inside], batch.image[inside])
     assert bool((only.image[~inside] == 0).all())
+    assert torch.equal(only.mask[:, 0], batch.mask[:, 0]) and only.label.tolist() == [-1, -1, -1]  # unknown class
     control_ed = toy_interventions.ToyHealthyControl(method=method)
     control, params = _apply(control_ed, batch, 0)
     for i in (0, 2):

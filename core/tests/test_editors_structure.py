@@ -179,8 +179,27 @@ def test_editor_identity_at_zero_severity_and_direction_of_change() -> None:
     # (single small disks can miss by a pixel or two; the fine-tuning test bounds the error itself)
     assert float(a1.mean()) > float(a0.mean()) and float(a2.mean()) < float(a0.mean())
     assert int((a1 > a0).sum()) >= 2 and int((a2 < a0).sum()) >= 2
-    assert grown.mask is batch.mask  # non-spatial: the stored (original) mask travels unchanged
+    assert torch.equal(grown.mask, ed.segmented_mask(grown))  # the mask describes the edited image
+    assert torch.equal(same.mask, batch.mask)  # ratio 1: nothing edited, nothing restated
     assert ed.preserves == frozenset() and ed.describe()["intent"] == "interventional"
+    assert ed.describe()["changes"] == ["label", "mask", "structure_area"]
+
+
+def test_editor_returns_the_segmentors_mask_of_the_edited_image_and_no_stale_label() -> None:
+    ed = toy_structure.ToyDiskArea()
+    batch = toy_structure.disk_batch()
+    extra = torch.zeros_like(batch.mask)  # a second mask channel the editor does not segment
+    batch = batch.replace(mask=torch.cat([batch.mask, extra], 1), label=torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]))
+    out = ed.apply(batch, [st.AreaParams(1.3), st.AreaParams(1.0), st.AreaParams(0.7)])
+    seg = ed.segmented_mask(out)
+    for i in (0, 2):  # edited: the frozen segmentor's mask of the edited image; the rest unknown
+        assert torch.equal(out.mask[i, :1], seg[i]) and bool(out.mask[i, 1].isnan().all())
+        assert bool(out.label[i].isnan().all())
+    assert torch.equal(out.mask[1], batch.mask[1]) and torch.equal(out.label[1], batch.label[1])
+    assert not torch.equal(out.mask[0, 0], batch.mask[0, 0])  # the area moved, and the mask with it
+    with pytest.raises(ValueError, match="toy.disk_area: the mask has 1 channel"):
+        type("Two", (toy_structure.ToyDiskArea,), {"mask_channels": (1,)})().apply(
+            toy_structure.disk_batch(1), [st.AreaParams(1.2)])  # fmt: skip
 
 
 def test_editor_target_check_and_options() -> None:

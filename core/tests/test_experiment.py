@@ -18,7 +18,6 @@ from c3_core.experiments.casemetrics import bootstrap_intervals, case_table, pre
 from c3_core.experiments.paper import experiment_command, rewrite_results
 from c3_core.experiments.rows import ROWS, rows_by_key
 from c3_core.experiments.shifts import (
-    BUILTIN_SHIFTS,
     HeldOutShift,
     ShiftStep,
     shift_spec,
@@ -214,19 +213,63 @@ def test_spec_to_toml_round_trips() -> None:
     assert back.to_dict() == spec.to_dict()
 
 
-def test_builtin_shifts_name_installed_operators_and_are_held_out_of_training() -> None:
+def test_declared_shifts_name_installed_operators_and_leave_training_members() -> None:
+    """Every installed plugin's declared shifts: registered operators of its modality, in range,
+    each leaving a training neighbourhood; its budget fields build a Budget for every size."""
     from c3_core.evaluation.runner import resolve_resource
+    from c3_core.experiments.context import declared_experiment
+    from c3_core.experiments.sizes import SIZES
     from c3_core.plugins.host import PluginHost
 
     host = PluginHost().load()
-    ops = {c.id for c in host.registry("operators")}
-    for modality, shift in BUILTIN_SHIFTS.items():
+    for modality in host.modalities():
+        declared = declared_experiment(host, modality)
+        if declared is None:
+            continue
+        assert len(declared.shifts) >= 2 and declared.modality == modality
+        spec = NeighbourhoodSpec.from_toml(resolve_resource(host.demo_dataset(modality).meta["default_neighbourhood"]))
+        for shift in declared.shifts:
+            for step in shift.steps:
+                op = host.make_operator(step.op, step.options)
+                assert op.modality == modality
+                op.severity.check(step.severity, f"{modality}: {shift.name}")
+            kept = training_spec(spec, shift)
+            assert not set(kept.operator_ids) & set(shift.family) and kept.members
+        for size in SIZES.values():
+            size.budget(declared.budget_fields(size.name))
+
+
+def test_declared_budgets_and_splits_reproduce_the_former_core_tables() -> None:
+    """The numbers core used to key by modality name now come from the plugins, unchanged."""
+    from dataclasses import asdict
+
+    from c3_core.experiments.context import declared_experiment
+    from c3_core.experiments.sizes import SIZES
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost().load()
+    former = {  # (size, modality) -> the budget core's tables held before the plugins declared them
+        ("quick", "mri"): Budget(epochs=1, train_cases=2, test_cases=2, batch_size=2, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
+        ("default", "fundus"): Budget(epochs=2, train_cases=96, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
+        ("default", "mri"): Budget(epochs=4, train_cases=24, test_cases=8, batch_size=2, lr=1e-3, k_eval=3, tta_views=2),
+        ("full", "mri"): Budget(epochs=150, batch_size=4, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
+    }
+    for (size, modality), budget in former.items():
         if modality not in host.modalities():
             continue
-        assert {s.op for s in shift.steps} <= set(shift.family) <= ops
-        spec = NeighbourhoodSpec.from_toml(resolve_resource(f"c3_{modality}:neighbourhoods/default.toml"))
-        kept = training_spec(spec, shift)
-        assert not set(kept.operator_ids) & set(shift.family) and kept.members
+        declared = declared_experiment(host, modality)
+        assert declared is not None
+        assert asdict(SIZES[size].budget(declared.budget_fields(size))) == asdict(budget)
+    if "mri" in host.modalities():
+        assert declared_experiment(host, "mri").in_domain_split == "val"  # type: ignore[union-attr]
+    for modality in {"cxr", "fundus", "us"} & set(host.modalities()):
+        assert declared_experiment(host, modality).in_domain_split == "test"  # type: ignore[union-attr]
+
+
+def test_a_declared_budget_with_an_unknown_field_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown budget field"):
+        choose_size(quick=True, full=False).budget({"epoch": 3})
+    assert choose_size(quick=True, full=False).budget({"epochs": 3}).epochs == 3
 
 
 def test_shifted_cases_depend_only_on_the_exam(site: Path) -> None:

@@ -133,6 +133,44 @@ def test_find_probe_editors_needs_all_three_roles() -> None:
         find_probe_editors(bare, "toy")
 
 
+def test_probe_takes_the_region_from_the_original_and_the_removed_truth_from_the_removal() -> None:
+    batch = _batch([1, 2, 3])
+    rows = probe_batch(toy_interventions.reader(), batch, EDITORS, seed=0)
+    assert [r["target_removed"] for r in rows[0]] == [1.0, 0.0]  # toy: the removal declares "absent"
+    assert all(r["target_removed"] is None for r in rows[1])  # no lesion: nothing removed
+    seg = probe_batch(toy_interventions.segmenter(), batch, EDITORS, seed=0)
+    assert seg[0][0]["target"] == 1.0 and seg[0][0]["target_removed"] == 0.0  # the removed mask is empty
+    assert seg[0][0]["edited_voxels"] == 60  # the region is the original's lesion (the removed mask has none)
+
+
+class Relabels(toy_interventions.ToyHealthyControl):
+    """A control that (wrongly, for the probe) declares it changes the label."""
+
+    preserves = frozenset({"mask"})
+    changes = frozenset({"label"})
+
+
+def test_find_probe_editors_refuses_a_control_that_changes_the_label() -> None:
+    import types
+
+    import toy_plugin
+
+    from c3_core.plugins.markers import hookimpl
+
+    module = types.ModuleType("relabelling_control")
+
+    @hookimpl
+    def c3_register_editors(registry):  # noqa: ANN001, ANN202
+        registry.add("toy.lesion_removed", "toy_interventions:ToyLesionRemoved", "removed")
+        registry.add("toy.lesion_only", "toy_interventions:ToyLesionOnly", "only")
+        registry.add("toy.healthy_control", "test_probe:Relabels", "control")
+
+    module.c3_register_editors = c3_register_editors  # type: ignore[attr-defined]
+    host = PluginHost(autoload=False, modules={"toy": toy_plugin, "relabel": module}).load()
+    with pytest.raises(ProbeUnavailable, match="changes the label"):
+        find_probe_editors(host, "toy")
+
+
 # -- the gate's effect ------------------------------------------------------------------------------
 def test_gate_effect_counts_caught_planted_edits_and_wrongly_rejected_admissible_ones() -> None:
     planted = GateDecision(torch.tensor([[False], [True], [False]]), (("shift",), (None,), ("shift",)), torch.zeros(3, 1))

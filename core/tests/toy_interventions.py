@@ -26,6 +26,12 @@ class ToyLesionRemoved(LesionRemoved):
     domain = IntensityDomain.DISPLAY
     severity = MARGIN
 
+    def expected_label(self, label: Tensor, edited: Tensor) -> Tensor:
+        """Class indices: a case whose lesion was removed is "absent" (0); other labels unknown."""
+        if label.is_floating_point():
+            return super().expected_label(label, edited)
+        return torch.where(edited.to(label.device), torch.zeros_like(label), label)
+
 
 class ToyLesionOnly(LesionOnly):
     id = "toy.lesion_only"

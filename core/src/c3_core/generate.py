@@ -111,10 +111,10 @@ def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans
 
     rows = []
     folder = Path(modality) / name
-    images = [("original", batch.image[0], None, None)] + [
-        (f"cf-{j:02d}", cf.image[j], plans[j], rejections[j]) for j in range(len(plans))
+    images = [("original", batch.image[0], None, None, None)] + [
+        (f"cf-{j:02d}", cf.image[j], plans[j], rejections[j], j) for j in range(len(plans))
     ]
-    for stem, image, plan, rejected in images:
+    for stem, image, plan, rejected, row in images:
         enc = encode_image(image, batch.domain, batch.spacing[0])
         rel = folder / f"{stem}{enc.suffix}"
         write_atomic(root, rel, enc.data)
@@ -126,6 +126,7 @@ def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans
             "operator_check": rejected,
         }
         if plan is not None:
+            record["truth"] = _counterfactual_truth(root, folder / f"{stem}.mask.npy", plan, cf, row)
             write_json(root, folder / f"{stem}.json", record)
         rows.append({
             "case": name, "image": str(rel), "k": "" if plan is None else plan.index,
@@ -134,6 +135,23 @@ def _write_case(root: Path, modality: str, name: str, batch: Any, cf: Any, plans
             "operator_check": rejected or "", "sha256": digest, "format": enc.encoding["format"],
         })
     return rows
+
+
+def _counterfactual_truth(root: Path, mask_rel: Path, plan: Any, cf: Any, row: int) -> dict[str, Any]:
+    """What the counterfactual's edit changed (``Operator.changes``): its expected label and, for
+    a changed mask, the edited mask written to ``mask_rel`` (float32 ``.npy``, NaN = unknown
+    channel), so no reader pairs the image with the original's label or mask."""
+    from c3_core.editors.changes import truth_record
+    from c3_core.evaluation.output import write_atomic
+    from c3_core.imagefiles import npy_bytes
+
+    label = None if cf.label is None else cf.label[row]
+    mask = None if cf.mask is None else cf.mask[row]
+    truth = truth_record(plan, label, mask)
+    if "mask" in truth:
+        write_atomic(root, mask_rel, npy_bytes(mask.detach().cpu().float().numpy()))
+        truth["mask_file"] = mask_rel.name
+    return truth
 
 
 def _write_case_folder(root: Path, modality: str, name: str, batch: Any, cf: Any, plans: Sequence[Any],

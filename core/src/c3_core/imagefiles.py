@@ -3,9 +3,10 @@
 * 2-D images with 1 or 3 channels become **16-bit PNG** (greyscale or RGB), written by
   :func:`png16_bytes` straight from the PNG specification (no imaging library, fixed zlib level,
   no timestamps, so the same pixels always give the same bytes). Values are quantised linearly:
-  ``value = offset + scale * stored``. Domains with a fixed [0, 1] range (sRGB, linear RGB,
-  display, B-mode) use ``offset 0, scale 1/65535``; physical domains (counts, log attenuation,
-  HU, magnitude, envelope) use the image's own min..max, so the error is at most ``scale / 2``.
+  ``value = offset + scale * stored``. Domains whose declared range is exactly [0, 1]
+  (:attr:`Domain.unit_range <c3_core.domains.Domain.unit_range>`: sRGB, linear RGB, display, a
+  plugin's B-mode) use ``offset 0, scale 1/65535``; every other domain (counts, log attenuation,
+  HU, magnitude, an echo envelope) uses the image's own min..max, so the error is at most ``scale / 2``.
   ``offset`` and ``scale`` go into the file's provenance JSON.
 * 3-D images become **NIfTI-1** (``.nii.gz``, float32, voxel size in the header, gzip without a
   timestamp) when nibabel is installed, else ``.npy`` (float32) — both exact.
@@ -25,11 +26,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
-from c3_core.domains import IntensityDomain
+from c3_core.domains import Domain
 
-UNIT_RANGE_DOMAINS = frozenset(
-    {IntensityDomain.SRGB, IntensityDomain.LINEAR_RGB, IntensityDomain.DISPLAY, IntensityDomain.B_MODE}
-)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 U16_MAX = 65535
 
@@ -66,10 +64,10 @@ def png16_bytes(pixels: np.ndarray) -> bytes:
     return PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(raw, 6)) + _chunk(b"IEND", b"")
 
 
-def quantise_u16(image: np.ndarray, domain: IntensityDomain) -> tuple[np.ndarray, float, float]:
+def quantise_u16(image: np.ndarray, domain: Domain) -> tuple[np.ndarray, float, float]:
     """``(stored uint16, offset, scale)`` with ``value ≈ offset + scale * stored`` (see module doc)."""
     x = image.astype(np.float64)
-    if domain in UNIT_RANGE_DOMAINS:
+    if domain.unit_range:
         lo, hi = 0.0, 1.0
     else:
         lo, hi = float(x.min()), float(x.max())
@@ -100,7 +98,7 @@ def npy_bytes(array: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def encode_image(image: Tensor, domain: IntensityDomain, spacing: Sequence[float]) -> EncodedImage:
+def encode_image(image: Tensor, domain: Domain, spacing: Sequence[float]) -> EncodedImage:
     """Encode one case ``image (C, *spatial)`` as described in the module docstring."""
     arr = image.detach().cpu().float().numpy()
     if not np.isfinite(arr).all():

@@ -38,6 +38,7 @@ from typing import Any
 import torch
 
 from c3_core.batch import Batch
+from c3_core.editors.changes import plan_changes, unknown_like
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
 from c3_core.seeding import derive_seed, generator_from_seed, uniform
@@ -226,6 +227,11 @@ class Plan:
     seed: int
     steps: tuple[PlannedStep, ...]
 
+    @property
+    def changes(self) -> frozenset[str]:
+        """What any of the plan's steps declares it changes (``"mask"``, ``"label"``, ...)."""
+        return plan_changes(self)
+
     def provenance(self) -> Provenance:
         """The plan's provenance (built once per plan, then reused)."""
         cached = self.__dict__.get("_provenance")
@@ -365,11 +371,19 @@ class Neighbourhood:
 
 
 def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str | None]]:
-    """Apply ``plans[r]`` to row r of ``original``; rows sharing an operator run as one batch."""
+    """Apply ``plans[r]`` to row r of ``original``; rows sharing an operator run as one batch.
+
+    A row's mask is what its last step returned when that step moves pixels (``spatial``) or
+    declares ``"mask"`` in ``changes``; its label is what a step declaring ``"label"`` returned.
+    A declared mask or label the step returned as None becomes unknown (NaN, or -1 for class
+    indices), so no row carries the original's value for something its edit changed. Each step
+    sees the mask and label the previous steps left.
+    """
     if len(plans) != original.size:
         raise ValueError(f"{len(plans)} plans for {original.size} rows")
     image = original.image.clone()
     mask = None if original.mask is None else original.mask.clone()
+    label = None if original.label is None else original.label.clone()
     extras = {k: v.clone() for k, v in original.extras.items()}
     reasons: list[str | None] = [None] * len(plans)
     depth = max((len(p.steps) for p in plans), default=0)
@@ -390,14 +404,17 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
                     reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
             idx = torch.as_tensor(rows, device=image.device)
             image[idx] = out.image.to(image.dtype)
+            if mask is not None and (op.spatial or "mask" in op.changes):
+                mask[idx] = unknown_like(mask[idx]) if out.mask is None else out.mask.to(mask.dtype)
             if op.spatial:
-                if mask is not None and out.mask is not None:
-                    mask[idx] = out.mask
                 for key in extras:
                     extras[key][idx] = out.extras[key]
-        current = original.replace(image=image, mask=mask, extras=extras)
+            if label is not None and "label" in op.changes:
+                label[idx.to(label.device)] = unknown_like(label[idx.to(label.device)]) if out.label is None else out.label.to(label)
+        current = original.replace(image=image, mask=mask, label=label, extras=extras)
         image = image.clone() if s + 1 < depth else image
         mask = mask.clone() if (mask is not None and s + 1 < depth) else mask
+        label = label.clone() if (label is not None and s + 1 < depth) else label
         extras = {k: v.clone() for k, v in extras.items()} if s + 1 < depth else extras
     return current, reasons
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
@@ -23,6 +24,30 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.domains import IntensityDomain
 
 P = TypeVar("P")
+
+CHANGES: Mapping[str, str] = MappingProxyType({
+    "mask": "the returned mask describes the edited image (channels the edit cannot state are NaN: unknown)",
+    "label": "the returned label is the edited image's expected label (entries the edit cannot state are "
+             "NaN, or -1 for class indices: unknown)",
+    "structure_area": "a structure's area is set to a declared target (requires 'mask')",
+})  # the vocabulary of Operator.changes and what each word promises
+
+
+def check_changes(cls: type) -> None:
+    """Raise TypeError when ``cls.changes`` is not a frozenset of :data:`CHANGES` words, overlaps
+    ``cls.preserves``, or declares ``structure_area`` without ``mask``."""
+    name = getattr(cls, "id", cls.__name__)
+    changes = getattr(cls, "changes", frozenset())
+    if not isinstance(changes, frozenset) or not all(isinstance(c, str) for c in changes):
+        raise TypeError(f"{name}: changes must be a frozenset of str, got {changes!r}")
+    unknown = sorted(changes - set(CHANGES))
+    if unknown:
+        raise TypeError(f"{name}: unknown changes {unknown} (known: {sorted(CHANGES)})")
+    both = sorted(changes & frozenset(getattr(cls, "preserves", frozenset())))
+    if both:
+        raise TypeError(f"{name}: {both} cannot be both preserved and changed")
+    if "structure_area" in changes and "mask" not in changes:
+        raise TypeError(f"{name}: a structure_area change changes the mask too; declare 'mask'")
 
 
 class SeverityError(ValueError):
@@ -127,6 +152,10 @@ class Operator(ABC, Generic[P]):
     * ``modality``; ``domain`` — the intensity domain it expects and returns;
     * ``spatial`` — True when it moves pixels (then masks and spatial extras move with it);
     * ``preserves`` — what stays valid: ``{"label", "mask"}`` for admissible operators;
+    * ``changes`` — what ``apply`` rewrites, drawn from :data:`CHANGES` (default none): a declared
+      ``"mask"`` / ``"label"`` comes back describing the edited image (unknown parts NaN, or -1
+      for class indices); everything undeclared comes back untouched (a spatial operator's mask
+      moves with the image). Disjoint from ``preserves``; checked when the class is defined;
     * ``severity`` — a :class:`Severity`; ``params_type`` — the frozen params dataclass;
     * ``summary`` — one line for the catalogue; ``spatial_dims`` — supported 2 and/or 3.
     """
@@ -137,12 +166,17 @@ class Operator(ABC, Generic[P]):
     domain: ClassVar[IntensityDomain]
     spatial: ClassVar[bool] = False
     preserves: ClassVar[frozenset[str]] = frozenset({"label", "mask"})
+    changes: ClassVar[frozenset[str]] = frozenset()
     severity: ClassVar[Severity]
     params_type: ClassVar[type]
     summary: ClassVar[str] = ""
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
     channels: ClassVar[tuple[int, ...] | None] = None  # allowed channel counts, None = any
     kind: ClassVar[Literal["operator", "editor"]] = "operator"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        check_changes(cls)
 
     # -- public API -----------------------------------------------------------------------
     def sample_params(self, info: CaseInfo, generator: torch.Generator, severity: float) -> P:
@@ -161,8 +195,14 @@ class Operator(ABC, Generic[P]):
             if not isinstance(p, self.params_type):
                 raise TypeError(f"{self.id}: expected {self.params_type.__name__}, got {type(p).__name__}")
         out = self._apply(batch, params)
-        if not self.spatial and out.mask is not batch.mask:
-            raise RuntimeError(f"{self.id} is an intensity operator but replaced the mask")
+        if not self.spatial and "mask" not in self.changes and out.mask is not batch.mask:
+            raise RuntimeError(f"{self.id} is an intensity operator but replaced the mask (declare 'mask' in changes)")
+        if "label" not in self.changes and out.label is not batch.label and not _same_label(out.label, batch.label):
+            raise RuntimeError(f"{self.id} changed the label but does not declare 'label' in changes")
+        if "label" in self.changes and batch.label is not None and out.label is not None and (
+            out.label.shape != batch.label.shape or out.label.dtype != batch.label.dtype
+        ):
+            raise RuntimeError(f"{self.id}: the returned label must keep the shape and dtype of the input's")
         return out
 
     def __call__(
@@ -206,6 +246,7 @@ class Operator(ABC, Generic[P]):
             "domain": cls.domain.value,
             "spatial": cls.spatial,
             "preserves": sorted(cls.preserves),
+            "changes": sorted(cls.changes),
             "spatial_dims": list(cls.spatial_dims),
             "severity": cls.severity.describe(),
             "summary": cls.summary,
@@ -218,6 +259,17 @@ class Operator(ABC, Generic[P]):
 
     @abstractmethod
     def _apply(self, batch: Batch, params: Sequence[P]) -> Batch: ...
+
+
+def _same_label(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:
+    """True when both are None or hold the same values (NaN equal to NaN) in the same dtype."""
+    if a is None or b is None:
+        return a is b
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    if a.is_floating_point():
+        return torch.equal(a.isnan(), b.isnan()) and torch.equal(a.nan_to_num(), b.nan_to_num())
+    return torch.equal(a, b)
 
 
 class Editor(Operator[P]):

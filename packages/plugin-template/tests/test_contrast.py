@@ -1,6 +1,6 @@
 import torch
 
-from c3_plugin_template.operators import contrast_kernel
+from c3_plugin_template.functional.contrast import contrast_kernel
 
 
 def test_contrast_preserves_mean_and_scales_deviation() -> None:

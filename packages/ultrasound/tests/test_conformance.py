@@ -1,9 +1,7 @@
-import pytest
-
 import c3_ultrasound.plugin
-from c3_core.testing import plugin_checks
+from c3_core.testing import parametrize_with_checks
 
 
-@pytest.mark.parametrize("check", plugin_checks(c3_ultrasound.plugin), ids=str)
+@parametrize_with_checks(c3_ultrasound.plugin)
 def test_conformance(check) -> None:  # noqa: ANN001
     check()

@@ -9,8 +9,7 @@ import pytest
 import torch
 from scipy import stats
 
-from c3_core.batch import Batch
-from c3_core.seeding import generator_from_seed
+from c3_core.api import Batch, generator_from_seed
 from c3_ultrasound.functional.speckle import (
     RAYLEIGH_CONTRAST,
     k_alpha_for_contrast,
@@ -20,6 +19,7 @@ from c3_ultrasound.functional.speckle import (
     rician_coherent_for_contrast,
     rician_contrast,
 )
+from c3_ultrasound.intensity_domains import ENVELOPE
 from c3_ultrasound.operators.attenuation import AttenuationTGC, AttenuationTGCParams
 from c3_ultrasound.operators.gain import Gain, GainParams
 from c3_ultrasound.operators.speckle import Speckle, SpeckleParams
@@ -27,7 +27,7 @@ from c3_ultrasound.operators.speckle import Speckle, SpeckleParams
 
 def _batch(img: torch.Tensor, spacing: tuple[float, float] = (0.5, 0.5)) -> Batch:
     n = img.shape[0]
-    return Batch(img, tuple(f"e{i}" for i in range(n)), "us", "envelope", (spacing,) * n)
+    return Batch(img, tuple(f"e{i}" for i in range(n)), "us", ENVELOPE, (spacing,) * n)
 
 
 def _contrast(a: torch.Tensor) -> float:

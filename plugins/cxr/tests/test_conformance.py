@@ -1,8 +1,6 @@
-import pytest
-
 import c3_cxr.plugin
 from c3_core.batch import Batch, collate
-from c3_core.testing import plugin_checks
+from c3_core.testing import parametrize_with_checks
 from c3_cxr.data.ct_examples import ct_batch
 from c3_cxr.data.demo import make_demo_dataset
 
@@ -25,6 +23,6 @@ def batch_factory(modality: str, domain: str, spatial_dims: int) -> Batch:
     return _CACHE[key]
 
 
-@pytest.mark.parametrize("check", plugin_checks(c3_cxr.plugin, batch_factory=batch_factory), ids=str)
+@parametrize_with_checks(c3_cxr.plugin, batch_factory=batch_factory, internal=True)  # released with c3-core
 def test_conformance(check) -> None:  # noqa: ANN001
     check()

@@ -6,17 +6,13 @@ The concept model and the demo CNN are trained on first use and cached (see c3_c
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 
 from c3_core.batch import Batch, collate
 from c3_core.model import WeightsError
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
-from c3_core.plugins.host import PluginHost
-from c3_core.plugins.markers import hookimpl
-from c3_core.testing import plugin_checks
+from c3_core.testing import editor_checks, parametrize_with_checks
 from c3_cxr.data.demo import ChestDemo
 from c3_cxr.editors import concepts
 from c3_cxr.editors.concepts import (
@@ -34,32 +30,17 @@ ALPHA = 2.0  # latent standard deviations
 TAU = 0.8
 
 
-def _plugin() -> types.ModuleType:
-    """The registration lines handed to c3_cxr.plugin, as a module the conformance kit can load."""
-    module = types.ModuleType("cxr_concepts_plugin")
-
-    @hookimpl
-    def c3_register_editors(registry) -> None:  # noqa: ANN001
-        for cls in EDITORS:
-            registry.add(cls.id, f"c3_cxr.editors.concepts:{cls.__name__}", cls.summary)
-
-    module.c3_register_editors = c3_register_editors  # type: ignore[attr-defined]
-    return module
+def _two_cases() -> Batch:
+    ds = ChestDemo("test", n=2)
+    return collate([ds[0], ds[1]])
 
 
-_BATCHES: dict[str, Batch] = {}
+def _make(op_id: str, options: dict) -> object:
+    """Operator factory for a neighbourhood of the concept editors only."""
+    return next(cls for cls in EDITORS if cls.id == op_id)(**options)
 
 
-def _two_cases(modality: str, domain: str, spatial_dims: int) -> Batch:
-    if modality != "cxr" or spatial_dims != 2:
-        raise AssertionError(f"no {modality} {spatial_dims}-D test batch")
-    if "two" not in _BATCHES:
-        ds = ChestDemo("test", n=2)
-        _BATCHES["two"] = collate([ds[0], ds[1]])
-    return _BATCHES["two"]
-
-
-@pytest.mark.parametrize("check", plugin_checks(_plugin(), batch_factory=_two_cases, name="cxr-concepts"), ids=str)
+@parametrize_with_checks(editor_checks(EDITORS, batch=_two_cases))  # the concept model is trained on first use and cached
 def test_concept_editors_conform(check) -> None:  # noqa: ANN001
     check()
 
@@ -131,15 +112,14 @@ def test_nothing_changes_outside_the_region_and_the_change_is_local(cohort) -> N
 
 
 def test_same_seed_same_bytes_and_provenance(cohort) -> None:  # noqa: ANN001
-    host = PluginHost(autoload=False, modules={"cxr-concepts": _plugin()}).load()
     spec = NeighbourhoodSpec.from_dict({
         "k": 2, "seed": 5,
         "members": [{"op": "cxr.insert_effusion", "severity": [1.0, 3.0]}, {"op": "cxr.delete_edema", "levels": [2.0]}],
     })  # fmt: skip
     batch = cohort.select([0, 1, 2])
-    a, plans, _ = Neighbourhood(spec, host.make_operator).draw(batch)
-    b, _, _ = Neighbourhood(spec, host.make_operator).draw(batch)
-    c, _, _ = Neighbourhood(spec.with_overrides(seed=6), host.make_operator).draw(batch)
+    a, plans, _ = Neighbourhood(spec, _make).draw(batch)
+    b, _, _ = Neighbourhood(spec, _make).draw(batch)
+    c, _, _ = Neighbourhood(spec.with_overrides(seed=6), _make).draw(batch)
     assert torch.equal(a.image, b.image) and not torch.equal(a.image, c.image)
     step = plans[0][0].provenance().to_dict()["steps"][0]
     assert step["op_id"] in {"cxr.insert_effusion", "cxr.delete_edema"} and set(step["params"]) == {"alpha", "jitter", "noise_seed"}

@@ -4,7 +4,6 @@ monotone growth, determinism, and the conformance kit (a tiny denoiser trained h
 from __future__ import annotations
 
 import functools
-import sys
 
 import pytest
 import torch
@@ -15,9 +14,8 @@ from c3_core.batch import Batch, collate  # noqa: E402
 from c3_core.editors.diffusion import DiffusionEditor, encode_labels  # noqa: E402
 from c3_core.editors.diffusion_fit import FitSettings, cohort_tensors, fit_diffusion  # noqa: E402
 from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, model_from_state  # noqa: E402
-from c3_core.plugins.markers import hookimpl  # noqa: E402
 from c3_core.seeding import generator_from_seed  # noqa: E402
-from c3_core.testing import plugin_checks  # noqa: E402
+from c3_core.testing import editor_checks, parametrize_with_checks, with_model  # noqa: E402
 from c3_cxr.data.demo import ChestDemo  # noqa: E402
 from c3_cxr.data.phantom import FINDINGS  # noqa: E402
 from c3_cxr.editors import diffusion as cxr  # noqa: E402
@@ -67,26 +65,16 @@ def tiny_state() -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.network.state_dict().items()}
 
 
-def _tiny(cls: type[DiffusionEditor]) -> type[DiffusionEditor]:
-    """``cls`` with the tiny denoiser as its default and no scorer by default (for the kit)."""
-
-    def load_default_model(c: type) -> DiffusionModel:
-        return model_from_state(tiny_state(), TINY)
-
-    return type(cls.__name__, (cls,), {"load_default_model": classmethod(load_default_model), "default_scorer": lambda self: None})
+def tiny_model() -> DiffusionModel:
+    """The tiny denoiser: what the editors below load instead of the demo one."""
+    return model_from_state(tiny_state(), TINY)
 
 
-Plain = _tiny(cxr.CxrDiffusion)
-Ribs = _tiny(cxr.CxrDiffusionRibContrast)
-Haze = _tiny(cxr.CxrDiffusionHaze)
-Projection = _tiny(cxr.CxrDiffusionProjection)
+Plain = with_model(cxr.CxrDiffusion, tiny_model)
+Ribs = with_model(cxr.CxrDiffusionRibContrast, tiny_model)
+Haze = with_model(cxr.CxrDiffusionHaze, tiny_model)
+Projection = with_model(cxr.CxrDiffusionProjection, tiny_model)
 EDITORS = {"Plain": Plain, "Ribs": Ribs, "Haze": Haze, "Projection": Projection}
-
-
-@hookimpl
-def c3_register_editors(registry):  # noqa: ANN001, ANN201
-    for name, cls in EDITORS.items():
-        registry.add(cls.id, f"{__name__}:{name}", cls.summary)
 
 
 def edit(editor: DiffusionEditor, batch: Batch, strength: float, seed: int = 3) -> Batch:
@@ -203,13 +191,6 @@ def test_declarations() -> None:
     assert d["severity"]["unit"] == "fraction of the diffusion trajectory" and d["lesion_channels"] == [2]
 
 
-def test_conformance_kit() -> None:
-    def factory(modality: str, domain: str, dims: int) -> Batch:
-        if modality != "cxr" or dims != 2:
-            raise AssertionError("cxr 2-D only")
-        return lesion_batch()
-
-    checks = plugin_checks(sys.modules[__name__], batch_factory=factory, name="cxr-diffusion-under-test")
-    assert len(checks) == 7 * len(EDITORS)
-    for check in checks:
-        check()
+@parametrize_with_checks(editor_checks(EDITORS.values(), batch=lesion_batch, options={"scorer": "none"}))
+def test_conformance(check) -> None:  # noqa: ANN001
+    check()

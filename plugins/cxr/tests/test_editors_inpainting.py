@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 
 from c3_core.batch import Batch, collate
-from c3_core.plugins.markers import hookimpl
 from c3_core.seeding import generator_from_seed
-from c3_core.testing import plugin_checks
+from c3_core.testing import editor_checks, parametrize_with_checks
 
 pytest.importorskip("cv2")
 
@@ -29,20 +26,7 @@ def lesion_batch() -> Batch:
     return _CACHE["b"]
 
 
-def _plugin() -> types.ModuleType:
-    module = types.ModuleType("cxr_interventions_under_test")
-
-    @hookimpl
-    def c3_register_editors(registry):  # noqa: ANN001
-        registry.add("cxr.lesion_removed", "c3_cxr.editors.inpainting:CxrLesionRemoved", "lesion removed")
-        registry.add("cxr.lesion_only", "c3_cxr.editors.inpainting:CxrLesionOnly", "lesion only")
-        registry.add("cxr.healthy_control", "c3_cxr.editors.inpainting:CxrHealthyControl", "healthy control")
-
-    module.c3_register_editors = c3_register_editors  # type: ignore[attr-defined]
-    return module
-
-
-@pytest.mark.parametrize("check", plugin_checks(_plugin(), batch_factory=lambda m, d, n: lesion_batch()), ids=str)
+@parametrize_with_checks(editor_checks([CxrLesionRemoved, CxrLesionOnly, CxrHealthyControl], batch=lesion_batch))
 def test_conformance(check) -> None:  # noqa: ANN001
     check()
 
@@ -63,6 +47,16 @@ def test_removal_takes_the_finding_out_and_leaves_every_other_pixel() -> None:
         finding = batch.mask[i, 2] > 0.5
         # findings add attenuation (fluid, opacity, haze): the inpainted lungs are more lucent
         assert float(out.image[i, 0][finding].mean()) < float(batch.image[i, 0][finding].mean())
+
+
+def test_removal_returns_the_mask_and_label_of_the_edited_radiograph() -> None:
+    batch = lesion_batch()
+    out, _ = _apply(CxrLesionRemoved(), batch)
+    assert not bool(out.mask[:, 2].any())  # no finding region left
+    assert torch.equal(out.mask[:, :2], batch.mask[:, :2])  # lungs and heart kept
+    assert out.label[:, [2, 4]].eq(0).all() and out.label[:, [0, 3]].isnan().all()  # absent; unknown
+    assert torch.equal(out.label[:, 1], batch.label[:, 1])  # cardiomegaly has no region: kept
+    assert CxrHealthyControl.changes == frozenset() and CxrLesionOnly.changes == {"mask", "label"}
 
 
 def test_lesion_only_and_control_stay_in_their_regions() -> None:

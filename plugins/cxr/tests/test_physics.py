@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from c3_core.batch import Batch
-from c3_core.seeding import generator_from_seed
 from c3_cxr.domains import from_counts, to_counts
 from c3_cxr.operators.beam_hardening import BeamHardening, BeamHardeningParams
 from c3_cxr.operators.dose import Dose, DoseParams
@@ -106,3 +105,19 @@ def test_sharpness_signs_and_mask_untouched() -> None:
     hf = [float(x.diff(dim=-1).pow(2).mean()) for x in out.image]
     assert torch.equal(out.image[0], mu[0]) and hf[1] < hf[0] < hf[2]
     assert float(out.image[1].mean()) == pytest.approx(float(mu.mean()), rel=1e-3)  # blur keeps the mean
+
+
+@pytest.mark.parametrize("counts", [19.5, 20.5])
+def test_dose_counts_follow_the_poisson_pmf_either_side_of_the_exact_switch_over(counts: float) -> None:
+    import numpy as np
+    from scipy import stats
+
+    i0 = 1000.0
+    mu = torch.full((1, 1, 256, 256), float(np.log(i0 / counts)))
+    out = Dose().apply(_batch(mu), [DoseParams(1.0, i0, 0.0, 11)]).image
+    n = torch.round(to_counts(out, i0)).flatten().numpy().astype(np.int64)  # the detected photons (0 read back as 0.5 -> 0)
+    k = np.arange(6, 38)
+    observed = np.array([(n < 6).sum()] + [(n == v).sum() for v in k] + [(n > 37).sum()])
+    pmf = np.concatenate([[stats.poisson.cdf(5, counts)], stats.poisson.pmf(k, counts), [stats.poisson.sf(37, counts)]])
+    assert stats.chisquare(observed, pmf * n.size).pvalue > 1e-3
+    assert abs(n.mean() - counts) < 4 * np.sqrt(counts / n.size) and abs(n.var() / counts - 1) < 0.03

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 import math
-import sys
 
 import pytest
 import torch
@@ -17,9 +16,8 @@ from c3_core.batch import Batch, Sample, collate  # noqa: E402
 from c3_core.editors.diffusion import DiffusionEditor, encode_labels  # noqa: E402
 from c3_core.editors.diffusion_fit import FitSettings, cohort_tensors, fit_diffusion  # noqa: E402
 from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, model_from_state  # noqa: E402
-from c3_core.plugins.markers import hookimpl  # noqa: E402
 from c3_core.seeding import generator_from_seed  # noqa: E402
-from c3_core.testing import plugin_checks  # noqa: E402
+from c3_core.testing import editor_checks, parametrize_with_checks, with_model  # noqa: E402
 from c3_fundus.colour import srgb_to_linear  # noqa: E402
 from c3_fundus.data.demo import FundusDemo  # noqa: E402
 from c3_fundus.data.phantom import FOV_RADIUS  # noqa: E402
@@ -62,25 +60,15 @@ def tiny_state() -> dict[str, torch.Tensor]:
     return {k: v.clone() for k, v in model.network.state_dict().items()}
 
 
-def _tiny(cls: type[DiffusionEditor]) -> type[DiffusionEditor]:
-    """``cls`` with the tiny denoiser as its default and no scorer by default (for the kit)."""
-
-    def load_default_model(c: type) -> DiffusionModel:
-        return model_from_state(tiny_state(), TINY)
-
-    return type(cls.__name__, (cls,), {"load_default_model": classmethod(load_default_model), "default_scorer": lambda self: None})
+def tiny_model() -> DiffusionModel:
+    """The tiny denoiser: what the editors below load instead of the demo one."""
+    return model_from_state(tiny_state(), TINY)
 
 
-Plain = _tiny(fd.FundusDiffusion)
-Illumination = _tiny(fd.FundusDiffusionIllumination)
-Vessels = _tiny(fd.FundusDiffusionVesselContrast)
+Plain = with_model(fd.FundusDiffusion, tiny_model)
+Illumination = with_model(fd.FundusDiffusionIllumination, tiny_model)
+Vessels = with_model(fd.FundusDiffusionVesselContrast, tiny_model)
 EDITORS = {"Plain": Plain, "Illumination": Illumination, "Vessels": Vessels}
-
-
-@hookimpl
-def c3_register_editors(registry):  # noqa: ANN001, ANN201
-    for name, cls in EDITORS.items():
-        registry.add(cls.id, f"{__name__}:{name}", cls.summary)
 
 
 def edit(editor: DiffusionEditor, batch: Batch, strength: float, seed: int = 3) -> Batch:
@@ -156,13 +144,6 @@ def test_grade_conditioning_and_declarations() -> None:
     assert d["direction"] == "vessel contrast" and d["lesion_channels"] == [0, 1, 2]
 
 
-def test_conformance_kit() -> None:
-    def factory(modality: str, domain: str, dims: int) -> Batch:
-        if modality != "fundus" or dims != 2:
-            raise AssertionError("fundus 2-D only")
-        return lesion_batch()
-
-    checks = plugin_checks(sys.modules[__name__], batch_factory=factory, name="fundus-diffusion-under-test")
-    assert len(checks) == 7 * len(EDITORS)
-    for check in checks:
-        check()
+@parametrize_with_checks(editor_checks(EDITORS.values(), batch=lesion_batch, options={"scorer": "none"}))
+def test_conformance(check) -> None:  # noqa: ANN001
+    check()

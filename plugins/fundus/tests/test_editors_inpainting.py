@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import types
-
 import pytest
 import torch
 
 from c3_core.batch import Batch, collate
 from c3_core.editors.inpainting import dilate_mm
-from c3_core.plugins.markers import hookimpl
 from c3_core.seeding import generator_from_seed
-from c3_core.testing import plugin_checks
+from c3_core.testing import editor_checks, parametrize_with_checks
 
 pytest.importorskip("cv2")
 
@@ -30,20 +27,7 @@ def lesion_batch() -> Batch:
     return _CACHE["b"]
 
 
-def _plugin() -> types.ModuleType:
-    module = types.ModuleType("fundus_interventions_under_test")
-
-    @hookimpl
-    def c3_register_editors(registry):  # noqa: ANN001
-        registry.add("fundus.lesion_removed", "c3_fundus.editors.inpainting:FundusLesionRemoved", "lesion removed")
-        registry.add("fundus.lesion_only", "c3_fundus.editors.inpainting:FundusLesionOnly", "lesion only")
-        registry.add("fundus.healthy_control", "c3_fundus.editors.inpainting:FundusHealthyControl", "healthy control")
-
-    module.c3_register_editors = c3_register_editors  # type: ignore[attr-defined]
-    return module
-
-
-@pytest.mark.parametrize("check", plugin_checks(_plugin(), batch_factory=lambda m, d, n: lesion_batch()), ids=str)
+@parametrize_with_checks(editor_checks([FundusLesionRemoved, FundusLesionOnly, FundusHealthyControl], batch=lesion_batch))
 def test_conformance(check) -> None:  # noqa: ANN001
     check()
 

@@ -77,3 +77,20 @@ def test_noise_is_reproducible_from_seed_and_differs_between_seeds(make_batch) -
 def test_bad_sensor_settings_raise(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="fundus.sensor"):
         Sensor(**kwargs)
+
+
+def test_batched_raw_exposure_is_shot_noise_and_gives_each_case_its_own_draws() -> None:
+    from c3_fundus.functional.sensor import expose_raw
+
+    levels = torch.tensor([0.01, 0.05, 0.2, 0.6])  # 8 .. 480 electrons at full well 800: both sides of the exact switch-over
+    raw = levels.view(4, 1, 1, 1).expand(4, 1, 96, 96).contiguous()
+    noise = [generator_from_seed(50 + i) for i in range(4)]
+    pattern = [generator_from_seed(70 + i) for i in range(4)]
+    out = expose_raw(raw, [800.0] * 4, [0.0] * 4, [0.0] * 4, [0.0] * 4, 0, noise, pattern)
+    assert torch.allclose(out.mean(dim=(1, 2, 3)), levels, rtol=0.02)
+    assert torch.allclose(out.var(dim=(1, 2, 3)), levels / 800.0, rtol=0.06)  # var(e) = mean e, in linear units x / full well
+    for i in range(4):
+        alone = expose_raw(raw[i : i + 1], [800.0], [0.0], [0.0], [0.0], 0, [generator_from_seed(50 + i)], [generator_from_seed(70 + i)])
+        torch.testing.assert_close(out[i : i + 1], alone)
+    fixed = expose_raw(raw[2:3], [1e9], [0.0], [0.01], [0.0], 0, [generator_from_seed(1)], [generator_from_seed(2)])
+    assert float((fixed / 0.2).std()) == pytest.approx(0.01, rel=0.1)  # PRNU: 1 % gain non-uniformity

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import types
-
-import pytest
 import torch
 
 from c3_core.batch import Batch, collate
 from c3_core.editors.inpainting import dilate_mm
-from c3_core.plugins.markers import hookimpl
 from c3_core.seeding import generator_from_seed
-from c3_core.testing import plugin_checks
+from c3_core.testing import editor_checks, parametrize_with_checks
 from c3_mri.editors.inpainting import MriHealthyControl, MriLesionOnly, MriLesionRemoved, brain_region
 
 _CACHE: dict[str, Batch] = {}
@@ -27,20 +23,7 @@ def demo_batch() -> Batch:
     return _CACHE["b"]
 
 
-def _plugin() -> types.ModuleType:
-    module = types.ModuleType("mri_interventions_under_test")
-
-    @hookimpl
-    def c3_register_editors(registry):  # noqa: ANN001
-        registry.add("mri.lesion_removed", "c3_mri.editors.inpainting:MriLesionRemoved", "lesion removed")
-        registry.add("mri.lesion_only", "c3_mri.editors.inpainting:MriLesionOnly", "lesion only")
-        registry.add("mri.healthy_control", "c3_mri.editors.inpainting:MriHealthyControl", "healthy control")
-
-    module.c3_register_editors = c3_register_editors  # type: ignore[attr-defined]
-    return module
-
-
-@pytest.mark.parametrize("check", plugin_checks(_plugin(), batch_factory=lambda m, d, n: demo_batch()), ids=str)
+@parametrize_with_checks(editor_checks([MriLesionRemoved, MriLesionOnly, MriHealthyControl], batch=demo_batch))
 def test_conformance(check) -> None:  # noqa: ANN001
     check()
 

@@ -111,14 +111,15 @@ def test_motion_between_segments_spreads_energy_along_phase_encode_only() -> Non
 
 def test_motion_severity_draws_within_range_and_keeps_the_reference_segment() -> None:
     img = torch.rand(3, 1, 16, 16, 8)
-    out = RigidMotion(segments=4)(_batch(img, (1.0, 1.0, 2.0)), generator_from_seed(7), 2.0)
+    amplitude = RigidMotion.severity.extreme
+    out = RigidMotion(segments=4)(_batch(img, (1.0, 1.0, 2.0)), generator_from_seed(7), amplitude)
     assert out.image.shape == img.shape and torch.isfinite(out.image).all()
     op = RigidMotion(segments=4)
     info = _batch(img, (1.0, 1.0, 2.0)).case_info(0)
-    params = op.sample_params(info, generator_from_seed(9), 2.0)
+    params = op.sample_params(info, generator_from_seed(9), amplitude)
     _, ref = segment_lines(16, 4)
     assert all(v == 0.0 for v in params.translations_mm[ref] + params.rotations_deg[ref])
-    assert all(abs(v) <= 2.0 for seg in params.translations_mm + params.rotations_deg for v in seg)
+    assert all(abs(v) <= amplitude for seg in params.translations_mm + params.rotations_deg for v in seg)
     with pytest.raises(ValueError, match="segments"):
         RigidMotion(segments=1)
 

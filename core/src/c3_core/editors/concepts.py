@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
+from c3_core.editors.changes import set_unknown
 from c3_core.editors.nets import built_quietly, conv_block, init_parameters, model_on_device
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed
@@ -559,11 +560,19 @@ class ConceptEditor(Editor[ConceptParams]):
     Options: ``tau`` — the anatomy IoU every preserved structure must keep; ``jitter`` — the
     latent noise scale drawn into each case's params; ``dilate_px`` / ``feather_px`` — the region
     margin on the working grid.
+
+    Changes: on every case with ``alpha > 0`` the label's column of the finding
+    (:attr:`ConceptSpec.label_index`) becomes 1 (insert) or 0 (delete) — multi-label targets only;
+    the mask channels that outline findings (``finding_mask_channels``; a subclass with any
+    declares ``"mask"`` in ``changes`` too) become unknown (NaN), the anatomy channels are kept
+    (:meth:`check` rejects a case whose preserved anatomy moved).
     """
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
     preserves: ClassVar[frozenset[str]] = frozenset()  # the finding changes: label, and its mask, no longer hold
+    changes: ClassVar[frozenset[str]] = frozenset({"label"})
+    finding_mask_channels: ClassVar[tuple[int, ...]] = ()
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     severity: ClassVar[Severity] = Severity("concept_shift", "latent standard deviations", 0.0, 4.0, (1.0, 2.0, 3.0, 4.0))
     params_type: ClassVar[type] = ConceptParams
@@ -582,6 +591,8 @@ class ConceptEditor(Editor[ConceptParams]):
             raise ValueError(f"{self.id}: dilate_px and feather_px must be >= 0")
         if self.sign not in (1, -1):
             raise TypeError(f"{type(self).__name__}: sign must be +1 or -1")
+        if self.finding_mask_channels and "mask" not in self.changes:
+            raise TypeError(f"{type(self).__name__}: finding_mask_channels are edited: declare 'mask' in changes")
         self.tau = float(tau)
         self.jitter = float(jitter)
         self.dilate_px = int(dilate_px)
@@ -621,8 +632,28 @@ class ConceptEditor(Editor[ConceptParams]):
         return torch.where(res.weight > 0, out, batch.image), res, model
 
     def _apply(self, batch: Batch, params: Sequence[ConceptParams]) -> Batch:
-        image, _, _ = self._edit(batch, params)
-        return batch.replace(image=image)
+        image, _, model = self._edit(batch, params)
+        edited = torch.tensor([p.alpha > 0 for p in params], dtype=torch.bool)
+        label = None if batch.label is None else self.expected_label(batch.label, edited, model.concept(self.concept)[1].label_index)
+        mask = batch.mask
+        if mask is not None and "mask" in self.changes:
+            if max(self.finding_mask_channels, default=-1) >= mask.shape[1]:
+                raise ValueError(f"{self.id}: the mask has {mask.shape[1]} channel(s), findings are in {self.finding_mask_channels}")
+            mask = set_unknown(mask, edited, self.finding_mask_channels) if self.finding_mask_channels else mask
+        return batch.replace(image=image, label=label, mask=mask)
+
+    def expected_label(self, label: Tensor, edited: Tensor, label_index: int) -> Tensor:
+        """Multi-label targets ``(B, F)`` with column ``label_index`` set to 1 (insert) or 0
+        (delete) on the rows ``edited (B,)`` bool."""
+        if not label.is_floating_point() or label.ndim != 2 or label.shape[1] <= label_index:
+            raise ValueError(
+                f"{self.id}: moves multi-label column {label_index}; got a label of dtype {label.dtype}, "
+                f"shape {tuple(label.shape)}"
+            )
+        out = label.clone()
+        rows = edited.to(label.device)
+        out[rows, label_index] = 1.0 if self.sign > 0 else 0.0
+        return out
 
     # -- validity -------------------------------------------------------------------------
     @torch.no_grad()

@@ -7,12 +7,17 @@ never starts higher) and the weak-label vector ``c`` zeroed with probability ``l
 the zero vector is the unconditional model). AdamW with a one-cycle learning-rate schedule.
 Weights, timesteps, noise, dropout and shuffling come from one ``torch.Generator`` seeded with
 ``seed``: the same seed gives the same weights on the same device.
+
+``c3 editor fit`` checkpoints every finished epoch into ``OUT.ckpt/``
+(:mod:`c3_core.editors.fit_checkpoint`); Ctrl-C keeps them, ``--resume`` continues from the last
+one to the same weights an uninterrupted fit gives, and the folder is removed once ``OUT`` is written.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -24,8 +29,9 @@ from torch.nn import functional as F
 
 from c3_core.batch import Batch, collate
 from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, alphas_cumprod, build_model
+from c3_core.editors.fit_checkpoint import FitState, capture, restore
 
-EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED = 0, 2, 3
+EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
 
 @dataclass(frozen=True)
@@ -94,11 +100,16 @@ def fit_diffusion(
     settings: FitSettings,
     device: str | torch.device = "cpu",
     progress: Callable[[int, float], None] | None = None,
+    *,
+    checkpoint: Callable[[FitState], None] | None = None,
+    resume: FitState | None = None,
 ) -> tuple[DiffusionModel, list[float]]:
     """Train a denoiser on ``u (N, C, S, S)`` (working units) and ``cond (N, n_labels)``.
 
-    Returns the model (on the CPU, eval mode) and the mean loss of each epoch. ``progress(epoch,
-    mean_loss)`` is called after every epoch.
+    Returns the model (on the CPU, eval mode) and the mean loss of each epoch. After every epoch
+    ``checkpoint(state)`` gets the state to continue from, then ``progress(epoch, mean_loss)`` is
+    called. ``resume``: a state ``checkpoint`` was given; the fit continues after its epoch and
+    ends with the same weights as one that never stopped (same device).
     """
     s = config.size
     if u.ndim != 4 or tuple(u.shape[1:]) != (config.channels, s, s):
@@ -116,7 +127,11 @@ def fit_diffusion(
     total = sum(len(e) for e in per_epoch)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=settings.lr, total_steps=max(1, total))
     history: list[float] = []
-    for epoch, chunks in enumerate(per_epoch):
+    if resume is not None:
+        restore(resume, net, opt, sched, g)
+        history = list(resume.history)
+    for epoch in range(len(history), settings.epochs):
+        chunks = per_epoch[epoch]
         losses = []
         for idx in chunks:
             b = idx.numel()
@@ -133,6 +148,8 @@ def fit_diffusion(
             sched.step()
             losses.append(float(loss.detach()))
         history.append(sum(losses) / len(losses))
+        if checkpoint is not None:
+            checkpoint(capture(epoch + 1, history, net, opt, sched, g))
         if progress is not None:
             progress(epoch, history[-1])
     net.eval()
@@ -176,14 +193,18 @@ def fit_command(
     host: Any = None,
     echo: Callable[[str], None] = print,
     data_options: dict[str, Any] | None = None,
+    resume: bool = False,
 ) -> int:
     """``c3 editor fit``: train the denoiser of diffusion editor ``editor`` on a cohort's train split.
 
     ``data``: a registered dataset id or a path its modality's loader reads (default: the modality's
     demo cohort). ``out``: the ``.safetensors`` file to write (its ``.json`` config goes beside it);
     an existing file is never overwritten. Unset training options take the editor's defaults.
-    Returns 0, 2 (bad input; nothing written) or 3 (training failed).
+    Every finished epoch is checkpointed in ``OUT.ckpt/``; after Ctrl-C, ``resume=True`` (with
+    the same options) continues from the last one. Returns 0, 2 (bad input; nothing written),
+    3 (training failed) or 130 (interrupted; the finished epochs are kept).
     """
+    from c3_core.editors import fit_checkpoint as ckpt
     from c3_core.editors.diffusion import DiffusionEditor
     from c3_core.editors.diffusion_model import config_path_for, save_model
     from c3_core.evaluation.runner import EvaluationInputError, build_dataset, resolve_dataset
@@ -195,6 +216,14 @@ def fit_command(
         return EXIT_USAGE
     if target.exists() or config_path_for(target).exists():
         echo(f"error: {target} (or its .json) already exists; choose another --out")
+        return EXIT_USAGE
+    folder = ckpt.checkpoint_dir_for(target)
+    last = ckpt.latest(folder)
+    if resume and last is None:
+        echo(f"error: --resume: no checkpoint in {folder}")
+        return EXIT_USAGE
+    if not resume and last is not None:
+        echo(f"error: {folder} holds an unfinished fit; continue it with --resume (same options) or delete it")
         return EXIT_USAGE
     if host is None:
         from c3_core.plugins.host import PluginHost
@@ -215,18 +244,40 @@ def fit_command(
         dataset = build_dataset(contribution, source, "train", data_options)
         ed = cls(scorer="none")
         u, c = cohort_tensors(dataset, config, lambda b: ed.condition_vector(b, config.n_labels), limit=limit)
+        fingerprint = json.loads(json.dumps({
+            "editor": editor, "data": contribution.id, "source": None if source is None else str(source),
+            "data_options": data_options or {}, "cases": int(u.shape[0]), "config": asdict(config), "settings": asdict(settings),
+        }, default=str))  # fmt: skip
+        start = None
+        if last is not None:
+            start = ckpt.load(last)
+            differs = ckpt.mismatch(start.fingerprint, fingerprint)
+            if differs:
+                raise ValueError(f"--resume: {last} was made with other options ({differs}); use the same options or delete {folder}")
     except (UnknownContributionError, ContributionError, EvaluationInputError, ValueError, KeyError, FileNotFoundError) as exc:
         echo(f"error: {exc}")
         return EXIT_USAGE
     echo(f"{editor}: fitting on {u.shape[0]} cases of {contribution.id} at {config.size} px on {device} "
-         f"({settings.epochs} epochs, batch {settings.batch_size})")  # fmt: skip
+         f"({settings.epochs} epochs, batch {settings.batch_size})"
+         + ("" if start is None else f", resuming after epoch {start.epoch} from {folder}"))  # fmt: skip
+
+    def keep(state: FitState) -> None:
+        state.fingerprint = fingerprint
+        ckpt.save(folder, state)
+
     try:
-        model, history = fit_diffusion(u, c, config, settings, device=device,
+        model, history = fit_diffusion(u, c, config, settings, device=device, checkpoint=keep, resume=start,
                                        progress=lambda e, loss: echo(f"  epoch {e + 1}/{settings.epochs}: loss {loss:.4f}"))  # fmt: skip
         w, j = save_model(model, target, extra={"editor": editor, "data": contribution.id, "cases": int(u.shape[0]),
                                                 "settings": asdict(settings), "loss": history})  # fmt: skip
+    except KeyboardInterrupt:
+        kept = ckpt.latest(folder)
+        done = 0 if kept is None else int(kept.stem.split("-")[1])
+        echo(f"interrupted: {done} finished epoch(s) kept in {folder}; continue with the same command and --resume")
+        return EXIT_INTERRUPTED
     except (RuntimeError, OSError) as exc:
-        echo(f"error: training failed: {exc}")
+        echo(f"error: training failed: {exc}" + (f" (finished epochs are kept in {folder}; --resume continues)" if ckpt.latest(folder) else ""))
         return EXIT_RUN_FAILED
+    shutil.rmtree(folder, ignore_errors=True)
     echo(f"wrote {w} and {j}")
     return EXIT_OK

@@ -7,8 +7,14 @@ removing the lesion can be told apart from the effect of inpainting as such.
 
 The edited region is the lesion mask (the union of ``lesion_channels`` of ``batch.mask``, >= 0.5)
 dilated by ``margin_mm`` (the severity axis, in mm). Every voxel outside the edited region is
-bit-identical to the input (inside it, for :class:`LesionOnly`). The mask itself is not changed:
-it keeps marking where the lesion *was*, which is what the causal probe needs.
+bit-identical to the input (inside it, for :class:`LesionOnly`).
+
+Masks and labels describe the edited image (``changes``): removal empties the lesion channels
+inside the removed region, lesion-only keeps of every channel only what is left visible; the
+label of an edited case is :meth:`MaskGuidedEditor.expected_label` (default: unknown — NaN, or
+-1 for a class index — since only the plugin knows which findings the lesion mask outlines).
+The control changes neither. Where the lesion *was* is the original's mask, which is what the
+causal probe reads.
 
 Inpainting: ``method="auto"`` uses OpenCV Navier–Stokes (:func:`inpaint_ns`) for 2-D images (or
 what the class's ``auto_method_2d`` says) and the harmonic fill (:func:`harmonic_fill`) for
@@ -31,6 +37,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
+from c3_core.editors.changes import set_unknown
 from c3_core.editors.inpainting import dilate_mm, harmonic_fill, inpaint_ns, place_control
 from c3_core.operator import Editor
 from c3_core.seeding import draw_seed, generator_from_seed
@@ -115,6 +122,12 @@ class MaskGuidedEditor(Editor[P]):
         """The lesion of case ``index`` dilated by ``margin_mm``."""
         return dilate_mm(self.lesion_mask(batch.select([index]))[0], margin_mm, batch.spacing[index])
 
+    def expected_label(self, label: Tensor, edited: Tensor) -> Tensor:
+        """The label of the edited images, for editors that declare ``"label"`` in ``changes``:
+        ``label`` with the rows ``edited (B,)`` bool made unknown. A plugin that knows which
+        findings the lesion mask outlines states them instead."""
+        return set_unknown(label, edited)
+
     # -- filling --------------------------------------------------------------------------------
     def resolved_method(self, spatial_dims: int) -> str:
         """``"ns"`` or ``"harmonic"``: what ``method`` means for images of ``spatial_dims`` axes."""
@@ -138,15 +151,24 @@ class MaskGuidedEditor(Editor[P]):
         return torch.stack(slices, -1)
 
     def check(self, original: Batch, counterfactual: Batch, params: Sequence[P]) -> list[str | None]:
-        """A reason for every case the edit could not intervene on (no lesion, no control place)."""
+        """A reason for every case the edit could not intervene on (no lesion, an unknown lesion
+        mask left by an earlier edit, no control place)."""
         lesion = self.lesion_mask(original).flatten(1).any(1).tolist()
-        return [None if has else f"{self.id}: the case has no lesion in the mask; nothing was edited" for has in lesion]
+        unknown = original.mask[:, list(self.lesion_channels)].isnan().flatten(1).any(1).tolist()  # type: ignore[index]
+        return [
+            f"{self.id}: the lesion mask is unknown (an earlier edit changed it); nothing was edited" if lost
+            else None if has else f"{self.id}: the case has no lesion in the mask; nothing was edited"
+            for has, lost in zip(lesion, unknown)
+        ]
 
 
 class LesionRemoved(MaskGuidedEditor[RemovalParams]):
-    """Remove the lesion: inpaint the dilated lesion region from its surroundings."""
+    """Remove the lesion: inpaint the dilated lesion region from its surroundings. The returned
+    mask has the lesion channels emptied inside that region; the label is :meth:`expected_label`
+    on every case that had a lesion."""
 
     params_type = RemovalParams
+    changes = frozenset({"mask", "label"})
     expected_effect = "lesion removed: the findings in the lesion mask are absent (label and lesion mask become negative)"
     probe_role = "removed"
     summary = "lesion removed by inpainting the dilated lesion mask (interventional)"
@@ -155,17 +177,31 @@ class LesionRemoved(MaskGuidedEditor[RemovalParams]):
         return RemovalParams(margin_mm=severity)
 
     def _apply(self, batch: Batch, params: Sequence[RemovalParams]) -> Batch:
-        out = []
+        out, regions = [], []
         for i, p in enumerate(params):
             region = self.edit_region(batch, i, p.margin_mm)
             out.append(self.fill(batch.image[i], region, batch.spacing[i], self.fill_sources(batch, i)))
-        return batch.replace(image=torch.stack(out))
+            regions.append(region)
+        removed = torch.stack(regions)
+        edited = removed.flatten(1).any(1)
+        label = None if batch.label is None else self.expected_label(batch.label, edited)
+        return batch.replace(image=torch.stack(out), mask=self.removed_mask(batch.mask, removed), label=label)  # type: ignore[arg-type]
+
+    def removed_mask(self, mask: Tensor, removed: Tensor) -> Tensor:
+        """``mask (B, M, *spatial)`` with the lesion channels set to 0 inside ``removed (B, *spatial)``."""
+        out = mask.clone()
+        ch = list(self.lesion_channels)
+        out[:, ch] = torch.where(removed.unsqueeze(1), torch.zeros_like(out[:, ch]), out[:, ch])
+        return out
 
 
 class LesionOnly(MaskGuidedEditor[LesionOnlyParams]):
-    """Keep only the lesion: voxels outside the dilated lesion region become ``background_value``."""
+    """Keep only the lesion: voxels outside the dilated lesion region become ``background_value``.
+    The returned mask keeps of every channel only what lies inside that region (the lesion whole);
+    the label is :meth:`expected_label` on every case whose image changed."""
 
     params_type = LesionOnlyParams
+    changes = frozenset({"mask", "label"})
     expected_effect = "lesion only: the background is suppressed; the prediction should rest on the lesion alone"
     probe_role = "only"
     summary = "lesion only: background outside the dilated lesion mask suppressed (interventional)"
@@ -175,19 +211,26 @@ class LesionOnly(MaskGuidedEditor[LesionOnlyParams]):
         return LesionOnlyParams(margin_mm=severity)
 
     def _apply(self, batch: Batch, params: Sequence[LesionOnlyParams]) -> Batch:
-        out = []
+        out, regions = [], []
         for i, p in enumerate(params):
             region = self.edit_region(batch, i, p.margin_mm)
             img = batch.image[i]
             out.append(torch.where(region, img, torch.full_like(img, self.background_value)))
-        return batch.replace(image=torch.stack(out))
+            regions.append(region)
+        kept = torch.stack(regions).unsqueeze(1)
+        mask = torch.where(kept, batch.mask, torch.zeros_like(batch.mask))  # type: ignore[arg-type]
+        edited = (~kept).flatten(1).any(1)
+        label = None if batch.label is None else self.expected_label(batch.label, edited)
+        return batch.replace(image=torch.stack(out), mask=mask, label=label)
 
 
 class HealthyControl(MaskGuidedEditor[ControlParams]):
     """Inpaint a healthy region of the lesion region's size (and shape, where it fits whole),
-    placed at random inside :meth:`allowed_regions`, away from the lesion (:func:`place_control`)."""
+    placed at random inside :meth:`allowed_regions`, away from the lesion (:func:`place_control`).
+    Label and mask are kept: the control is meant to change neither."""
 
     params_type = ControlParams
+    preserves = frozenset({"label", "mask"})
     expected_effect = "control: a healthy region the size of the lesion is inpainted; the label should not change"
     probe_role = "control"
     summary = "control: inpaint a same-size healthy region away from the lesion (interventional control)"

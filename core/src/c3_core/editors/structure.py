@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
+from c3_core.editors.changes import set_unknown
 from c3_core.editors.nets import built_quietly, conv_block, init_parameters, model_on_device
 from c3_core.operator import Editor, Severity
 
@@ -689,11 +690,19 @@ class StructureAreaEditor(Editor[AreaParams]):
     change is applied only near the structure: weight 1 on the segmented structure dilated by
     ``region_px`` working-grid px, feathered to exactly 0 beyond ``region_px + 4`` px (``None``:
     the generator's change everywhere, as trained).
+
+    Changes: on every case whose ratio is not 1, the returned mask holds the frozen segmentor's
+    masks of the *edited* image in the structures' channels (``mask_channels``: the batch mask
+    channel of each of the model's structures, default channel ``s`` for structure ``s``), and
+    its other channels are unknown (NaN: the edit may have moved them); the label is
+    :meth:`expected_label` (default unknown: NaN, or -1 for a class index).
     """
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
     preserves: ClassVar[frozenset[str]] = frozenset()  # the structure (its mask, maybe the label) changes
+    changes: ClassVar[frozenset[str]] = frozenset({"mask", "label", "structure_area"})
+    mask_channels: ClassVar[tuple[int, ...] | None] = None
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     severity: ClassVar[Severity] = Severity("relative area change", "fraction of the segmented area", 0.0, 0.3, (0.1, 0.2, 0.3))
     params_type: ClassVar[type] = AreaParams
@@ -749,7 +758,38 @@ class StructureAreaEditor(Editor[AreaParams]):
         out = batch.image + (from_grid(delta, batch.spatial_shape) * self.intensity_scale).to(batch.image.dtype)
         if self.lower_bound is not None:
             out = out.clamp_min(self.lower_bound)
-        return batch.replace(image=out)
+        edited = (ratio != 1.0).cpu()
+        label = None if batch.label is None else self.expected_label(batch.label, edited)
+        if batch.mask is None:
+            return batch.replace(image=out, label=label)
+        channels = self.structure_channels(model, batch.mask.shape[1])
+        mask = set_unknown(batch.mask, edited)
+        seg = self.segmented_mask(batch.replace(image=out)).to(mask.dtype)
+        mask[:, channels] = torch.where(edited.to(mask.device).view(-1, 1, 1, 1), seg, batch.mask[:, channels])
+        return batch.replace(image=out, mask=mask, label=label)
+
+    def structure_channels(self, model: StructureModel, n_channels: int) -> list[int]:
+        """The batch mask channel of each of the model's structures (ValueError if absent)."""
+        channels = list(range(len(model.structures)) if self.mask_channels is None else self.mask_channels)
+        if len(channels) != len(model.structures) or max(channels) >= n_channels:
+            raise ValueError(
+                f"{self.id}: the mask has {n_channels} channel(s); the structures {list(model.structures)} "
+                f"need channels {channels}"
+            )
+        return channels
+
+    @torch.no_grad()
+    def segmented_mask(self, batch: Batch) -> Tensor:
+        """The frozen segmentor's masks ``(B, S, H, W)`` in {0, 1} of ``batch``'s images at the image
+        grid (logits resampled bilinearly, then ``> 0``)."""
+        model = self.model(batch.device)
+        logits = model.segment_logits(to_grid(self._model_units(batch.image), model.config.size))
+        return (from_grid(logits, batch.spatial_shape) > 0).to(batch.image.dtype)
+
+    def expected_label(self, label: Tensor, edited: Tensor) -> Tensor:
+        """The label of the edited images: ``label`` with the rows ``edited (B,)`` bool unknown
+        (a plugin that knows what the structure's size means for its findings states them)."""
+        return set_unknown(label, edited)
 
     def region_weight(self, structure: Tensor) -> Tensor:
         """:func:`region_weight` of the segmented structure with this editor's ``region_px``."""

@@ -23,6 +23,11 @@ Conventions (never a silent NaN): a case without lesion gets status ``no_lesion`
 columns. Empty cells are empty in ``probe.csv`` and ``None`` in JSON; summary means skip them.
 The control's placement is drawn from ``derive_seed(seed, exam_id, "causal-probe")``, so a
 case's probe does not depend on batch order, sharding or resuming.
+
+Truth: ``target`` is the original's label; ``target_removed`` the label the removal declares for
+the edited image (``Operator.changes``; empty where it cannot state it). The edited region is
+always taken from the original's mask, never from a counterfactual's (whose mask describes the
+edited image: after removal, no lesion).
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ DEFINITIONS = {
     "control_drop": "P_orig - P_control (a healthy region of the same size inpainted)",
     "corrected_drop": "delta_drop - control_drop = P_control - P_removed",
     "segmentation_readout": "mean foreground probability over the edited (dilated lesion) region",
+    "target_removed": "the removed image's truth as the removal declares it (its label; for segmentation "
+                      "its lesion mask); empty where the editor cannot state it",
 }
 
 
@@ -71,24 +78,30 @@ class ProbeEditors:
 def find_probe_editors(host: Any, modality: str) -> ProbeEditors:
     """The modality's editors whose class declares ``probe_role`` "removed", "only", "control".
 
+    Roles are read from the plugins' shipped catalogues (:func:`c3_core.plugins.catalogue.editor_roles`),
+    so only the three editors found are imported, never every editor (diffusers included). The
+    control must not declare that it changes the label (the corrected drop assumes it keeps it).
     The margin is the editors' first non-zero severity level (mm), else their extreme.
     Raises :class:`ProbeUnavailable` naming what is missing.
     """
+    from c3_core.plugins.catalogue import editor_roles
+
     found: dict[str, Any] = {}
-    for c in host.registry("editors").for_modality(modality):
-        try:
-            cls = c.load()
-        except Exception:  # noqa: BLE001 - a broken editor of another family must not stop the probe
+    for role, c in editor_roles(host, modality).items():
+        if role not in ROLES:
             continue
-        role = getattr(cls, "probe_role", "")
-        if role in ROLES and role not in found:
-            found[role] = cls
+        try:
+            found[role] = c.load()
+        except Exception:  # noqa: BLE001 - reported below as a missing role
+            continue
     missing = [r for r in ROLES if r not in found]
     if missing:
         raise ProbeUnavailable(
             f"--probe causal: no {modality} editor declares probe_role {', '.join(repr(m) for m in missing)} "
             f"(mask-guided interventions are not installed for {modality})"
         )
+    if "label" in getattr(found["control"], "changes", frozenset()):
+        raise ProbeUnavailable(f"--probe causal: the control {found['control'].id} declares that it changes the label")
     sev = found["removed"].severity
     levels = [v for v in sev.levels if v != sev.identity]
     return ProbeEditors(found["removed"](), found["only"](), found["control"](), float(levels[0] if levels else sev.extreme))
@@ -105,14 +118,17 @@ def _readout(bundle: ModelBundle, probs: Tensor, regions: Tensor) -> Tensor:
 
 def _targets(bundle: ModelBundle, batch: Batch, has_lesion: list[bool]) -> list[list[float | None]]:
     """Per case and class: 1/0 for the class being (one of) the case's label(s), None where
-    unknown; for segmentation, whether the case has a lesion."""
+    unknown (NaN, or class -1: see :mod:`c3_core.editors.changes`); for segmentation, whether
+    the case has a lesion."""
+    from c3_core.editors.changes import UNKNOWN_CLASS
+
     n_cls = len(bundle.class_names)
     if bundle.task == "segmentation":
         return [[1.0 if has else 0.0] * n_cls for has in has_lesion]
     if batch.label is None:
         return [[None] * n_cls for _ in has_lesion]
     if bundle.task == "multiclass":
-        return [[1.0 if int(y) == c else 0.0 for c in range(n_cls)] for y in batch.label.tolist()]
+        return [[None if int(y) == UNKNOWN_CLASS else 1.0 if int(y) == c else 0.0 for c in range(n_cls)] for y in batch.label.tolist()]
     return [[None if v != v else float(v) for v in row] for row in batch.label.double().tolist()]
 
 
@@ -143,6 +159,10 @@ def probe_batch(
         probs = bundle.probabilities(torch.cat([bundle.logits(images[i : i + chunk]) for i in range(0, images.shape[0], chunk)]))
     p = _readout(bundle, probs, regions.repeat(4, *[1] * batch.spatial_dims)).view(4, b, -1).tolist()
     targets = _targets(bundle, batch, has_lesion)
+    # the removed image's truth is what the removal declares (its returned label, its lesion mask);
+    # where the lesion was, and so the readout region, is the original's mask
+    left = editors.removed.lesion_mask(removed).flatten(1).any(1).tolist()
+    targets_removed = _targets(bundle, removed, left)
     voxels = regions.flatten(1).sum(1).tolist()
     out: list[list[dict[str, Any]]] = []
     for i in range(b):
@@ -163,6 +183,7 @@ def probe_batch(
                     "exam_id": ids[i],
                     "class": name,
                     "target": targets[i][c],
+                    "target_removed": targets_removed[i][c] if has_lesion[i] else None,
                     "status": status,
                     "margin_mm": margin,
                     "edited_voxels": int(voxels[i]),

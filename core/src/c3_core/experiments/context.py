@@ -1,8 +1,10 @@
 """Everything one modality's experiment shares across rows and seeds, resolved once.
 
 The cohort is the modality's embedded demo dataset: its ``train`` split is the source domain;
-the in-domain test split is ``test``, except where the plugin's ``test`` split is itself a
-different domain (:data:`IN_DOMAIN_SPLIT`). The evaluation neighbourhood is the dataset's
+the in-domain test split, the held-out shift and the budget fields are what the plugin declares in
+the :class:`~c3_core.experiment_spec.ExperimentSpec` its demo dataset points at (meta
+``experiment``; :func:`declared_experiment`); without one, the split is ``test`` and the shift is
+derived (:func:`~c3_core.experiments.shifts.derived_shift`). The evaluation neighbourhood is the dataset's
 default one (K = the budget's ``k_eval``); the training neighbourhood is that spec without the
 held-out shift family, plus every registered *admissible* editor of the modality at strengths
 :data:`EDITOR_LEVELS` (together drawn as often as one average member), so the editor-only ablation
@@ -17,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from c3_core.experiment_spec import ExperimentSpec, load_experiment_spec
 from c3_core.experiments.cases import InMemory, Shifted
 from c3_core.experiments.shifts import (
-    BUILTIN_SHIFTS,
     HeldOutShift,
     derived_shift,
     first_single_operator,
@@ -31,11 +33,6 @@ from c3_core.experiments.sizes import EDITOR_LEVELS, Budget
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
 from c3_core.plugins.host import PluginHost
-
-IN_DOMAIN_SPLIT = {
-    "mri": ("val", "mri.demo's test split is the held-out site C; its val split holds unseen cases of the "
-                   "training sites A and B"),
-}
 
 
 def admissible_editors(host: PluginHost, modality: str) -> list[str]:
@@ -111,9 +108,29 @@ class ModalityContext:
         }
 
 
-def _shift_for(host: PluginHost, modality: str, spec: NeighbourhoodSpec) -> HeldOutShift:
-    if modality in BUILTIN_SHIFTS:
-        return BUILTIN_SHIFTS[modality]
+def declared_experiment(host: PluginHost, modality: str) -> ExperimentSpec | None:
+    """The :class:`ExperimentSpec` the modality's demo dataset points at (meta ``experiment``,
+    ``"package.module:ATTR"``), or None where it declares none; raises :class:`ExperimentInputError`."""
+    try:
+        dataset_c = host.demo_dataset(modality)
+    except LookupError as exc:
+        raise ExperimentInputError(str(exc)) from None
+    ref = dataset_c.meta.get("experiment")
+    if ref is None:
+        return None
+    try:
+        obj = load_experiment_spec(ref)
+    except Exception as exc:  # noqa: BLE001 - a broken declaration is reported, not raised through
+        raise ExperimentInputError(f"{dataset_c.id}: experiment={ref!r} cannot be loaded: {type(exc).__name__}: {exc}") from None
+    if obj.modality != modality:
+        raise ExperimentInputError(f"{dataset_c.id}: experiment={ref!r} declares shifts of {obj.modality}, not {modality}")
+    return obj
+
+
+def held_out_shift(host: PluginHost, modality: str, spec: NeighbourhoodSpec, declared: ExperimentSpec | None) -> HeldOutShift:
+    """The declared primary shift, else one derived from ``spec`` (see :func:`derived_shift`)."""
+    if declared is not None:
+        return declared.primary
     op_id = first_single_operator(spec)
     if op_id is None:
         raise ExperimentInputError(f"{spec.source}: no single-operator member to hold out for {modality}")
@@ -140,7 +157,8 @@ def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str
     def make_model(weights: str | None) -> ModelBundle:
         return factory(weights=weights, device=device)
 
-    shift = _shift_for(host, modality, spec)
+    declared = declared_experiment(host, modality)
+    shift = held_out_shift(host, modality, spec, declared)
     try:
         eval_nb = Neighbourhood(spec, host.make_operator)
         shift_nb = Neighbourhood(shift_spec(shift), host.make_operator)
@@ -149,7 +167,7 @@ def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str
         kinds = tuple(frozenset(host.make_operator(s.op, s.options).kind for s in m.steps) for m in train_spec.members)
     except (NeighbourhoodSpecError, ValueError) as exc:
         raise ExperimentInputError(str(exc)) from None
-    split, _why = IN_DOMAIN_SPLIT.get(modality, ("test", ""))
+    split = declared.in_domain_split if declared is not None else "test"
     make_split = dataset_c.load()
     train_set = InMemory(make_split(split="train"), budget.train_cases)
     test_set = InMemory(make_split(split=split), budget.test_cases)

@@ -89,11 +89,15 @@ def run_modality_experiment(
     """All rows and seeds of one modality; returns what :func:`tables.render` needs."""
     from dataclasses import asdict
 
-    from c3_core.experiments.context import prepare_context
+    from c3_core.experiments.context import ExperimentInputError, declared_experiment, prepare_context
     from c3_core.experiments.runs import finished_run, run_one
 
     started = time.perf_counter()
-    budget = config.size.budget(modality)
+    declared = declared_experiment(host, modality)
+    try:
+        budget = config.size.budget(declared.budget_fields(config.size.name) if declared is not None else None)
+    except ValueError as exc:
+        raise ExperimentInputError(f"{modality}: the declared budget does not fit: {exc}") from None
     echo(f"[{modality}] preparing data, held-out shift and teacher")
     ctx = prepare_context(host, modality, budget, config.size.device)
     described = ctx.describe()
@@ -159,7 +163,7 @@ def run_experiment(config: ExperimentConfig, host: Any, echo: Callable[[str], No
         "command": config.command, "finished": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M"),
         "size": config.size.name, "size_note": config.size.note, "seeds": config.size.seeds,
         "hardware": hw, "seconds": time.perf_counter() - started, "load_start": load_start,
-        "load_end": hw.get("load_average_1min"), "n_boot": config.size.budget(wanted[0]).n_boot,
+        "load_end": hw.get("load_average_1min"), "n_boot": results[0]["budget"]["n_boot"],
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         **config.extra_facts,
     }

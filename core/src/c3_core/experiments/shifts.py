@@ -7,78 +7,30 @@ a fixed composition of operators at stated severities (each operator's own units
 test case, seeded per exam (:func:`shift_spec`), so a case's shifted image does not depend on
 batch order.
 
-The built-in choices (:data:`BUILTIN_SHIFTS`) follow the plugins' operator catalogues
-(``c3 ops``); a modality without one gets :func:`derived_shift`: its default neighbourhood's
-first single-operator member, held out and applied at that operator's most severe listed level.
+The shifts themselves are the plugins' declarations (:class:`c3_core.experiment_spec.ExperimentSpec`,
+pointed at by the demo dataset's ``experiment`` meta key); a modality that declares none gets
+:func:`derived_shift`: its default neighbourhood's first single-operator member, held out and
+applied at that operator's most severe listed level.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+from c3_core.experiment_spec import HeldOutShift, ShiftStep
 from c3_core.neighbourhood import MemberSpec, NeighbourhoodSpec, StepSpec
+
+__all__ = [
+    "SHIFT_SEED", "HeldOutShift", "ShiftStep", "derived_shift", "first_single_operator", "shift_spec",
+    "spec_to_toml", "training_spec", "with_editor_members",
+]
 
 SHIFT_SEED = 20_240  # base seed of the held-out shift's per-exam draws (never a training seed)
 
 
-@dataclass(frozen=True)
-class ShiftStep:
-    """One operator of the held-out shift at a fixed severity (the operator's units)."""
-
-    op: str
-    severity: float
-    options: Mapping[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class HeldOutShift:
-    """A shift family held out of training and the fixed shift applied at test time."""
-
-    modality: str
-    name: str
-    family: tuple[str, ...]
-    steps: tuple[ShiftStep, ...]
-    why: str
-    derived: bool = False
-
-    def describe(self) -> str:
-        """``op @ severity`` for each step, in order."""
-        return " + ".join(f"`{s.op}` @ {s.severity:g}" for s in self.steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "modality": self.modality, "name": self.name, "family": list(self.family),
-            "steps": [{"op": s.op, "severity": s.severity, "options": dict(s.options)} for s in self.steps],
-            "why": self.why, "derived": self.derived,
-        }
-
-
-BUILTIN_SHIFTS: Mapping[str, HeldOutShift] = {
-    "cxr": HeldOutShift(
-        "cxr", "unseen vendor: tone curve + low dose", ("cxr.tone", "cxr.dose"),
-        (ShiftStep("cxr.tone", 0.75), ShiftStep("cxr.dose", 0.12)),
-        "another vendor's look-up table (75 % of the vendor range) on a 10 %-dose exposure; "
-        "training never sees a tone or dose change",
-    ),
-    "mri": HeldOutShift(
-        "mri", "unseen site: protocol contrast + receive bias", ("mri.contrast", "mri.bias_field"),
-        (ShiftStep("mri.contrast", 0.75), ShiftStep("mri.bias_field", 0.2)),
-        "a site whose FLAIR protocol differs by 75 % of the admissible TR/TE/TI/flip range, with a "
-        "strong coil bias (0.2 log-gain per Legendre term); training never sees a contrast or bias change",
-    ),
-    "fundus": HeldOutShift(
-        "fundus", "unseen camera: response + sensor", ("fundus.camera_response", "fundus.sensor"),
-        (ShiftStep("fundus.camera_response", 0.8), ShiftStep("fundus.sensor", 1500.0)),
-        "a camera with a different exposure / white balance / tone curve (80 % of the camera-to-camera "
-        "range) and a small-pixel sensor (1500 e- full well); training never sees either",
-    ),
-}
-
-
 def derived_shift(modality: str, spec: NeighbourhoodSpec, most_severe: float) -> HeldOutShift:
-    """The fallback for a modality without a built-in shift: hold out the first single-operator
+    """The fallback for a modality that declares no shift: hold out the first single-operator
     member's operator and apply it at ``most_severe`` (its most severe listed level)."""
     for member in spec.members:
         if len(member.steps) == 1:

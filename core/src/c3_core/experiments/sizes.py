@@ -1,15 +1,16 @@
 """Experiment sizes: ``quick`` (smoke, minutes), ``default`` (< 1 h on a 2-core CPU), ``full`` (GPU).
 
-A size fixes, per modality, the training budget (epochs, cases, batch, learning rate, K
-counterfactuals per case during training) and the evaluation budget (test cases, K per case
-for agreement / utility / flip rate, TTA views, bootstrap replicates). Modalities without an
-entry use the ``"*"`` entry of the size.
+A size fixes a default training budget (epochs, cases, batch, learning rate, K counterfactuals
+per case during training) and evaluation budget (test cases, K per case for agreement / utility /
+flip rate, TTA views, bootstrap replicates). A plugin whose cohort needs other numbers (small
+3-D volumes, a smaller train split) declares the fields that differ, per size, in its
+:class:`~c3_core.experiment_spec.ExperimentSpec` (``budgets``); :meth:`Size.budget` applies them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 EDITOR_LEVELS = (0.1, 0.2)  # strengths of the admissible editors in every training neighbourhood (low: label-preserving)
@@ -58,48 +59,50 @@ class Budget:
 
 @dataclass(frozen=True)
 class Size:
-    """A named experiment size: budgets per modality, default seeds and device."""
+    """A named experiment size: the default budget, default seeds and device."""
 
     name: str
     seeds: int
-    budgets: Mapping[str, Budget]
+    base: Budget
     device: str = "cpu"
     note: str = ""
 
-    def budget(self, modality: str) -> Budget:
-        return self.budgets.get(modality, self.budgets["*"])
+    def budget(self, declared: Mapping[str, Any] | None = None) -> Budget:
+        """The default budget with ``declared`` fields (a plugin's budget fields for this size) applied.
+
+        Raises ValueError naming an unknown field or a bad value.
+        """
+        if declared is not None and not isinstance(declared, Mapping):
+            raise TypeError(f"size {self.name}: declared budget fields must be a mapping, got {declared!r}")
+        if not declared:
+            return self.base
+        known = {f.name for f in fields(Budget)}
+        unknown = sorted(set(declared) - known)
+        if unknown:
+            raise ValueError(f"size {self.name}: unknown budget field(s) {unknown} (known: {', '.join(sorted(known))})")
+        return replace(self.base, **dict(declared))
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "seeds": self.seeds, "device": self.device, "note": self.note,
-                "budgets": {m: asdict(b) for m, b in self.budgets.items()}}
+                "budget": asdict(self.base)}
 
 
 QUICK = Size(
     "quick", 1,
-    {
-        "*": Budget(epochs=1, train_cases=16, test_cases=12, batch_size=8, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
-        "mri": Budget(epochs=1, train_cases=2, test_cases=2, batch_size=2, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
-    },
+    Budget(epochs=1, train_cases=16, test_cases=12, batch_size=8, lr=1e-3, k_eval=1, tta_views=2, n_boot=20),
     note="smoke run: every code path once, numbers meaningless",
 )
 
 DEFAULT = Size(
     "default", 2,
-    {
-        "*": Budget(epochs=2, train_cases=128, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
-        "fundus": Budget(epochs=2, train_cases=96, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
-        "mri": Budget(epochs=4, train_cases=24, test_cases=8, batch_size=2, lr=1e-3, k_eval=3, tta_views=2),
-    },
+    Budget(epochs=2, train_cases=128, test_cases=64, batch_size=16, lr=1e-3, k_eval=2, tta_views=2),
     note="each row fine-tunes the demo reference model briefly on part of the train split; sized to finish "
     "in under an hour on a 2-core CPU shared with other jobs",
 )
 
 FULL = Size(
     "full", 5,
-    {
-        "*": Budget(epochs=40, batch_size=32, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
-        "mri": Budget(epochs=150, batch_size=4, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
-    },
+    Budget(epochs=40, batch_size=32, lr=3e-3, k_train=2, k_eval=8, tta_views=8, n_boot=1000, init=None),
     device="cuda",
     note="every case of the embedded cohorts, every row trained from a seeded random initialisation, 5 seeds, "
     "K = 2 in training and 8 in evaluation; meant for one GPU (documented, not run on the CPU machine)",

@@ -10,8 +10,24 @@ The hook reference in ``docs/hooks.md`` is kept in step with this module by a te
 
 from __future__ import annotations
 
+from c3_core.domains import DomainRegistry
 from c3_core.plugins.markers import hookspec
 from c3_core.plugins.registry import Registry
+
+
+@hookspec
+def c3_register_domains(registry: DomainRegistry) -> None:
+    """Register intensity domains: what a modality's pixel values mean.
+
+    Call ``registry.add(domain)`` with each :class:`c3_core.domains.Domain` the plugin's
+    operators, datasets and models use that core does not already share (counts,
+    log_attenuation, hu, magnitude, linear_rgb, srgb, display). A ``Domain`` declares its name,
+    meaning, value range (``low`` / ``high``, None = unbounded), how to show it (``display``:
+    ``"module:attr"`` of an elementwise function to display brightness, imported only when an
+    image is shown; ``display_span``: widest window) and, for colour, ``luma`` weights. Define the
+    constants in a module that imports no torch. Called before the other registrar hooks; a name
+    taken with another declaration is an error. Since: 0.2.
+    """
 
 
 @hookspec
@@ -39,7 +55,9 @@ def c3_register_datasets(registry: Registry) -> None:
     ``torch.utils.data.Dataset`` of :class:`c3_core.batch.Sample`. Meta keys: ``task``,
     ``default_model``, ``default_neighbourhood`` (``"package:relative/path.toml"``),
     ``default_teacher`` (optional), ``accepts_path`` (bool: ``source`` may be a CSV or folder),
-    ``demo`` (bool: the embedded demo cohort of its modality). Since: 0.1.
+    ``demo`` (bool: the embedded demo cohort of its modality), ``experiment``
+    (``"package.module:ATTR"`` of a :class:`c3_core.experiment_spec.ExperimentSpec`: the
+    modality's held-out shifts, budgets and in-domain split; since 0.2). Since: 0.1.
     """
 
 

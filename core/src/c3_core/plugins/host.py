@@ -36,6 +36,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 import c3_core
+from c3_core.domains import Domain, DomainRegistry
 from c3_core.plugins import hookspecs
 from c3_core.plugins.markers import PROJECT
 from c3_core.plugins.registry import (
@@ -146,6 +147,7 @@ class PluginHost:
         self._pm = pluggy.PluginManager(PROJECT)
         self._pm.add_hookspecs(hookspecs)
         self.registries: dict[str, Registry] = {kind: Registry(kind, self._record_failure) for kind in KINDS}
+        self.domains = DomainRegistry()  # filled by c3_register_domains, before the other registrars
         self.plugins: list[PluginRecord] = []
         self._loaded = False
 
@@ -221,8 +223,8 @@ class PluginHost:
 
     def _call_registrars(self) -> None:
         by_name = {r.name: r for r in self.plugins}
-        for kind in KINDS:
-            registry = self.registries[kind]
+        registrars: list[tuple[str, Registry | DomainRegistry]] = [("domains", self.domains)]
+        for kind, registry in registrars + [(k, self.registries[k]) for k in KINDS]:
             caller = getattr(self._pm.hook, f"c3_register_{kind}")
             for impl in caller.get_hookimpls():
                 record = by_name.get(impl.plugin_name)
@@ -234,7 +236,7 @@ class PluginHost:
                 except Exception as exc:  # noqa: BLE001 - isolate a failing plugin
                     record.status = STATUS_ERROR
                     record.error = f"c3_register_{kind} failed: {type(exc).__name__}: {exc}"
-                    for reg in self.registries.values():
+                    for reg in (self.domains, *self.registries.values()):
                         reg._drop_plugin(record.name)
                 finally:
                     registry._set_plugin("<host>")
@@ -253,6 +255,11 @@ class PluginHost:
         record.modalities = sorted(mods)
 
     # -- queries --------------------------------------------------------------------------
+    def domain(self, value: str | Domain) -> Domain:
+        """The registered intensity domain ``value`` names (ValueError naming the known ones)."""
+        self.load()
+        return self.domains.parse(value)
+
     def registry(self, kind: str) -> Registry:
         self.load()
         return self.registries[kind]

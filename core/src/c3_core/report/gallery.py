@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     import numpy as np
     import torch
 
+    from c3_core.domains import Domain
+
 THUMB = 128  # longest side of a thumbnail, pixels
-_FIXED_RANGE = {"display", "b_mode", "srgb", "linear_rgb"}
 
 
 class GalleryUnavailable(RuntimeError):
@@ -136,7 +137,7 @@ def _item(c: GalleryCandidate, dataset: Any, host: Any, pseudonymise: Any, match
     return item
 
 
-def _replay(c: GalleryCandidate, dataset: Any, host: Any, matcher: Pseudonymiser) -> tuple[Any, Any, str, tuple[float, ...], Any]:
+def _replay(c: GalleryCandidate, dataset: Any, host: Any, matcher: Pseudonymiser) -> tuple[Any, Any, Domain, tuple[float, ...], Any]:
     import torch
 
     from c3_core.batch import collate
@@ -158,36 +159,32 @@ def _replay(c: GalleryCandidate, dataset: Any, host: Any, matcher: Pseudonymiser
     with torch.no_grad():
         cf = replay(batch, provenance, host.make_operator)
     mask = None if batch.mask is None else batch.mask[0]
-    return batch.image[0], cf.image[0], batch.domain.value, batch.spacing[0], mask
+    return batch.image[0], cf.image[0], batch.domain, batch.spacing[0], mask
 
 
-def _display(x: torch.Tensor, domain: str) -> torch.Tensor:
-    """Pixel values mapped for viewing (bright = dense/echogenic/bright), before windowing."""
+def _display(x: torch.Tensor, domain: Domain) -> torch.Tensor:
+    """Pixel values mapped for viewing (bright = dense/echogenic/bright) by the domain's declared
+    display function, before windowing."""
+    return domain.to_display(x.double())
+
+
+def _window(a: torch.Tensor, b: torch.Tensor, domain: Domain) -> tuple[float, float]:
+    """One display window for both images: a bounded domain's displayed bounds; otherwise the
+    0.5-99.5 percentiles of the two together (so neither is clipped to black or white when an
+    operator shifts the whole intensity range), at most the domain's ``display_span`` wide."""
     import torch
 
-    x = x.double()
-    if domain == "counts":
-        return -torch.log(x.clamp_min(1e-6))
-    if domain == "envelope":
-        return 20 * torch.log10(x.clamp_min(1e-12))
-    if domain == "linear_rgb":
-        return x.clamp(0, 1) ** (1 / 2.2)
-    return x
-
-
-def _window(a: torch.Tensor, b: torch.Tensor, domain: str) -> tuple[float, float]:
-    """One display window for both images (0.5-99.5 percentiles of the two together), so
-    neither is clipped to black or white when an operator shifts the whole intensity range."""
-    import torch
-
-    if domain in _FIXED_RANGE:
-        return 0.0, 1.0
+    if domain.bounded:
+        bounds = domain.to_display(torch.tensor([domain.low, domain.high], dtype=torch.float64))
+        lo, hi = float(bounds[0]), float(bounds[1])
+        if hi > lo:
+            return lo, hi
     flat = torch.cat([a.flatten(), b.flatten()])
     if flat.numel() > 1 << 20:
         flat = flat[:: flat.numel() // (1 << 20) + 1]
     lo, hi = (float(v) for v in torch.quantile(flat, torch.tensor([0.005, 0.995], dtype=flat.dtype)))
-    if domain == "envelope":
-        lo = max(lo, hi - 60.0)  # 60 dB dynamic range
+    if domain.display_span is not None:
+        lo = max(lo, hi - domain.display_span)
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
@@ -220,7 +217,7 @@ def _resize(x: torch.Tensor, pixel: tuple[float, float]) -> torch.Tensor:
     return F.interpolate(x[None].float(), size=size, mode="bilinear", align_corners=False, antialias=down)[0].double()
 
 
-def _render(item: GalleryItem, original: Any, counterfactual: Any, domain: str, spacing: tuple[float, ...], mask: Any) -> None:
+def _render(item: GalleryItem, original: Any, counterfactual: Any, domain: Domain, spacing: tuple[float, ...], mask: Any) -> None:
     from c3_core.report.figures import image_uri
 
     original, counterfactual = original.detach().cpu(), counterfactual.detach().cpu()

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
-from c3_core.domains import IntensityDomain
+from c3_core.domains import Domain
 
 QUANTILE_SAMPLES = 2**18  # voxels per image used for the robust range (strided subsample)
 MAX_ROTATE_DEG = 30.0  # RandAugment's rotation at magnitude 10
@@ -30,26 +30,25 @@ MAX_SHEAR = 0.3  # shear factor (mm per mm) at magnitude 10
 MAX_TRANSLATE = 0.3  # fraction of the field at magnitude 10 (ImageNet's 0.45 would push lesions out)
 MAX_FACTOR = 0.9  # enhance factors (contrast, brightness, sharpness, colour) span 1 +- 0.9
 EQUALIZE_BINS = 256
+REC601_LUMA = (0.299, 0.587, 0.114)  # grey-level weights of a domain that declares none
 
 
 # -- intensity domain ---------------------------------------------------------------------------
-def domain_bounds(domain: IntensityDomain) -> tuple[float | None, float | None]:
-    """Physical bounds of a domain's values (None = unbounded); outputs are clamped to them."""
-    if domain in (IntensityDomain.LINEAR_RGB, IntensityDomain.SRGB, IntensityDomain.DISPLAY, IntensityDomain.B_MODE):
-        return 0.0, 1.0
-    if domain == IntensityDomain.HU:
-        return None, None
-    return 0.0, None  # counts, log-attenuation, MRI magnitude, ultrasound envelope
+def domain_bounds(domain: Domain) -> tuple[float | None, float | None]:
+    """Physical bounds of a domain's values as it declares them (None = unbounded); outputs are clamped to them."""
+    return domain.low, domain.high
 
 
-def is_colour(image: Tensor, domain: IntensityDomain) -> bool:
-    """True for 3-channel RGB images (linear or sRGB): colour ops apply, channels normalise jointly."""
-    return image.shape[1] == 3 and domain in (IntensityDomain.LINEAR_RGB, IntensityDomain.SRGB)
+def is_colour(image: Tensor, domain: Domain) -> bool:
+    """True for 3-channel images of a colour domain (one that declares ``luma``, e.g. linear RGB or
+    sRGB): colour ops apply, channels normalise jointly."""
+    return image.shape[1] == 3 and domain.luma is not None
 
 
-def luma_weights(domain: IntensityDomain) -> tuple[float, float, float]:
-    """Grey-level weights of R, G, B: Rec. 709 luminance for linear light, Rec. 601 luma for sRGB."""
-    return (0.2126, 0.7152, 0.0722) if domain == IntensityDomain.LINEAR_RGB else (0.299, 0.587, 0.114)
+def luma_weights(domain: Domain) -> tuple[float, float, float]:
+    """Grey-level weights of R, G, B as the domain declares them (Rec. 709 luminance for linear
+    light, Rec. 601 luma for sRGB); Rec. 601 for a domain that declares none."""
+    return domain.luma if domain.luma is not None else REC601_LUMA
 
 
 def _strided(flat: Tensor, max_samples: int) -> Tensor:
@@ -79,7 +78,7 @@ def to_unit(x: Tensor, lo: Tensor, scale: Tensor) -> Tensor:
     return (x - lo) / scale
 
 
-def from_unit(z: Tensor, z0: Tensor, x: Tensor, lo: Tensor, scale: Tensor, domain: IntensityDomain) -> Tensor:
+def from_unit(z: Tensor, z0: Tensor, x: Tensor, lo: Tensor, scale: Tensor, domain: Domain) -> Tensor:
     """Map ``z`` back to the domain of ``x`` (``z0 = to_unit(x)``): voxels with ``z == z0`` keep
     their exact value; the rest are clamped to the domain bounds (widened to the input's own
     min/max, so values that were already outside stay possible)."""

@@ -29,10 +29,12 @@ class CounterfactualDataset(Dataset):
     """Item ``i``: ``(sample, counterfactuals, rejections)``.
 
     ``counterfactuals`` is a :class:`~c3_core.batch.Batch` of K rows (the case's neighbourhood
-    draws, labels and masks carried along, spatial operators moving the mask); ``rejections``
-    holds each counterfactual's operator-declared rejection reason or None. The learned part of
-    the validity gate needs a model, so it is applied in the loop (see
-    :func:`c3_core.training.gating.admitted_pairs`).
+    draws, labels and masks carried along, spatial operators moving the mask, editors that
+    declare ``changes`` returning the edited image's mask / label, unknown parts NaN or -1);
+    ``rejections`` holds each counterfactual's operator-declared rejection reason or None. The
+    learned part of the validity gate needs a model, so it is applied in the loop (see
+    :func:`c3_core.training.gating.admitted_pairs`, which also drops every counterfactual whose
+    edit changed the task's truth: :func:`c3_core.editors.changes.truth_change`).
     """
 
     def __init__(self, dataset: Dataset, neighbourhood: Neighbourhood, *, epoch: int = 0) -> None:

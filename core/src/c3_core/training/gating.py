@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch
+from c3_core.editors.changes import truth_change
 from c3_core.evaluation.scoring import GateSettings, gate_counterfactuals
 from c3_core.gate import GateDecision
 from c3_core.model import ModelBundle
@@ -37,13 +38,20 @@ def admitted_pairs(
     Otherwise the operators' own checks always apply and, with a frozen ``teacher``, the learned
     test too (probability shift and class change, or teacher-mask IoU). For segmentation a
     counterfactual whose plan moved pixels is not used: f(x) and f(x') would be compared in
-    different frames (it is counted as rejected with that reason).
+    different frames (it is counted as rejected with that reason). With or without the gate, a
+    counterfactual whose plan declares that it changes the task's truth (the label, or the mask
+    for segmentation; ``Operator.changes``) is never a pair: its truth is not the original's, so
+    f(x) is no target for f(x').
     """
     b, k = batch.size, len(plans[0]) if plans else 0
+    changed = [[truth_change(plan, task) for plan in row] for row in plans]
     if gate is None:
-        return torch.ones((b, k), dtype=torch.bool), GateDecision.admit_all(b, k)
+        decision = GateDecision.admit_all(b, k)
+        if any(why is not None for row in changed for why in row):
+            decision = decision.with_extra_rejections(changed)
+        return decision.admitted.bool().cpu(), decision
     decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, class_names, None)
-    extra = [list(row) for row in operator_rejections]
+    extra = [["; ".join(r for r in (why, c) if r) or None for why, c in zip(row, crow)] for row, crow in zip(operator_rejections, changed)]
     if task == "segmentation":
         for i, row in enumerate(plans):
             for j, plan in enumerate(row):

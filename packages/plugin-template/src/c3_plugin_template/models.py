@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from c3_core.cache import cached_weights
-from c3_core.model import ModelBundle, load_state_dict_safely
-from c3_core.reference_models import SmallCNN
-from c3_core.reference_training import train_reference
-from c3_plugin_template.data import TemplateDemo
+from c3_core.api import ModelBundle, SmallCNN, cached_weights, load_state_dict_safely, train_reference
+from c3_plugin_template.data.demo import TemplateDemo
 
 
 def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: object) -> ModelBundle:

@@ -26,6 +26,11 @@ def envelope_to_bmode(
     return (1.0 + db / dynamic_range_db).clamp(0.0, 1.0)
 
 
+def envelope_display(envelope: Tensor) -> Tensor:
+    """Envelope amplitude -> dB (``20 log10``, floored at 1e-12) for viewing; the viewer windows it."""
+    return 20 * torch.log10(envelope.clamp_min(1e-12))
+
+
 def bmode_to_envelope(
     bmode: Tensor, dynamic_range_db: float = DEFAULT_DYNAMIC_RANGE_DB, reference: float = DEFAULT_REFERENCE
 ) -> Tensor:

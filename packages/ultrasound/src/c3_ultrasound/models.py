@@ -11,12 +11,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from c3_core.batch import Batch
-from c3_core.cache import cached_weights
-from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
-from c3_core.reference_training import train_reference
+from c3_core.api import Batch, ModelBundle, WeightsError, cached_weights, load_state_dict_safely, train_reference
 from c3_ultrasound.data.demo import CLASSES, UltrasoundDemo
 from c3_ultrasound.domains import envelope_to_bmode
+from c3_ultrasound.intensity_domains import ENVELOPE
 
 DEMO_WEIGHTS = "c3_ultrasound-demo_cnn-v2"  # bump when the architecture, data or training change
 
@@ -68,7 +66,7 @@ def demo_cnn(*, weights: str | Path | None = None, device: str = "cpu", **option
     if options:
         raise ValueError(f"us.demo_cnn: unknown option(s) {sorted(options)}")
     net = EchoCNN(len(CLASSES))
-    bundle = ModelBundle(net, "multiclass", CLASSES, "envelope", prepare=prepare, name="us.demo_cnn")
+    bundle = ModelBundle(net, "multiclass", CLASSES, ENVELOPE, prepare=prepare, name="us.demo_cnn")
     if weights == "demo":
         load_state_dict_safely(cached_weights(DEMO_WEIGHTS, lambda: train_demo_weights(bundle)), net)
     elif weights is not None:

@@ -3,7 +3,15 @@
 This module imports no torch and holds no logic, so listing plugins stays cheap.
 """
 
-from c3_core.plugins.markers import hookimpl
+from c3_core.api import hookimpl
+
+
+@hookimpl
+def c3_register_domains(registry):
+    from c3_ultrasound.intensity_domains import B_MODE, ENVELOPE  # Domain constants: no torch
+
+    registry.add(ENVELOPE)
+    registry.add(B_MODE)
 
 
 @hookimpl
@@ -23,6 +31,7 @@ def c3_register_datasets(registry):
         demo=True,
         default_model="us.demo_cnn",
         default_neighbourhood="c3_ultrasound:neighbourhoods/default.toml",
+        experiment="c3_ultrasound.experiment:EXPERIMENT",
     )
 
 

@@ -28,6 +28,7 @@ def c3_register_datasets(registry):
         demo=True,
         default_model="cxr.demo_cnn",
         default_neighbourhood="c3_cxr:neighbourhoods/default.toml",
+        experiment="c3_cxr.experiment:EXPERIMENT",
     )
     registry.add(
         "cxr.chexpert_csv",

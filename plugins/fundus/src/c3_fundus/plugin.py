@@ -24,6 +24,7 @@ def c3_register_datasets(registry):
         demo=True,
         default_model="fundus.demo_cnn",
         default_neighbourhood="c3_fundus:neighbourhoods/default.toml",
+        experiment="c3_fundus.experiment:EXPERIMENT",
     )
     registry.add(
         "fundus.csv",

@@ -26,6 +26,7 @@ def c3_register_datasets(registry):
         demo=True,
         default_model="mri.unet3d",
         default_neighbourhood="c3_mri:neighbourhoods/default.toml",
+        experiment="c3_mri.experiment:EXPERIMENT",
     )
     registry.add(
         "mri.nifti",

@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from c3_core.batch import Sample
-from c3_core.seeding import derive_seed, generator_from_seed, uniform
+from c3_core.api import Sample, derive_seed, generator_from_seed, uniform
 from c3_ultrasound.data.phantom import render_phantom
+from c3_ultrasound.intensity_domains import ENVELOPE
 
 CLASSES = ("no lesion", "hypoechoic lesion")
 SPLITS = {"train": (101, 600), "test": (202, 200)}
@@ -54,7 +54,7 @@ class UltrasoundDemo(Dataset):
                 image=phantom.envelope,
                 exam_id=f"us-demo-{self.split}-{i:04d}",
                 modality="us",
-                domain="envelope",
+                domain=ENVELOPE,
                 spacing=(PIXEL_MM, PIXEL_MM),
                 label=torch.tensor(int(recorded)),
                 mask=phantom.lesion,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from c3_core.seeding import uniform
+from c3_core.api import uniform
 from c3_ultrasound.functional.gain import db_to_amplitude, pixel_depth_cm, tgc_residual_db
 from c3_ultrasound.functional.speckle import FWHM_PER_SIGMA, psf_filter, rayleigh_speckle
 

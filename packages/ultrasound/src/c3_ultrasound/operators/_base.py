@@ -6,16 +6,15 @@ from typing import ClassVar
 
 import torch
 
-from c3_core.batch import Batch
-from c3_core.domains import IntensityDomain
-from c3_core.operator import Operator, P
+from c3_core.api import Batch, Domain, Operator, P
+from c3_ultrasound.intensity_domains import ENVELOPE
 
 
 class UltrasoundOperator(Operator[P]):
     """Base for ``us.*`` operators: 2-D single-channel echo envelope, axial axis = rows."""
 
     modality: ClassVar[str] = "us"
-    domain: ClassVar[IntensityDomain] = IntensityDomain.ENVELOPE
+    domain: ClassVar[Domain] = ENVELOPE
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (1,)
 

@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.api import Batch, CaseInfo, Severity, SeveritySource, uniform
 from c3_ultrasound.functional.gain import apply_depth_gain_db, pixel_depth_cm, tgc_residual_db
 from c3_ultrasound.operators._base import UltrasoundOperator, random_sign, row_pitch_mm
 

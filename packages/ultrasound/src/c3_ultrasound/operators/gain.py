@@ -7,8 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity, SeveritySource
+from c3_core.api import Batch, CaseInfo, Severity, SeveritySource
 from c3_ultrasound.functional.gain import apply_gain_db
 from c3_ultrasound.operators._base import UltrasoundOperator, random_sign
 

@@ -23,9 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.batch import Batch, CaseInfo
-from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import draw_seed, generator_from_seed, uniform
+from c3_core.api import Batch, CaseInfo, Severity, SeveritySource, draw_seed, generator_from_seed, uniform
 from c3_ultrasound.functional.speckle import (
     FWHM_PER_SIGMA,
     RAYLEIGH_CONTRAST,

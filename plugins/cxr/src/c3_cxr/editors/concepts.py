@@ -81,6 +81,8 @@ class CXRConceptEditor(ConceptEditor):
     channels: ClassVar[tuple[int, ...] | None] = (1,)
     intensity_scale: ClassVar[float] = MU_SCALE
     lower_bound: ClassVar[float | None] = 0.0  # a line integral is never negative
+    changes: ClassVar[frozenset[str]] = frozenset({"label", "mask"})
+    finding_mask_channels: ClassVar[tuple[int, ...]] = (2,)  # the findings channel: unknown after an edit
 
     @classmethod
     def load_model(cls) -> ConceptModel:
@@ -164,7 +166,8 @@ EDITORS: tuple[type[CXRConceptEditor], ...] = (
 
 
 def intervened_labels(labels: torch.Tensor, editor: type[CXRConceptEditor]) -> torch.Tensor:
-    """Multi-label targets ``(B, 5)`` after ``editor``: its finding set to 1 (insert) or 0 (delete)."""
+    """Multi-label targets ``(B, 5)`` after ``editor``: its finding set to 1 (insert) or 0 (delete)
+    (what the editor's returned label holds on every case it edited)."""
     index = next(c.label_index for c in CONCEPTS if c.name == editor.concept)
     out = labels.clone()
     out[:, index] = 1.0 if editor.sign > 0 else 0.0

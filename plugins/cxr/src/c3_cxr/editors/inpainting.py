@@ -5,7 +5,9 @@ patch, edema haze, atelectasis band; cardiomegaly has no region). Findings lie i
 often touch the heart, mediastinum or diaphragm, whose line integrals are far higher; filling
 from every neighbour would paint them into the lung. So ``method="auto"`` here is the harmonic
 fill with boundary values from the lungs only (mask channel 0; no flux towards other tissue),
-i.e. the finding is replaced by the lung around it. ``method="ns"`` gives OpenCV Navier–Stokes
+i.e. the finding is replaced by the lung around it; the label then has consolidation and effusion
+absent (their outlines hold them whole), edema and atelectasis unknown (the haze below the
+outline's threshold and the lung's volume loss remain) and cardiomegaly kept (it has no region). ``method="ns"`` gives OpenCV Navier–Stokes
 from all neighbours. Controls are placed inside the lungs, or else inside the body, and filled
 from that area. Lesion-only
 sets everything else to 0 (no attenuation: the unattenuated beam). Margins are in mm (2.8 mm per
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import torch
 from torch import Tensor
 
 from c3_core.batch import Batch
@@ -27,6 +30,8 @@ MARGIN = Severity("lesion margin", "mm", identity=0.0, extreme=8.4, levels=(0.0,
 LESION_CHANNELS = (2,)
 LUNG_CHANNEL = 0
 BODY_FRACTION = 0.25
+REMOVED_FINDINGS = (2, 4)  # label columns the findings mask outlines whole: consolidation, effusion
+UNKNOWN_FINDINGS = (0, 3)  # outlined in part: atelectasis (not its volume loss), edema (not its faint haze)
 
 
 def body_region(batch: Batch) -> Tensor:
@@ -53,6 +58,19 @@ class CxrLesionRemoved(LesionRemoved):
 
     def fill_sources(self, batch: Batch, index: int) -> Tensor:
         return lungs(batch, index)
+
+    def expected_label(self, label: Tensor, edited: Tensor) -> Tensor:
+        """Edited cases: consolidation and effusion absent, atelectasis and edema unknown (NaN),
+        cardiomegaly kept. A label that is not the five findings is unknown on edited cases."""
+        if not label.is_floating_point() or label.ndim != 2 or label.shape[1] != 5:
+            return super().expected_label(label, edited)
+        rows = edited.to(label.device).view(-1, 1)
+        absent = torch.zeros(5, dtype=torch.bool, device=label.device)
+        absent[list(REMOVED_FINDINGS)] = True
+        unknown = torch.zeros(5, dtype=torch.bool, device=label.device)
+        unknown[list(UNKNOWN_FINDINGS)] = True
+        out = torch.where(rows & absent, torch.zeros_like(label), label)
+        return torch.where(rows & unknown, torch.full_like(label, float("nan")), out)
 
 
 class CxrLesionOnly(LesionOnly):

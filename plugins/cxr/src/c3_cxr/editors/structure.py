@@ -75,6 +75,7 @@ class _CxrStructureArea(StructureAreaEditor):
     intensity_offset = 0.0
     intensity_scale = INTENSITY_SCALE
     lower_bound = 0.0  # a line integral is never negative
+    mask_channels = MASK_CHANNELS  # edited cases: segmented lungs and heart; the findings channel unknown
 
     @classmethod
     def load_model(cls) -> StructureModel:

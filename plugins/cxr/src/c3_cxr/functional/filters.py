@@ -146,11 +146,13 @@ def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
     """
     h, w = image.shape[-2:]
     blurred = aperture_change(image, ratio.to(image.dtype))
-    out = torch.empty_like(image, memory_format=torch.contiguous_format)
+    record = torch.is_grad_enabled() and image.requires_grad  # out= writes are not differentiable
+    out = None if record else torch.empty_like(image, memory_format=torch.contiguous_format)
+    cases = []
     for i, r in enumerate(ratio.tolist()):
         fy0, fy1, ty, ky0, ky1, wy = _axis_resampling(h, r, image.device, image.dtype)
         fx0, fx1, tx, kx0, kx1, wx = _axis_resampling(w, r, image.device, image.dtype)
         coarse_rows = _lerp_rows(blurred[i], fy0, fy1, ty).transpose(-1, -2).contiguous()  # (C, W, Hc)
         columns = _lerp_rows(_lerp_rows(coarse_rows, fx0, fx1, tx), kx0, kx1, wx)  # (C, W, Hc): coarse, then fine columns
-        _lerp_rows(columns.transpose(-1, -2).contiguous(), ky0, ky1, wy, out=out[i])
-    return out
+        cases.append(_lerp_rows(columns.transpose(-1, -2).contiguous(), ky0, ky1, wy, out=None if out is None else out[i]))
+    return torch.stack(cases) if out is None else out

@@ -49,4 +49,7 @@ class BeamHardening(RadiographOperator[BeamHardeningParams]):
         beta = torch.tensor([p.beta for p in params], device=batch.device, dtype=batch.image.dtype).view(-1, 1, 1, 1)
         mu = batch.image.clamp_min(0)
         mu_max = 1.0 / (2.0 * beta.clamp_min(1e-9))  # keep the map monotone
-        return batch.replace(image=torch.where(beta > 0, mu - beta * torch.minimum(mu, mu_max) ** 2, mu))
+        hardening = torch.minimum(mu, mu_max).square_().mul_(beta)  # β = 0: an exact 0, mu unchanged
+        if torch.is_grad_enabled() and batch.image.requires_grad:  # autograd needs mu as minimum saw it
+            return batch.replace(image=mu - hardening)
+        return batch.replace(image=mu.sub_(hardening))  # mu − β·min(mu, mu_max)² on two fresh buffers

@@ -7,6 +7,8 @@ the ADC maps electrons to integer DN with ``gain_e_per_dn = full_well_e / (2^bit
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -30,15 +32,25 @@ def mosaic(rgb: Tensor) -> Tensor:
 
 
 def raw_mosaic(rgb: Tensor) -> Tensor:
-    """The single-plane raw frame of an RGGB sensor: (..., 3, H, W) -> (..., 1, H, W), each pixel its CFA channel."""
-    return (rgb * bayer_masks((rgb.shape[-2], rgb.shape[-1]), rgb.device).to(rgb.dtype)).sum(dim=-3, keepdim=True)
+    """The single-plane raw frame of an RGGB sensor: (..., 3, H, W) -> (..., 1, H, W), each pixel its CFA channel.
+
+    Four strided copies (R at even rows / even columns, G at the two mixed sites, B at odd / odd):
+    a quarter of the image each, no mask arithmetic.
+    """
+    raw = torch.empty((*rgb.shape[:-3], 1, *rgb.shape[-2:]), device=rgb.device, dtype=rgb.dtype)
+    for channel, dy, dx in ((0, 0, 0), (1, 0, 1), (1, 1, 0), (2, 1, 1)):
+        raw[..., 0, dy::2, dx::2] = rgb[..., channel, dy::2, dx::2]
+    return raw
 
 
 def _tent3(x: Tensor) -> Tensor:
-    """Convolution with [[¼, ½, ¼], [½, 1, ½], [¼, ½, ¼]] (separable: [½, 1, ½] per axis), reflect padding."""
+    """Convolution with [[¼, ½, ¼], [½, 1, ½], [¼, ½, ¼]] (separable: [½, 1, ½] per axis), reflect padding.
+
+    Per axis: (left + right) · ½ + centre, in place on one fresh buffer.
+    """
     p = F.pad(x, (1, 1, 1, 1), mode="reflect")
-    rows = p[..., 1:-1] + 0.5 * (p[..., :-2] + p[..., 2:])
-    return rows[..., 1:-1, :] + 0.5 * (rows[..., :-2, :] + rows[..., 2:, :])
+    rows = torch.add(p[..., :-2], p[..., 2:]).mul_(0.5).add_(p[..., 1:-1])
+    return torch.add(rows[..., :-2, :], rows[..., 2:, :]).mul_(0.5).add_(rows[..., 1:-1, :])
 
 
 def bilinear_demosaic(sparse: Tensor) -> Tensor:
@@ -49,7 +61,7 @@ def bilinear_demosaic(sparse: Tensor) -> Tensor:
     """
     masks = bayer_masks((sparse.shape[-2], sparse.shape[-1]), sparse.device).to(sparse.dtype).unsqueeze(0)
     fill = (1.0 - masks) / _tent3(masks).clamp_min(1e-6)  # 0 where sampled, 1 / normaliser elsewhere
-    return sparse * masks + _tent3(sparse) * fill
+    return _tent3(sparse).mul_(fill).addcmul_(sparse, masks)
 
 
 def electrons(linear: Tensor, full_well_e: Tensor | float, read_noise_e: Tensor | float, generator: torch.Generator) -> Tensor:
@@ -76,3 +88,35 @@ def fixed_pattern(shape: tuple[int, ...], prnu: float, dsnu: float, generator: t
     gain = 1.0 + prnu * torch.randn(shape, generator=generator, device=device)
     offset = dsnu * torch.randn(shape, generator=generator, device=device)
     return gain, offset
+
+
+def expose_raw(
+    raw: Tensor,
+    full_well_e: Sequence[float],
+    read_noise_e: Sequence[float],
+    prnu: Sequence[float],
+    dsnu: Sequence[float],
+    adc_bits: int,
+    noise_generators: Sequence[torch.Generator],
+    pattern_generators: Sequence[torch.Generator],
+) -> Tensor:
+    """One exposure of a batch of raw planes ``(B, C, H, W)`` in linear [0, 1] -> linear [0, 1], a new tensor.
+
+    Per case b: gain ~ 1 + prnu·N(0, 1) and offset ~ dsnu·N(0, 1) per photosite (fixed pattern,
+    drawn in that order from ``pattern_generators[b]``), electrons ~ Poisson(max(x·gain + offset, 0)
+    · full_well) + N(0, read²) (:func:`c3_core.functional.photon.photon_counts` with
+    ``noise_generators[b]``), then the ADC (``adc_bits`` > 0) or full-well scaling back to [0, 1].
+    The draws fill per-case slices of two buffers; all the arithmetic runs once over the batch.
+    """
+    shape = (-1,) + (1,) * (raw.ndim - 1)
+    gain, signal = torch.empty_like(raw), torch.empty_like(raw)
+    for b, g in enumerate(pattern_generators):
+        gain[b].normal_(1.0, float(prnu[b]), generator=g)  # the same values as 1 + prnu · randn
+        signal[b].normal_(0.0, float(dsnu[b]), generator=g)
+    fw = torch.tensor([float(v) for v in full_well_e], device=raw.device, dtype=raw.dtype).view(shape)
+    rate = signal.addcmul_(raw, gain).clamp_min_(0.0).mul_(fw)  # expected photo-electrons
+    e = photon_counts(rate, noise_generators, read_sigma=[float(v) for v in read_noise_e], out=rate)
+    if adc_bits > 0:
+        levels = float(2**adc_bits - 1)
+        return e.mul_(levels / fw).round_().clamp_(0.0, levels).div_(levels)
+    return e.div_(fw)

@@ -11,7 +11,7 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import draw_seed, generator_from_seed
-from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, fixed_pattern, mosaic, raw_mosaic
+from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, expose_raw, fixed_pattern, mosaic, raw_mosaic
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator
 
 
@@ -84,6 +84,15 @@ class Sensor(FundusOperator[SensorParams]):
         )
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[SensorParams]) -> Tensor:
+        if all(p.bayer for p in params) and len({p.adc_bits for p in params}) == 1:  # the usual case: one batched exposure
+            dev = linear.device
+            raw = expose_raw(
+                raw_mosaic(linear),  # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane
+                [p.full_well_e for p in params], [p.read_noise_e for p in params], [p.prnu for p in params],
+                [p.dsnu for p in params], params[0].adc_bits,
+                [generator_from_seed(p.noise_seed, dev) for p in params], [generator_from_seed(p.pattern_seed, dev) for p in params],
+            )
+            return bilinear_demosaic(mosaic(raw))  # the raw plane broadcast over the colour masks
         out = []
         for i, p in enumerate(params):  # per-sample noise realisations; the maths is whole-image
             # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane (1, H, W)

@@ -73,33 +73,37 @@ def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -
     Its complex value is ``amplitude · k[0] · e^(iφ)`` where k[0] is the DC term (sum of the
     image), so in the image it is a plane-wave stripe pattern of amplitude ``amplitude`` × the
     image mean. One k-space sample is a plane wave in image space, so no FFT is needed: the
-    inverse DFT of the spike, (a · mean · e^(iφ)) · Π_axis e^(2πi k_axis r_axis / n_axis), is built
-    as an outer product of per-axis phasors, added to the (zero-phase) image and its magnitude
-    taken: the DFT pair, exactly, at the cost of a few element-wise passes.
+    inverse DFT of the spike is A e^(iθ(r)) with A = amplitude · mean and θ(r) = φ + Σ_axis
+    2π k_axis r_axis / n_axis, and the magnitude of the zero-phase image plus it is
+
+        |x + A e^(iθ)| = √(x (x + 2A cos θ) + A²),
+
+    with cos θ built separably (phasors of the leading axes times the last axis' cos and sin):
+    the DFT pair, exactly, in six real element-wise passes.
     """
     b, c = x.shape[:2]
     sp = x.shape[2:]
-    # per-axis frequency index of the flat DFT index (C order)
-    ks, rest = [], flat_index.to(torch.int64)
+    ks, rest = [], flat_index.to(torch.int64)  # per-axis frequency index of the flat DFT index (C order)
     for n in reversed(sp):
         ks.append(rest % n)
         rest = rest // n
     ks.reverse()
-    mean = x.reshape(b, c, -1).mean(-1, dtype=torch.float64)  # (B, C)
-    coef = torch.polar(amplitude.double().view(-1, 1) * mean, phase.double().view(-1, 1).expand(b, c))  # (B, C)
-    wave = coef.view(b, c, *[1] * len(sp))
-    full = torch.complex128 if x.dtype == torch.float64 else torch.complex64
-    for axis, (n, k) in enumerate(zip(sp, ks)):
+    amp = amplitude.double().view(-1, 1) * x.reshape(b, c, -1).mean(-1).double()  # A per case and channel
+    phasors = []
+    for n, k in zip(sp, ks):
         r = torch.arange(n, device=x.device, dtype=torch.float64)
-        angle = (2.0 * torch.pi / n) * ((k.to(x.device).view(-1, 1) * r.view(1, -1)) % n)  # (B, n), reduced mod n first
+        phasors.append((2.0 * torch.pi / n) * ((k.to(x.device).view(-1, 1) * r.view(1, -1)) % n))  # (B, n), reduced mod n
+    lead = torch.polar(amp, phase.double().view(-1, 1).to(amp.device).expand(b, c)).view(b, c, *[1] * len(sp))
+    for axis, angle in enumerate(phasors[:-1]):
         shape = [b, 1] + [1] * len(sp)
-        shape[2 + axis] = n
-        phasor = torch.polar(torch.ones_like(angle), angle).view(shape)
-        if axis == len(sp) - 1:  # the one full-size product, in the image's precision
-            wave, phasor = wave.to(full), phasor.to(full)
-        wave = wave * phasor
-    wave.real.add_(x)
-    return wave.abs().to(x.dtype)
+        shape[2 + axis] = sp[axis]
+        lead = lead * torch.polar(torch.ones_like(angle), angle).view(shape)  # small: the leading axes only
+    last = [b, 1] + [1] * (len(sp) - 1) + [sp[-1]]
+    two_a_cos = torch.mul((2.0 * lead.real).to(x.dtype), torch.cos(phasors[-1]).to(x.dtype).view(last))  # 2A cos θ
+    two_a_cos.addcmul_((-2.0 * lead.imag).to(x.dtype), torch.sin(phasors[-1]).to(x.dtype).view(last))
+    a2 = (amp * amp).to(x.dtype).view(b, c, *[1] * len(sp))
+    power = torch.addcmul(a2, two_a_cos.add_(x), x, out=two_a_cos)  # x (x + 2A cos θ) + A², in place
+    return power.clamp_min_(0.0).sqrt_()  # ≥ 0 exactly; the clamp only stops rounding below 0 at |x + A e^(iθ)| ≈ 0
 
 
 def rigid_theta(angles_deg: Tensor, shifts_vox: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -146,19 +150,20 @@ def segmented_motion(x: Tensor, theta: Tensor, segment_of_line: Tensor, axis: in
     b, c = x.shape[:2]
     s = theta.shape[1]
     sp = x.shape[2:]
-    grid = F.affine_grid(theta.reshape(b * s, *theta.shape[2:]).to(x.dtype), (b * s, c, *sp), align_corners=False)
-    moved = F.grid_sample(
-        x.repeat_interleave(s, 0), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    ).reshape(b, s, c, *sp)
     # the segment masks act along the phase-encode axis only, so the DFTs along the other axes
-    # cancel: 1-D FFTs along that axis, one masked sum over segments, one 1-D inverse FFT
-    dim = 3 + axis
-    k = torch.fft.fft(moved, dim=dim)
-    onehot = F.one_hot(segment_of_line, s).to(x.dtype).transpose(1, 2)  # (B, S, n)
-    view = [b, s, 1] + [1] * len(sp)
-    view[3 + axis] = sp[axis]
-    k = (k * onehot.reshape(view)).sum(1)
-    return torch.fft.ifft(k, dim=dim - 1).abs().to(x.dtype)
+    # cancel: per segment, the object in that pose (one grid_sample over the batch), its 1-D FFT
+    # along that axis, and only the segment's own lines copied into the combined k-space; then one
+    # 1-D inverse FFT (no S-fold copy of the input, no masked sum over segments)
+    dim = 2 + axis
+    k = torch.empty((b, c, *sp), device=x.device, dtype=torch.complex128 if x.dtype == torch.float64 else torch.complex64)
+    for seg in range(s):
+        grid = F.affine_grid(theta[:, seg].to(x.dtype), [b, c, *sp], align_corners=False)
+        moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        spectrum = torch.fft.fft(moved, dim=dim)
+        for i in range(b):  # the lines each case's segment acquired
+            lines = (segment_of_line[i] == seg).nonzero().view(-1)
+            k[i].index_copy_(dim - 1, lines, spectrum[i].index_select(dim - 1, lines))
+    return torch.fft.ifft(k, dim=dim).abs().to(x.dtype)
 
 
 def segment_lines(n: int, segments: int, device: torch.device | str = "cpu") -> tuple[Tensor, int]:

@@ -1,4 +1,7 @@
-"""One operator family: a params dataclass (physical units), a kernel, and the operator class."""
+"""One operator family: a params dataclass (physical units), its sampler and the operator class.
+
+The kernel it calls is :mod:`c3_plugin_template.functional.contrast`.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
 
-from c3_core.batch import Batch, CaseInfo
-from c3_core.domains import IntensityDomain
-from c3_core.operator import Operator, Severity, SeveritySource
-from c3_core.seeding import uniform
-
-
-def contrast_kernel(image: Tensor, factor: Tensor) -> Tensor:
-    """Scale deviations from each image's mean by ``factor`` (B,); the mean is preserved."""
-    mean = image.mean(dim=tuple(range(1, image.ndim)), keepdim=True)
-    return mean + factor.view(-1, *[1] * (image.ndim - 1)) * (image - mean)
+from c3_core.api import Batch, CaseInfo, Domain, Operator, Severity, SeveritySource, uniform
+from c3_plugin_template.functional.contrast import contrast_kernel
 
 
 @dataclass(frozen=True)
@@ -29,7 +23,7 @@ class Contrast(Operator[ContrastParams]):
     id = "example.contrast"
     version = "1"
     modality = "example"
-    domain = IntensityDomain.DISPLAY
+    domain = Domain.DISPLAY
     severity = Severity(
         "contrast_change", "fraction (factor = 1 ± s)", 0.0, 0.5, (0.1, 0.25, 0.5),
         # every physics operator says where its range comes from (the conformance kit checks it):

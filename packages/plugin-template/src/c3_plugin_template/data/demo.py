@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import Dataset
 
-from c3_core.batch import Sample
-from c3_core.seeding import derive_seed, generator_from_seed
+from c3_core.api import Sample, derive_seed, generator_from_seed
 
 
 class TemplateDemo(Dataset):

@@ -1,0 +1,1 @@
+"""Pure tensor kernels, one module per operator family (no classes, no randomness)."""

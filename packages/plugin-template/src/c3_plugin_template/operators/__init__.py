@@ -1,0 +1,1 @@
+"""Operator classes, one module per family: params dataclass, sampler and deterministic apply."""
