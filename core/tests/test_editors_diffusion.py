@@ -390,7 +390,9 @@ def test_conformance_kit() -> None:
 
     checks = plugin_checks(sys.modules[__name__], batch_factory=factory, name="toy-diffusion")
     editor_checks = [c for c in checks if c.contribution.startswith("toy.diffusion")]
-    assert len(editor_checks) == 14
+    names = {c.name for c in editor_checks}
+    assert {c.contribution for c in editor_checks} == {"toy.diffusion", "toy.diffusion_brighten"}
+    assert len(editor_checks) == 2 * len(names) and {"undeclared_untouched", "declared_changes_consistent"} <= names
     for check in editor_checks:
         check()
 

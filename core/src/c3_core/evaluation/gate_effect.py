@@ -2,8 +2,9 @@
 
 A set is *planted* with edits known to change the label — the lesion removed (the
 ``probe_role = "removed"`` editor) from every case that has a lesion — next to the admissible
-neighbourhood (the dataset's default physics operators). The gate (teacher model + thresholds,
-plus operator-declared checks) then judges both:
+neighbourhood (the dataset's default physics operators). The gate (the dataset's default teacher,
+never the evaluated model, with its calibrated thresholds, plus operator-declared checks) then
+judges both:
 
 * ``share_planted_rejected`` — label-changing edits the gate catches (its sensitivity);
 * ``share_admissible_rejected`` — admissible edits it wrongly rejects (its false-rejection rate).
@@ -105,17 +106,26 @@ def demo_gate_effect(
 ) -> GateEffect:
     """The gate's effect on ``modality``'s demo cohort (test split, first ``n`` cases): its
     default neighbourhood (``k`` per case) as the admissible set, lesion removal (at the probe's
-    margin) as the planted set, and the demo model as the gate's teacher."""
+    margin) as the planted set, the dataset's ``default_teacher`` as the gate's teacher and, unless
+    ``gate`` is given, the thresholds of its ``default_gate``.
+
+    Raises LookupError when the demo dataset declares no teacher (the evaluated model must not
+    gate itself)."""
     from c3_core.batch import collate
     from c3_core.evaluation.probe import find_probe_editors
-    from c3_core.evaluation.runner import load_spec, resolve_dataset, resolve_model
+    from c3_core.evaluation.runner import load_spec, read_gate_file, resolve_dataset, resolve_model
     from c3_core.evaluation.scoring import GateSettings
     from c3_core.neighbourhood import Neighbourhood
     from c3_core.seeding import derive_seed, generator_from_seed
 
-    gate = gate or GateSettings()
     contribution, _ = resolve_dataset(host, modality, None)
-    teacher, _ = resolve_model(host, modality, contribution, None, device)
+    teacher_id = contribution.meta.get("default_teacher")
+    if not teacher_id:
+        raise LookupError(f"{contribution.id} declares no default_teacher (the evaluated model must not gate itself)")
+    teacher, _ = resolve_model(host, modality, contribution, teacher_id, device, role="--teacher")
+    if gate is None:
+        ref = contribution.meta.get("default_gate")
+        gate = read_gate_file(ref)[0] if ref else GateSettings()
     nb = Neighbourhood(load_spec(contribution, None, k, seed), host.make_operator)
     editors = find_probe_editors(host, modality)
     dataset = contribution.load()(split="test")

@@ -204,6 +204,10 @@ class PreparedModality:
     teacher_id: str | None
     probe: Any = None  # c3_core.evaluation.probe.ProbeEditors when --probe causal can run
     probe_note: str | None = None  # why --probe causal cannot run for this modality
+    gate: GateSettings | None = None  # this modality's thresholds (None: the run's --gate or defaults)
+    gate_source: str | None = None  # where they come from: a --gate file, the dataset's default_gate, defaults
+    gate_calibration: dict[str, Any] | None = None  # the gate file's record (anchors, planted edits rejected)
+    gate_warning: str | None = None  # why this modality's gate is weaker than it should be (said loudly)
     pseudonymise: Callable[[str], str] | None = None  # stable id -> written pseudonym (set before running)
 
     def written_id(self, exam_id: str) -> str:
@@ -227,8 +231,17 @@ class PreparedModality:
     @property
     def gated_by(self) -> str:
         if self.teacher is not None:
-            return f"teacher {self.teacher_id} + operator checks"
+            g = self.gate or GateSettings()
+            value = f"τ = {g.tau:g}" if self.bundle.task == "segmentation" else f"δ = {g.delta:g}"
+            return f"teacher {self.teacher_id} ({value}, {self.gate_source or 'default thresholds'}) + operator checks"
         return "operator checks only (no teacher model)"
+
+    def gate_record(self) -> dict[str, Any]:
+        """What summary.json says about this modality's gate: thresholds, their source, the
+        teacher, the calibration record of the gate file and any warning."""
+        g = self.gate or GateSettings()
+        return {"teacher": self.teacher_id, "thresholds": g.to_dict(), "source": self.gate_source,
+                "calibration": self.gate_calibration, "warning": self.gate_warning}
 
     def fingerprint(self) -> dict[str, Any]:
         """What the results depend on (``--resume`` must see the same)."""
@@ -237,6 +250,7 @@ class PreparedModality:
             "n": self.n,
             "model": self.model_id,
             "teacher": self.teacher_id,
+            **({"gate": self.gate.to_dict()} if self.gate is not None else {}),
             "spec": self.spec.to_dict(),
             **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
                if self.probe is not None or self.probe_note else {}),
@@ -278,8 +292,14 @@ def prepare_modality(
     data_options: Mapping[str, Any] | None = None,
     model_options: Mapping[str, Any] | None = None,
     max_counterfactuals: int | None = None,
+    gate_file: str | None = None,
 ) -> PreparedModality:
-    """Resolve and check dataset, neighbourhood and models; raises :class:`EvaluationInputError`."""
+    """Resolve and check dataset, neighbourhood, models and the gate; raises :class:`EvaluationInputError`.
+
+    The gate's teacher is ``teacher``, else the dataset's ``default_teacher`` (first-party plugins
+    declare one for their demo cohort only); its thresholds come from ``gate_file``, else (with the
+    default teacher) the dataset's ``default_gate``, else the uncalibrated defaults. A cohort
+    without a teacher runs with operator checks only and ``gate_warning`` says so."""
     dataset_c, source = resolve_dataset(host, modality, data)
     spec = load_spec(dataset_c, neighbourhood, k, seed)
     try:
@@ -302,10 +322,75 @@ def prepare_modality(
     prepared = PreparedModality(
         modality, dataset_c.id, dataset, n, spec, nb, bundle, model_id, teacher_bundle, teacher_id
     )
+    _resolve_gate(prepared, dataset_c, gate_file)
     _check_first_case(prepared)
     if probe is not None:
         _prepare_probe(host, prepared, probe)
     return prepared
+
+
+def read_gate_file(ref: str) -> tuple[GateSettings, dict[str, Any]]:
+    """Thresholds and the calibration record (everything but the thresholds) of a gate JSON:
+    a file path or ``"package:relative/path.json"`` (package data)."""
+    import json
+
+    path = resolve_resource(ref)
+    settings = GateSettings.from_file(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        data = {}
+    return settings, {k: v for k, v in data.items() if k not in ("delta", "tau", "threshold")}
+
+
+def weights_sha256(bundle: ModelBundle) -> str:
+    """sha256 of the network's state as safetensors bytes (equal to the sha256 of the
+    ``.safetensors`` file the weights cache keeps for it)."""
+    import hashlib
+
+    from safetensors.torch import save
+
+    state = {k: v.detach().contiguous().cpu() for k, v in bundle.network.state_dict().items()}
+    return hashlib.sha256(save(state)).hexdigest()
+
+
+def _resolve_gate(p: PreparedModality, dataset: Contribution, gate_file: str | None) -> None:
+    """Set the modality's thresholds, their source and, where the gate is weaker than it should
+    be, the warning the console and the report show."""
+    default_gate = dataset.meta.get("default_gate")
+    default_teacher = p.teacher is not None and p.teacher_id == dataset.meta.get("default_teacher")
+    try:
+        if gate_file is not None:
+            p.gate, p.gate_calibration = read_gate_file(gate_file)
+            p.gate_source = f"--gate {Path(gate_file).name}"
+        elif default_teacher and default_gate:
+            p.gate, p.gate_calibration = read_gate_file(default_gate)
+            p.gate_source = str(default_gate)
+    except ValueError as exc:
+        raise EvaluationInputError(str(exc)) from None
+    calibrated_for = (p.gate_calibration or {}).get("teacher")
+    if p.teacher is None:
+        p.gate_warning = (
+            f"operator checks only: no teacher model gates {p.dataset_id} "
+            + ("(its plugin declares none)" if dataset.meta.get("demo") else
+               "(a plugin's demo teacher was trained on phantoms and judges only its demo cohort)")
+            + ", so label-changing counterfactuals are not screened out and "
+            "count in the flip rate and utility. Gate it with --teacher MODEL (an independent model, not the one "
+            "evaluated) and --gate gate.json from `c3 gate calibrate ANCHORS.csv --out gate.json`"
+            + (" (--gate alone sets thresholds for a teacher that is not there)" if gate_file else "")
+        )
+    elif p.teacher_id == p.model_id:
+        p.gate_warning = (f"the teacher is the evaluated model {p.model_id}: it gates itself and hides its own "
+                          "fragility; pass an independent --teacher")
+    elif p.gate is None:
+        p.gate_warning = (f"teacher {p.teacher_id} gates with uncalibrated default thresholds; set them from audited "
+                          "anchors with `c3 gate calibrate ANCHORS.csv --out gate.json` and pass --gate gate.json")
+    elif calibrated_for and calibrated_for != p.teacher_id:
+        p.gate_warning = f"the gate thresholds were calibrated for teacher {calibrated_for}, not {p.teacher_id}"
+    elif (p.gate_calibration or {}).get("teacher_weights_sha256") not in (None, weights_sha256(p.teacher)):
+        p.gate_warning = (f"teacher {p.teacher_id}'s weights differ from those its thresholds were calibrated with "
+                          f"(retrained elsewhere?); recalibrate with the gate file's command: "
+                          f"{(p.gate_calibration or {}).get('command', 'c3 gate calibrate')}")
 
 
 def _prepare_probe(host: PluginHost, p: PreparedModality, probe: str) -> None:
@@ -478,6 +563,7 @@ def finish_modality(p: PreparedModality, store: ResultStore, seconds: float) -> 
         run, store.iter_cases(p.modality), lambda: store.iter_counterfactual_outcomes(p.modality), seed=p.spec.seed
     )
     run.summary["n_failed"] = len(run.failures)
+    run.summary.setdefault("gate", {}).update(p.gate_record())
     if p.probe is not None:
         from c3_core.evaluation.probe import PROBE_KEY, summarise_probe
 

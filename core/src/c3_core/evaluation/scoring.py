@@ -112,11 +112,15 @@ def score_batch(
     probs_all = _forward(bundle, torch.cat([batch.image, cf.image], 0), chunk)
     probs, probs_cf = probs_all[:b], probs_all[b:]
     decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk)
-    decision = decision.with_extra_rejections(operator_rejections)
+    cf_truth, unknown = _counterfactual_truth(task, batch, cf, k)
+    rejections = [
+        [r if r is not None or not unknown[i * k + j] else "truth unknown after the edit (not scored)" for j, r in enumerate(row)]
+        for i, row in enumerate(operator_rejections)
+    ]
+    decision = decision.with_extra_rejections(rejections)
     admitted = decision.admitted.to(probs.device)
 
     score = case_scores(task, probs, batch, gate.threshold)
-    cf_truth = batch.repeat_interleave(k)
     score_cf = case_scores(task, probs_cf, cf_truth, gate.threshold).view(b, k)
     util = shift_stable_utility(score, score_cf, admitted)
 
@@ -192,6 +196,33 @@ def score_batch(
             )
     raw = {"probs": probs.cpu(), "pred": pred.cpu(), "score": score.cpu(), "utility": util.utility.cpu()}
     return case_rows, cf_rows, raw
+
+
+def _counterfactual_truth(task: str, batch: Batch, cf: Batch, k: int) -> tuple[Batch, list[bool]]:
+    """What each counterfactual is scored against: its own mask and label as the neighbourhood
+    returned them (a spatial operator moves the mask; an editor that declares a change states
+    the new truth), and which ones lost their truth (unknown after the edit: they cannot be
+    scored and are rejected with that reason). Unknown entries are filled from the original
+    only so the score stays finite; such counterfactuals never enter the utility."""
+    from c3_core.editors.changes import label_known, mask_known
+
+    base = batch.repeat_interleave(k)
+    n = base.size
+    unknown = torch.zeros(n, dtype=torch.bool)
+    label, mask = base.label, base.mask
+    if task == "segmentation" and cf.mask is not None and base.mask is not None and cf.mask.shape == base.mask.shape:
+        known = mask_known(cf.mask)  # (N, M): channels that describe the edited image
+        unknown |= ~known.all(1).cpu()
+        mask = torch.where(known.view(*known.shape, *[1] * (cf.mask.ndim - 2)), cf.mask, base.mask)
+    if task != "segmentation" and cf.label is not None and base.label is not None and cf.label.shape == base.label.shape:
+        known = label_known(cf.label)
+        if task == "multiclass":
+            unknown |= ~known.cpu()
+            label = torch.where(known, cf.label, base.label)
+        else:  # multi-label: an unknown finding is ignored (NaN), like an uncertain one
+            unknown |= (~known.any(1) & label_known(base.label).any(1)).cpu()
+            label = torch.where(known.any(1, keepdim=True), cf.label, base.label)
+    return base.replace(label=label, mask=mask), unknown.tolist()
 
 
 def gate_counterfactuals(

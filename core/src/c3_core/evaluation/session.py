@@ -67,6 +67,25 @@ def _gate_settings(path: str | None) -> Any:
         raise EvaluationInputError(str(exc)) from None
 
 
+def _warn_gates(prepared: dict[str, Any], echo: Callable[[str], None]) -> None:
+    """Say loudly, before anything runs, which modality's gate is weaker than it should be."""
+    for m, p in prepared.items():
+        if p.gate_warning:
+            echo(f"WARNING: {m}: {p.gate_warning}")
+
+
+def _gate_thresholds(prepared: dict[str, Any], fallback: Any) -> dict[str, float]:
+    """The thresholds each modality's gate used (δ for classification, τ for segmentation), and
+    the decision threshold, as run.json records them."""
+    out: dict[str, float] = {}
+    for m, p in prepared.items():
+        g = p.gate or fallback
+        key = "tau" if p.bundle.task == "segmentation" else "delta"
+        out[f"{m}.{key}"] = getattr(g, key)
+        out[f"{m}.threshold"] = g.threshold
+    return out
+
+
 def resume_request(out: str, quiet: bool, workers: int, key_file: str | None = None) -> EvaluationRequest:
     """The request of the interrupted run in ``out`` (only ``quiet``, ``workers`` and where the
     pseudonym key is read from may change)."""
@@ -115,7 +134,7 @@ def _prepare_all(
                 host, m, data=req.data, model=req.model, teacher=req.teacher, neighbourhood=req.neighbourhood,
                 k=req.k, seed=req.seed, device=device, limit=req.limit, probe=req.probe,
                 data_options=req.data_options, model_options=req.model_options,
-                max_counterfactuals=req.max_counterfactuals,
+                max_counterfactuals=req.max_counterfactuals, gate_file=req.gate_file,
             )
         except (ContributionError, ImportError) as exc:
             failure = getattr(exc, "failure", None)
@@ -164,6 +183,7 @@ def _run(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], 
                 prepared = _prepare_all(req, host, group.device, Pseudonymiser(key), broken)
                 if not prepared:
                     raise EvaluationInputError("no modality can be evaluated: " + "; ".join(f"{m}: {e}" for m, e in (broken or {}).items()))
+                _warn_gates(prepared, echo)
                 claimed = claim(out, "evaluate", overwrite=req.overwrite, signature=(STORE_NAME, "run.json"))
                 out = prepare_output_dir(req.out)
                 if req.overwrite and not req.resume:
@@ -249,7 +269,7 @@ def _evaluate_all(
         with _progress(modality, req.quiet or not group.leader) as progress:
             try:
                 run_modality(
-                    p, store, gate=gate, device=group.device, batch_size=req.batch_size, workers=req.workers,
+                    p, store, gate=p.gate or gate, device=group.device, batch_size=req.batch_size, workers=req.workers,
                     rank=group.rank, world=group.world, max_failures=req.max_failures, progress=progress,
                     on_failure=(lambda i, why, m=modality: echo(f"{m}: case {i} skipped: {why}")) if group.leader else None,
                 )
@@ -289,7 +309,8 @@ def _evaluate_all(
         "request": _portable_request(req),
         "neighbourhoods": {m: p.spec.to_dict() | {"source": Path(p.spec.source).name if p.spec.source else p.spec.source}
                            for m, p in prepared.items()},
-        "gate": gate.to_dict(),
+        "gate": _gate_thresholds(prepared, gate),
+        "gates": {m: p.gate_record() for m, p in prepared.items()},
         "failures": failures,
         "processes": group.world,
         "started": started,

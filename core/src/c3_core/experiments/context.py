@@ -8,8 +8,10 @@ derived (:func:`~c3_core.experiments.shifts.derived_shift`). The evaluation neig
 default one (K = the budget's ``k_eval``); the training neighbourhood is that spec without the
 held-out shift family, plus every registered *admissible* editor of the modality at strengths
 :data:`EDITOR_LEVELS` (together drawn as often as one average member), so the editor-only ablation
-has members. The validity gate's teacher is the demo reference model, the same for
-every row, so every row is scored on the same admitted counterfactuals.
+has members. The validity gate's teacher is never the rows' starting point (a model must not
+gate itself): the dataset's ``default_teacher`` with its calibrated ``default_gate``, else the
+demo reference model where rows start from a random initialisation, else none (operator checks
+only); the same for every row, so every row is scored on the same admitted counterfactuals.
 """
 
 from __future__ import annotations
@@ -70,13 +72,14 @@ class ModalityContext:
     eval_nb: Neighbourhood
     train_spec: NeighbourhoodSpec
     member_kinds: tuple[frozenset[str], ...]
-    teacher: ModelBundle
-    teacher_id: str
+    teacher: ModelBundle | None
+    teacher_id: str | None
     shift: HeldOutShift
     editors_registered: int
     spacing: tuple[float, ...]
     seconds: float
     device: str = "cpu"
+    gate: Any = None  # the gate's thresholds (GateSettings); None: the defaults
 
     def has_members(self, members: str) -> bool:
         """Whether the training spec has any member of that kind (``all``/``operators``/``editors``)."""
@@ -99,7 +102,8 @@ class ModalityContext:
     def describe(self) -> dict[str, Any]:
         return {
             "modality": self.modality, "dataset": self.dataset_id, "model": self.model_id, "task": self.task,
-            "teacher": self.teacher_id, "in_domain_split": self.in_domain_split,
+            "teacher": self.teacher_id, "gate": self.gate.to_dict() if self.gate is not None else None,
+            "in_domain_split": self.in_domain_split,
             "n_train": len(self.train_set), "n_test": len(self.test_set),
             "shift": self.shift.to_dict(), "shift_operator_rejections": len(self.shifted_set.rejections),
             "eval_neighbourhood": self.eval_spec.to_dict() | {"source": self.eval_spec.source},
@@ -138,6 +142,32 @@ def held_out_shift(host: PluginHost, modality: str, spec: NeighbourhoodSpec, dec
     return derived_shift(modality, spec, sev.levels[-1] if sev.levels else sev.extreme)
 
 
+def experiment_teacher(
+    host: PluginHost, dataset_c: Any, model_id: str, make_model: Callable[[str | None], ModelBundle],
+    budget: Budget, device: str,
+) -> tuple[ModelBundle | None, str | None, Any]:
+    """The gate of every row: a teacher that is not the rows' starting point, and its thresholds.
+
+    The dataset's ``default_teacher`` (with the thresholds of its ``default_gate``); without one,
+    the demo reference model only when rows start from a random initialisation (``init`` is not
+    ``"demo"``); otherwise no teacher (operator checks only).
+    """
+    from c3_core.evaluation.runner import EvaluationInputError, read_gate_file, resolve_model
+    from c3_core.evaluation.scoring import GateSettings
+
+    teacher_id = dataset_c.meta.get("default_teacher")
+    if teacher_id and teacher_id != model_id:
+        try:
+            teacher, teacher_id = resolve_model(host, dataset_c.modality, dataset_c, teacher_id, device, role="teacher")
+            ref = dataset_c.meta.get("default_gate")
+            return teacher, teacher_id, read_gate_file(ref)[0] if ref else GateSettings()
+        except (EvaluationInputError, ValueError, LookupError) as exc:
+            raise ExperimentInputError(f"{dataset_c.id}: teacher {teacher_id}: {exc}") from None
+    if budget.init != "demo":
+        return make_model("demo"), f"{model_id}[demo]", GateSettings()
+    return None, None, GateSettings()
+
+
 def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str) -> ModalityContext:
     """Resolve and build one modality's shared state; raises :class:`ExperimentInputError`."""
     from c3_core.evaluation.runner import EvaluationInputError, load_spec
@@ -172,11 +202,11 @@ def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str
     train_set = InMemory(make_split(split="train"), budget.train_cases)
     test_set = InMemory(make_split(split=split), budget.test_cases)
     shifted = Shifted(test_set, shift_nb)
-    teacher = make_model("demo")  # the demo reference model: one fixed gate for every row
-    teacher_id = f"{model_id}[demo]"
+    teacher, teacher_id, gate = experiment_teacher(host, dataset_c, model_id, make_model, budget, device)
+    task = teacher.task if teacher is not None else dataset_c.meta["task"]
     editors = len(host.registry("editors").for_modality(modality))
     return ModalityContext(
-        modality, dataset_c.id, model_id, teacher.task, make_model, host.make_operator, train_set, test_set, shifted, split,
+        modality, dataset_c.id, model_id, task, make_model, host.make_operator, train_set, test_set, shifted, split,
         spec, eval_nb, train_spec, kinds, teacher, teacher_id, shift, editors,
-        tuple(test_set[0].spacing), time.perf_counter() - started, device,
+        tuple(test_set[0].spacing), time.perf_counter() - started, device, gate,
     )

@@ -104,6 +104,7 @@ def run_modality_experiment(
     _check_fingerprint(config.out, modality, {
         "budget": asdict(budget), "shift": described["shift"], "train_neighbourhood": described["train_neighbourhood"],
         "eval_neighbourhood": described["eval_neighbourhood"], "in_domain_split": ctx.in_domain_split,
+        "teacher": described["teacher"], "gate": described["gate"],
     })
     keys = [r.key for r in config.rows]
     notes = {r.key: row_note(ctx, r, keys) for r in config.rows}
@@ -127,7 +128,7 @@ def run_modality_experiment(
             runs[row.key].append(done)
     table_rows = [[r.label, notes[r.key] if notes[r.key] is not None else runs[r.key]] for r in config.rows]
     return {
-        "context": described, "class_names": list(ctx.teacher.class_names), "rows": table_rows,
+        "context": described, "class_names": list((ctx.teacher or ctx.make_model(None)).class_names), "rows": table_rows,
         "budget": asdict(budget), "seconds": time.perf_counter() - started,
     }
 

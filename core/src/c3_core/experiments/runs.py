@@ -87,7 +87,7 @@ def train_row(
     ckpt = folder / "checkpoint"
     step_seed = StepSeeds(derive_seed(seed, "experiment-step-rng", ctx.modality, row.key))
     trainer = Trainer(
-        bundle, ctx.train_set, nb, options, teacher=ctx.teacher if row.use_gate else None, gate=GateSettings(),
+        bundle, ctx.train_set, nb, options, teacher=ctx.teacher if row.use_gate else None, gate=ctx.gate or GateSettings(),
         checkpoint_dir=ckpt, echo=echo, checkpoint_meta={"experiment_row": row.key, "seed": seed}, on_step=step_seed,
     )
     if (ckpt / "state.json").is_file():
@@ -137,7 +137,7 @@ def evaluate_condition(
     try:
         store.set_fingerprint(prepared.fingerprint())
         started = time.perf_counter()
-        run_modality(prepared, store, gate=GateSettings(), device=device, batch_size=batch_size)
+        run_modality(prepared, store, gate=ctx.gate or GateSettings(), device=device, batch_size=batch_size)
         run = finish_modality(prepared, store, time.perf_counter() - started)
         rows = list(store.iter_cases(ctx.modality))
     finally:

@@ -170,8 +170,9 @@ def render(
             + (f", plus the admissible editors at strength {'–'.join(f'{v:g}' for v in EDITOR_LEVELS)}" if " plus editors " in ctx["train_neighbourhood"].get("source", "") else "")
             + f"): {', '.join(f'`{o}`' for o in members)}.",
             f"- Evaluation neighbourhood: the default ({ctx['eval_neighbourhood']['source'].split('/')[-1]}), "
-            f"K = {ctx['eval_neighbourhood']['k']}, gated by the demo reference model `{ctx['teacher']}` "
-            "(one gate for every row).",
+            f"K = {ctx['eval_neighbourhood']['k']}, "
+            + (f"gated by the teacher `{ctx['teacher']}` (one gate for every row; never the rows' starting point)."
+               if ctx.get("teacher") else "operator checks only (no teacher that is not the rows' starting point)."),
             f"- Wall time {_minutes(m['seconds'])} (data, shift and teacher {ctx['prepare_seconds']:.0f} s).",
             "",
         ]

@@ -54,8 +54,9 @@ def c3_register_datasets(registry: Registry) -> None:
     Each target is a callable ``factory(*, source=None, split="test", **options)`` returning a
     ``torch.utils.data.Dataset`` of :class:`c3_core.batch.Sample`. Meta keys: ``task``,
     ``default_model``, ``default_neighbourhood`` (``"package:relative/path.toml"``),
-    ``default_teacher`` (optional), ``accepts_path`` (bool: ``source`` may be a CSV or folder),
-    ``demo`` (bool: the embedded demo cohort of its modality), ``experiment``
+    ``default_teacher`` and ``default_gate`` (optional: the validity gate's teacher and its
+    ``c3 gate calibrate`` thresholds, ``"package:relative/path.json"``), ``accepts_path`` (bool:
+    ``source`` may be a CSV or folder), ``demo`` (bool: the embedded demo cohort of its modality), ``experiment``
     (``"package.module:ATTR"`` of a :class:`c3_core.experiment_spec.ExperimentSpec`: the
     modality's held-out shifts, budgets and in-domain split; since 0.2). Since: 0.1.
     """

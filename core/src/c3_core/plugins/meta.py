@@ -33,6 +33,7 @@ class DatasetMeta(_DatasetRequired, total=False):
     default_model: str  # model id evaluated when none is given
     default_neighbourhood: str  # "package:relative/path.toml" or a file path
     default_teacher: str  # model id of the validity gate's teacher
+    default_gate: str  # "package:relative/path.json" of the teacher's calibrated thresholds (c3 gate calibrate)
     accepts_path: bool  # ``source`` may be a CSV file or a folder
     demo: bool  # the embedded demo cohort of its modality
     experiment: str  # "package.module:ATTR" of an ExperimentSpec: held-out shifts, budgets, in-domain split

@@ -179,13 +179,29 @@ def _overview(run: RunResults) -> str:
         rows.append([esc(name), "", "", '<span class="fail">evaluation failed</span>', "", "", "", "", "", ""])
     return (
         '<section id="overview">\n<h2>Overview</h2>\n'
-        "<p>Per modality: the task metric on the original exams, calibration, and robustness over each exam's "
+        + _gate_warnings(run)
+        + "<p>Per modality: the task metric on the original exams, calibration, and robustness over each exam's "
         "counterfactual neighbourhood. Utility U(x) is an exam's lowest score over the original and its admitted "
         "counterfactuals; brackets are percentile-bootstrap 95% CIs over exams.</p>\n"
         + _table(["modality", "task", "exams", "AUROC / Dice", "ECE", "Brier", "agreement",
                   "utility mean [95% CI]", "utility p10 [95% CI]", "flip rate"], rows, "overview")
         + "</section>\n"
     )
+
+
+def _gate_warnings(run: RunResults) -> str:
+    """A banner per modality whose validity gate is weaker than it should be (no teacher: operator
+    checks only), with why and how to gate it."""
+    out = []
+    for name, mod in run.modalities.items():
+        gate = mod.summary.get("gate") or {}
+        why = gate.get("warning")
+        if not why and str(mod.summary.get("gated_by", "")).startswith("operator checks only"):
+            why = ("operator checks only: no teacher model gated this cohort, so label-changing counterfactuals "
+                   "were not screened out. Gate it with --teacher MODEL and --gate gate.json from `c3 gate calibrate`")
+        if why:
+            out.append(f'<div class="banner">Warning — {esc(name)}: {esc(why)}.</div>\n')
+    return "".join(out)
 
 
 def _readiness(checks: Sequence[CheckResult], name: str) -> str:

@@ -1,18 +1,26 @@
-"""Model factories: the demo reference CNN and torchxrayvision's DenseNet-121 (five findings)."""
+"""Model factories: the demo reference CNN, the demo teacher and torchxrayvision's DenseNet-121 (five findings)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
 
+from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
 from c3_core.reference_models import SmallCNN
 from c3_core.reference_training import train_reference
 from c3_cxr.data.phantom import FINDINGS
 from c3_cxr.domains import to_display
+from c3_cxr.functional.filters import gaussian_blur_batched
 
 DEMO_WEIGHTS = "c3_cxr-demo_cnn-v1"
+TEACHER_WEIGHTS = "c3_cxr-demo_teacher-v1"
+TEACHER_SEED = 1  # the demo model trains with seed 0
+TEACHER_SIZE = 64  # px: the teacher sees the radiograph at half the demo model's resolution
 
 
 def _prepare(x: Tensor) -> Tensor:
@@ -28,6 +36,107 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: obje
 
         path = cached_weights(DEMO_WEIGHTS, lambda: train_reference(bundle, ChestDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=0))
         load_state_dict_safely(path, net)
+    elif weights is not None:
+        load_state_dict_safely(weights, net)
+    bundle.trained = weights is not None
+    return bundle.to(device)
+
+
+class PoolResNet(nn.Module):
+    """The demo teacher's network, unlike :class:`~c3_core.reference_models.SmallCNN` in every part:
+    a 5x5 stride-2 stem, then per stage a max-pool, a 1x1 projection and a residual block
+    (conv-BN-ReLU-conv-BN + skip, ReLU), and a head on average *and* max pooled features."""
+
+    def __init__(self, in_channels: int, n_outputs: int, width: int = 16, stages: int = 3) -> None:
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.BatchNorm2d(width), nn.ReLU())
+        self.down = nn.ModuleList()
+        self.body = nn.ModuleList()
+        c = width
+        for _ in range(stages):
+            self.down.append(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c, 2 * c, 1)))
+            c *= 2
+            self.body.append(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
+                                           nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)))
+        self.head = nn.Linear(2 * c, n_outputs)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for down, body in zip(self.down, self.body):
+            x = down(x)
+            x = torch.relu(x + body(x))
+        return self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1))
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the same float sums on any machine, and no oversubscription of a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _prepare_teacher(x: Tensor) -> Tensor:
+    d = torch.nn.functional.interpolate(to_display(x), size=(TEACHER_SIZE, TEACHER_SIZE), mode="area")
+    return (d - 0.5) / 0.25
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def reader_augment(batch: Batch, g: torch.Generator) -> Batch:
+    """Generic acquisition augmentation for the teacher (none of it is a registered operator): a
+    smooth additive background in the photon domain, contrast and offset, blur, noise and a small
+    affine. The teacher stands in for a reader, whose call moves with the finding, not the exposure."""
+    x = batch.image
+    b = x.shape[0]
+    field = torch.nn.functional.interpolate(torch.rand((b, 1, 4, 4), generator=g), size=x.shape[-2:], mode="bicubic",
+                                            align_corners=False).clamp_min(0.0)
+    counts = torch.exp(-x)
+    level = _uniform(b, 0.0, 0.8, g).view(-1, 1, 1, 1) * counts.mean(dim=(1, 2, 3), keepdim=True)
+    x = -torch.log(counts + level * field / field.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6))
+    x = x * _uniform(b, 0.8, 1.2, g).view(-1, 1, 1, 1) + _uniform(b, -0.3, 0.3, g).view(-1, 1, 1, 1)
+    x = gaussian_blur_batched(x, _uniform(b, 0.0, 1.5, g))
+    x = x + _uniform(b, 0.0, 0.05, g).view(-1, 1, 1, 1) * torch.randn(x.shape, generator=g)
+    angle = _uniform(b, -0.1, 0.1, g)
+    scale = _uniform(b, 0.9, 1.1, g)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 1] = scale * torch.cos(angle), -scale * torch.sin(angle)
+    theta[:, 1, 0], theta[:, 1, 1] = scale * torch.sin(angle), scale * torch.cos(angle)
+    theta[:, :, 2] = _uniform(2 * b, -0.06, 0.06, g).view(b, 2)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    x = torch.nn.functional.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    return batch.replace(image=x.clamp_min(0.0))
+
+
+def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
+    from c3_cxr.data.demo import ChestDemo
+
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
+        torch.manual_seed(TEACHER_SEED)
+        bundle.network.load_state_dict(PoolResNet(1, len(FINDINGS)).state_dict())  # a seeded initialisation
+        return train_reference(bundle, ChestDemo("train"), epochs=30, batch_size=32, lr=3e-3, seed=TEACHER_SEED,
+                               augment=reader_augment)
+
+
+def demo_teacher(*, weights: str | None = None, device: str = "cpu", **options: object) -> ModelBundle:
+    """The validity gate's teacher for ``cxr.demo`` only: :class:`PoolResNet` on 64 px, seed 1,
+    trained on the demo train split on first use (about half a minute on one core) and cached.
+
+    Independent of ``cxr.demo_cnn`` (another architecture, input size and seed), so the evaluated
+    model never gates itself. Trained on phantoms: it must not judge real radiographs.
+    """
+    if options:
+        raise TypeError(f"cxr.demo_teacher: unknown option(s) {sorted(options)}")
+    net = PoolResNet(1, len(FINDINGS))
+    bundle = ModelBundle(net, "multilabel", FINDINGS, "log_attenuation", prepare=_prepare_teacher, name="cxr.demo_teacher",
+                         metadata={"architecture": "PoolResNet (64 px)", "seed": str(TEACHER_SEED)})
+    if weights == "demo":
+        load_state_dict_safely(cached_weights(TEACHER_WEIGHTS, lambda: _train_teacher(bundle)), net)
     elif weights is not None:
         load_state_dict_safely(weights, net)
     bundle.trained = weights is not None

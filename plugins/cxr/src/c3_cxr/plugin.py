@@ -29,6 +29,8 @@ def c3_register_datasets(registry):
         default_model="cxr.demo_cnn",
         default_neighbourhood="c3_cxr:neighbourhoods/default.toml",
         experiment="c3_cxr.experiment:EXPERIMENT",
+        default_teacher="cxr.demo_teacher",  # gates the demo cohort only (trained on phantoms)
+        default_gate="c3_cxr:gates/demo.json",
     )
     registry.add(
         "cxr.chexpert_csv",
@@ -44,6 +46,7 @@ def c3_register_datasets(registry):
 @hookimpl
 def c3_register_models(registry):
     registry.add("cxr.demo_cnn", "c3_cxr.models:demo_cnn", "small CNN trained on the demo cohort", task="multilabel", architecture="SmallCNN", spatial_dims=2, demo=True)
+    registry.add("cxr.demo_teacher", "c3_cxr.models:demo_teacher", "the demo cohort's validity-gate teacher (another architecture and seed than the demo CNN)", task="multilabel", architecture="PoolResNet", spatial_dims=2, demo=True)
     registry.add("cxr.densenet121", "c3_cxr.models:densenet121", "torchxrayvision DenseNet-121, five findings, raw probabilities", task="multilabel", architecture="xrv.DenseNet", spatial_dims=2)
 
 

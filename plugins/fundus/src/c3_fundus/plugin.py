@@ -25,6 +25,8 @@ def c3_register_datasets(registry):
         default_model="fundus.demo_cnn",
         default_neighbourhood="c3_fundus:neighbourhoods/default.toml",
         experiment="c3_fundus.experiment:EXPERIMENT",
+        default_teacher="fundus.demo_teacher",  # gates the demo cohort only (trained on phantoms)
+        default_gate="c3_fundus:gates/demo.json",
     )
     registry.add(
         "fundus.csv",
@@ -40,6 +42,7 @@ def c3_register_datasets(registry):
 @hookimpl
 def c3_register_models(registry):
     registry.add("fundus.demo_cnn", "c3_fundus.models:demo_cnn", "small CNN trained on the demo cohort (five grades)", task="multiclass", architecture="SmallCNN", spatial_dims=2, demo=True)
+    registry.add("fundus.demo_teacher", "c3_fundus.models:demo_teacher", "the demo cohort's validity-gate teacher (another architecture and seed than the demo CNN)", task="multiclass", architecture="PoolResNet", spatial_dims=2, demo=True)
     registry.add("fundus.efficientnet_b3", "c3_fundus.models:efficientnet_b3", "timm EfficientNet-B3, five DR grades", task="multiclass", architecture="efficientnet_b3", spatial_dims=2)
 
 

@@ -10,12 +10,16 @@
 
 The network takes ``prepare(image)``: each case divided by its 99th-percentile intensity (MR
 magnitude has no absolute scale), and returns one lesion logit per voxel.
+
+Model factory ``mri.demo_teacher``: the validity gate's teacher for ``mri.demo`` only, a separately
+trained segmenter (MONAI SegResNet, seed 1; see :func:`demo_teacher`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +34,9 @@ from c3_core.reference_training import train_reference
 DEMO_WEIGHTS = "c3_mri-unet3d-demo-v2"
 DEMO_ARCH = {"channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 0}
 DEMO_PATCH = (32, 32, 24)
+TEACHER_WEIGHTS = "c3_mri-demo_teacher-v1"
+TEACHER_SEED = 1  # the demo U-Net trains with seed 0
+TEACHER_EPOCHS = 32
 
 
 def normalise(x: Tensor) -> Tensor:
@@ -170,6 +177,112 @@ def unet3d(
                 "(MONAI model zoo) are not downloaded by c3-mri — download them yourself and pass the file path"
             )
         load_state_dict_safely(path, net)
+    bundle.trained = weights is not None
+    return bundle.to(device)
+
+
+class _Padded(nn.Module):
+    """Zero-pads each spatial axis to a multiple of ``multiple`` (the encoder's total stride),
+    runs ``net`` and crops its output back to the input grid."""
+
+    def __init__(self, net: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.net, self.multiple = net, int(multiple)
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = x.shape[2:]
+        pad: list[int] = []
+        for n in reversed(shape):
+            pad += [0, (-n) % self.multiple]
+        y = self.net(nn.functional.pad(x, pad)) if any(pad) else self.net(x)
+        return y[(slice(None), slice(None), *(slice(0, n) for n in shape))]
+
+
+def _teacher_network() -> nn.Module:
+    from monai.networks.nets import SegResNet
+
+    net = SegResNet(spatial_dims=3, init_filters=8, in_channels=1, out_channels=1, blocks_down=(1, 1, 1), blocks_up=(1, 1))
+    return _Padded(net, 4)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread: the same float sums on any machine, and no oversubscription of a busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> Tensor:
+    return lo + (hi - lo) * torch.rand(n, generator=g)
+
+
+def _blur_axis(x: Tensor, sigma: Tensor, axis: int) -> Tensor:
+    """Gaussian blur of ``x (B, 1, *sp)`` along spatial ``axis`` with per-case σ (voxels)."""
+    r = 3
+    offs = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-0.5 * (offs.view(1, -1) / sigma.clamp_min(1e-3).view(-1, 1)) ** 2)
+    k = torch.where(sigma.view(-1, 1) > 0, k / k.sum(1, keepdim=True), (offs == 0).to(x.dtype).expand_as(k))
+    moved = x.movedim(2 + axis, -1)
+    padded = nn.functional.pad(moved.reshape(-1, 1, moved.shape[-1]), (r, r), mode="replicate")
+    per_case = padded.view(x.shape[0], -1, moved.shape[-1] + 2 * r)
+    out = torch.stack([nn.functional.conv1d(per_case[i].unsqueeze(1), k[i].view(1, 1, -1)) for i in range(x.shape[0])])
+    return out.view(moved.shape).movedim(-1, 2 + axis)
+
+
+def reader_augment(batch: Batch, generator: torch.Generator) -> Batch:
+    """The teacher's training augmentation: the demo U-Net's (:func:`patch_augment`), then generic
+    acquisition changes (none of them a registered operator): a smooth multiplicative field, a
+    contrast power, blur along one axis and noise. The teacher stands in for a reader, whose
+    mask moves with the lesion, not with the scanner."""
+    batch = patch_augment(batch, generator)
+    x = batch.image.clamp_min(0.0)
+    b, sp = x.shape[0], x.shape[2:]
+    coarse = torch.rand((b, 1, 3, 3, 3), generator=generator) * 2 - 1
+    field = nn.functional.interpolate(coarse, size=tuple(sp), mode="trilinear", align_corners=True)
+    x = x * torch.exp(_uniform(b, 0.0, 0.4, generator).view(-1, 1, 1, 1, 1) * field)
+    x = x ** _uniform(b, 0.7, 1.4, generator).view(-1, 1, 1, 1, 1)
+    axis = int(torch.randint(0, 3, (1,), generator=generator))
+    x = _blur_axis(x, _uniform(b, 0.0, 1.2, generator), axis)
+    noise = _uniform(b, 0.0, 0.08, generator).view(-1, 1, 1, 1, 1)
+    x = (x + noise * torch.randn(x.shape, generator=generator)).abs()
+    return batch.replace(image=x)
+
+
+def train_teacher(epochs: int = TEACHER_EPOCHS, seed: int = TEACHER_SEED) -> dict[str, Tensor]:
+    """Train the demo teacher on ``mri.demo`` "train" (sites A, B) on lesion-centred patches like
+    the demo U-Net, with another network, seed and :func:`reader_augment`; returns its state dict."""
+    from c3_mri.data.demo import MriDemo
+
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
+        torch.manual_seed(seed)
+        net = _teacher_network()  # a seeded initialisation
+        data = _FullVolumeNormalised(MriDemo("train"))
+        plain = ModelBundle(net, "segmentation", ("lesion",), "magnitude", name="train")
+        return train_reference(plain, data, epochs=epochs, batch_size=4, lr=1e-2, seed=seed, augment=reader_augment)
+
+
+def demo_teacher(*, weights: str | Path | None = None, device: str = "cpu", roi: Sequence[int] = (72, 80, 40),
+                 **options: object) -> ModelBundle:
+    """The validity gate's teacher for ``mri.demo`` only: a MONAI SegResNet (8 initial filters,
+    GroupNorm residual blocks), seed 1, trained on the demo train split on first use (about a
+    minute on one core) and cached. Its masks m*(x) give the gate's IoU test.
+
+    Independent of the demo U-Net (another architecture and seed), so the evaluated model never
+    gates itself. Trained on phantoms: it must not judge real MR exams.
+    """
+    if options:
+        raise TypeError(f"mri.demo_teacher: unknown option(s) {sorted(options)}")
+    net = _teacher_network()
+    bundle = _bundle(net, roi, "mri.demo_teacher")
+    bundle.metadata = {"architecture": "monai SegResNet (init_filters 8)", "seed": str(TEACHER_SEED)}
+    if weights == "demo":
+        load_state_dict_safely(cached_weights(TEACHER_WEIGHTS, train_teacher), net)
+    elif weights is not None:
+        load_state_dict_safely(Path(weights), net)
     bundle.trained = weights is not None
     return bundle.to(device)
 

@@ -27,6 +27,8 @@ def c3_register_datasets(registry):
         default_model="mri.unet3d",
         default_neighbourhood="c3_mri:neighbourhoods/default.toml",
         experiment="c3_mri.experiment:EXPERIMENT",
+        default_teacher="mri.demo_teacher",  # gates the demo cohort only (trained on phantoms)
+        default_gate="c3_mri:gates/demo.json",
     )
     registry.add(
         "mri.nifti",
@@ -44,6 +46,11 @@ def c3_register_models(registry):
     registry.add(
         "mri.unet3d", "c3_mri.models:unet3d", "MONAI 3D U-Net with sliding-window inference (weights='demo': small demo model)",
         task="segmentation", architecture="monai.networks.nets.UNet", spatial_dims=3,
+    )
+    registry.add(
+        "mri.demo_teacher", "c3_mri.models:demo_teacher",
+        "the demo cohort's validity-gate teacher: a separately trained segmenter (SegResNet, seed 1)",
+        task="segmentation", architecture="monai.networks.nets.SegResNet", spatial_dims=3, demo=True,
     )
 
 

@@ -64,6 +64,33 @@ def bilinear_demosaic(sparse: Tensor) -> Tensor:
     return _tent3(sparse).mul_(fill).addcmul_(sparse, masks)
 
 
+def demosaic_raw(raw: Tensor) -> Tensor:
+    """Bilinear demosaicing of a raw RGGB plane ``(..., 1, H, W)`` -> ``(..., 3, H, W)``.
+
+    The same result as ``bilinear_demosaic(mosaic(raw))`` (reflect padding keeps the CFA
+    parity, so every normaliser is 1 or 2 up to the borders), computed on the one raw plane:
+    the means of the horizontal, vertical, four-neighbour and diagonal neighbours, then each
+    output channel assembled site by site from the raw value or the right mean (strided copies).
+    """
+    p = F.pad(raw, (1, 1, 1, 1), mode="reflect")
+    centre = p[..., 1:-1, 1:-1]
+    horiz = torch.add(p[..., 1:-1, :-2], p[..., 1:-1, 2:]).mul_(0.5)
+    vert = torch.add(p[..., :-2, 1:-1], p[..., 2:, 1:-1]).mul_(0.5)
+    cross = torch.add(horiz, vert).mul_(0.5)
+    diag = torch.add(p[..., :-2, :-2], p[..., :-2, 2:]).add_(p[..., 2:, :-2]).add_(p[..., 2:, 2:]).mul_(0.25)
+    out = torch.empty((*raw.shape[:-3], 3, *raw.shape[-2:]), device=raw.device, dtype=raw.dtype)
+    # sites: R (even row, even col), G_r (even, odd), G_b (odd, even), B (odd, odd)
+    sources = {
+        0: (centre, horiz, vert, diag),  # red: sampled at R; left/right at G_r; up/down at G_b; diagonals at B
+        1: (cross, centre, centre, cross),  # green: four neighbours at R and B
+        2: (diag, vert, horiz, centre),  # blue: diagonals at R; up/down at G_r; left/right at G_b; sampled at B
+    }
+    for channel, planes in sources.items():
+        for (dy, dx), plane in zip(((0, 0), (0, 1), (1, 0), (1, 1)), planes):
+            out[..., channel, dy::2, dx::2] = plane[..., 0, dy::2, dx::2]
+    return out
+
+
 def electrons(linear: Tensor, full_well_e: Tensor | float, read_noise_e: Tensor | float, generator: torch.Generator) -> Tensor:
     """One realisation: Poisson(x · full_well) + N(0, read_noise²) electrons, same shape as ``linear``.
 

@@ -11,7 +11,16 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import draw_seed, generator_from_seed
-from c3_fundus.functional.sensor import adc, bilinear_demosaic, electrons, expose_raw, fixed_pattern, mosaic, raw_mosaic
+from c3_fundus.functional.sensor import (
+    adc,
+    bilinear_demosaic,
+    demosaic_raw,
+    electrons,
+    expose_raw,
+    fixed_pattern,
+    mosaic,
+    raw_mosaic,
+)
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator
 
 
@@ -40,7 +49,7 @@ class Sensor(FundusOperator[SensorParams]):
     """
 
     id = "fundus.sensor"
-    version = "4"  # 4: photon draws by c3_core.functional.photon (exact Poisson below 20 e-); 3: raw CFA plane only
+    version = "4"  # 4: photon draws by c3_core.functional.photon (exact Poisson below 20 e-), one batched exposure, raw-plane demosaic; 3: raw CFA plane only
     severity = Severity(
         "full_well", "photo-electrons at full scale", 50000.0, 400.0, (8000.0, 2000.0, 800.0, 400.0),
         source=SeveritySource(
@@ -92,7 +101,7 @@ class Sensor(FundusOperator[SensorParams]):
                 [p.dsnu for p in params], params[0].adc_bits,
                 [generator_from_seed(p.noise_seed, dev) for p in params], [generator_from_seed(p.pattern_seed, dev) for p in params],
             )
-            return bilinear_demosaic(mosaic(raw))  # the raw plane broadcast over the colour masks
+            return demosaic_raw(raw)
         out = []
         for i, p in enumerate(params):  # per-sample noise realisations; the maths is whole-image
             # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane (1, H, W)

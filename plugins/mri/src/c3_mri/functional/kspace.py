@@ -38,15 +38,18 @@ def truncate(x: Tensor, kept_fraction: Tensor) -> Tensor:
     and its inverse is real: computed with the real-input FFTs (half the spectrum), the magnitude
     is the absolute value of that real image.
     """
-    dims = _dims(x)
-    k = torch.fft.rfftn(x, dim=dims)
+    dims = tuple(range(1, x.ndim - 1))  # the spatial axes of one case
     d = x.ndim - 2
-    for axis, n in enumerate(x.shape[2:]):
-        last = axis == d - 1
-        f = (torch.fft.rfftfreq(n, device=x.device) if last else torch.fft.fftfreq(n, device=x.device)).abs()  # cycles / voxel
-        keep = (f.unsqueeze(0) <= 0.5 * kept_fraction.view(-1, 1) + 1e-9).to(k.real.dtype)
-        k.mul_(_axis_view(keep, axis, d))  # one small factor per axis, in place
-    return torch.fft.irfftn(k, s=x.shape[2:], dim=dims).abs_().to(x.dtype)
+    out = torch.empty_like(x)
+    for i in range(x.shape[0]):  # case by case: a batched real FFT may round differently from a lone one
+        k = torch.fft.rfftn(x[i], dim=dims)
+        for axis, n in enumerate(x.shape[2:]):
+            last = axis == d - 1
+            f = (torch.fft.rfftfreq(n, device=x.device) if last else torch.fft.fftfreq(n, device=x.device)).abs()  # cycles / voxel
+            keep = (f.unsqueeze(0) <= 0.5 * kept_fraction[i : i + 1].view(-1, 1) + 1e-9).to(k.real.dtype)  # as a batch would compare
+            k.mul_(_axis_view(keep, axis, d)[0])  # one small factor per axis, in place
+        out[i] = torch.fft.irfftn(k, s=x.shape[2:], dim=dims).abs_()
+    return out
 
 
 def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
@@ -76,10 +79,11 @@ def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -
     inverse DFT of the spike is A e^(iθ(r)) with A = amplitude · mean and θ(r) = φ + Σ_axis
     2π k_axis r_axis / n_axis, and the magnitude of the zero-phase image plus it is
 
-        |x + A e^(iθ)| = √(x (x + 2A cos θ) + A²),
+        |x + A e^(iθ)| = hypot(x + A cos θ, A sin θ),
 
-    with cos θ built separably (phasors of the leading axes times the last axis' cos and sin):
-    the DFT pair, exactly, in six real element-wise passes.
+    with A cos θ and A sin θ built separably (the phasor of the leading axes times the last
+    axis' cos and sin): the DFT pair, exactly, in six real element-wise passes. The mean is summed
+    case by case (so a case gets the same value in any batch).
     """
     b, c = x.shape[:2]
     sp = x.shape[2:]
@@ -88,22 +92,24 @@ def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -
         ks.append(rest % n)
         rest = rest // n
     ks.reverse()
-    amp = amplitude.double().view(-1, 1) * x.reshape(b, c, -1).mean(-1).double()  # A per case and channel
-    phasors = []
+    count = x[0, 0].numel()
+    mean = torch.stack([x[i].reshape(c, -1).sum(-1) for i in range(b)]).double() / count  # (B, C); per case: batch-invariant
+    amp = amplitude.double().view(-1, 1).to(mean.device) * mean  # A per case and channel
+    angles = []
     for n, k in zip(sp, ks):
         r = torch.arange(n, device=x.device, dtype=torch.float64)
-        phasors.append((2.0 * torch.pi / n) * ((k.to(x.device).view(-1, 1) * r.view(1, -1)) % n))  # (B, n), reduced mod n
+        angles.append((2.0 * torch.pi / n) * ((k.to(x.device).view(-1, 1) * r.view(1, -1)) % n))  # (B, n), reduced mod n
     lead = torch.polar(amp, phase.double().view(-1, 1).to(amp.device).expand(b, c)).view(b, c, *[1] * len(sp))
-    for axis, angle in enumerate(phasors[:-1]):
+    for axis, angle in enumerate(angles[:-1]):
         shape = [b, 1] + [1] * len(sp)
         shape[2 + axis] = sp[axis]
         lead = lead * torch.polar(torch.ones_like(angle), angle).view(shape)  # small: the leading axes only
     last = [b, 1] + [1] * (len(sp) - 1) + [sp[-1]]
-    two_a_cos = torch.mul((2.0 * lead.real).to(x.dtype), torch.cos(phasors[-1]).to(x.dtype).view(last))  # 2A cos θ
-    two_a_cos.addcmul_((-2.0 * lead.imag).to(x.dtype), torch.sin(phasors[-1]).to(x.dtype).view(last))
-    a2 = (amp * amp).to(x.dtype).view(b, c, *[1] * len(sp))
-    power = torch.addcmul(a2, two_a_cos.add_(x), x, out=two_a_cos)  # x (x + 2A cos θ) + A², in place
-    return power.clamp_min_(0.0).sqrt_()  # ≥ 0 exactly; the clamp only stops rounding below 0 at |x + A e^(iθ)| ≈ 0
+    cos, sin = torch.cos(angles[-1]).to(x.dtype).view(last), torch.sin(angles[-1]).to(x.dtype).view(last)
+    re, im = lead.real.to(x.dtype), lead.imag.to(x.dtype)
+    real = torch.mul(re, cos).addcmul_(im, sin, value=-1.0).add_(x)  # x + A cos θ
+    imag = torch.mul(re, sin).addcmul_(im, cos)  # A sin θ
+    return torch.hypot(real, imag, out=real)
 
 
 def rigid_theta(angles_deg: Tensor, shifts_vox: Tensor, shape: tuple[int, ...]) -> Tensor:
