@@ -75,13 +75,14 @@ def _warn_gates(prepared: dict[str, Any], echo: Callable[[str], None]) -> None:
 
 
 def _gate_thresholds(prepared: dict[str, Any], fallback: Any) -> dict[str, float]:
-    """The thresholds each modality's gate used (δ for classification, τ for segmentation), and
-    the decision threshold, as run.json records them."""
+    """The thresholds each modality's gate used (δ for classification, τ for segmentation; none
+    without a teacher), and the decision threshold, as run.json records them."""
     out: dict[str, float] = {}
     for m, p in prepared.items():
         g = p.gate or fallback
-        key = "tau" if p.bundle.task == "segmentation" else "delta"
-        out[f"{m}.{key}"] = getattr(g, key)
+        if p.teacher is not None:
+            key = "tau" if p.bundle.task == "segmentation" else "delta"
+            out[f"{m}.{key}"] = getattr(g, key)
         out[f"{m}.threshold"] = g.threshold
     return out
 

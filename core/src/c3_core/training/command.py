@@ -128,6 +128,7 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
         build_dataset,
         check_counterfactual_budget,
         load_spec,
+        read_gate_file,
         resolve_dataset,
         resolve_model,
     )
@@ -174,7 +175,12 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
         check_counterfactual_budget(len(train_set), spec.k, req.max_counterfactuals, modality)
     except EvaluationInputError as exc:
         raise TrainInputError(f"{exc} (per epoch)") from None
-    gate = GateSettings.from_file(req.gate_file) if req.gate_file else GateSettings()
+    if req.gate_file:
+        gate = GateSettings.from_file(req.gate_file)
+    elif teacher_id and teacher_id == dataset_c.meta.get("default_teacher") and dataset_c.meta.get("default_gate"):
+        gate = read_gate_file(str(dataset_c.meta["default_gate"]))[0]  # calibrated for that teacher
+    else:
+        gate = GateSettings()
     return PreparedTraining(modality, dataset_c.id, model_id, train_set, splits["test"], bundle, teacher, teacher_id, nb, gate)
 
 
