@@ -26,7 +26,7 @@ def c3_register_domains(registry: DomainRegistry) -> None:
     ``"module:attr"`` of an elementwise function to display brightness, imported only when an
     image is shown; ``display_span``: widest window) and, for colour, ``luma`` weights. Define the
     constants in a module that imports no torch. Called before the other registrar hooks; a name
-    taken with another declaration is an error. Since: 0.2.
+    taken with another declaration is an error. Since: 0.1 (unreleased).
     """
 
 
@@ -58,7 +58,7 @@ def c3_register_datasets(registry: Registry) -> None:
     ``c3 gate calibrate`` thresholds, ``"package:relative/path.json"``), ``accepts_path`` (bool:
     ``source`` may be a CSV or folder), ``demo`` (bool: the embedded demo cohort of its modality), ``experiment``
     (``"package.module:ATTR"`` of a :class:`c3_core.experiment_spec.ExperimentSpec`: the
-    modality's held-out shifts, budgets and in-domain split; since 0.2). Since: 0.1.
+    modality's held-out shifts, budgets and in-domain split). Since: 0.1.
     """
 
 
