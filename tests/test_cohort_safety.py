@@ -271,13 +271,13 @@ def test_data_without_model_says_so(tmp_path: Path) -> None:
 
 
 def test_a_weights_file_the_user_may_not_read_says_permission_denied(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import c3_core.evaluation.runner as runner
     import c3_core.model as model
+    import c3_core.resolve as resolve
 
     w = tmp_path / "w.safetensors"
     w.write_bytes(b"x")
     unreadable = lambda path, mode, *a, **k: Path(path) != w  # noqa: E731 - root reads everything: pretend
-    monkeypatch.setattr(runner.os, "access", unreadable)
+    monkeypatch.setattr(resolve.os, "access", unreadable)
     monkeypatch.setattr(model.os, "access", unreadable)
     code, output = _invoke("evaluate", "-m", "cxr", "--model", str(w), "--out", str(tmp_path / "o"), "-q")
     assert code == 2 and "permission denied" in output and "not found" not in output, output

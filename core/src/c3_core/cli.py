@@ -245,7 +245,12 @@ def evaluate(
             data_options=_pairs(data_option, "--data-option"), model_options=_pairs(model_option, "--model-option"),
             key_file=_key_path(key_file), overwrite=overwrite, max_counterfactuals=max_counterfactuals,
         )
-    code = run_evaluation(request, _host(), echo=lambda m: typer.echo(m, err=True))
+    from c3_core.report import try_render_report
+
+    echo = lambda m: typer.echo(m, err=True)  # noqa: E731
+    # the report renders on the writing process once results are written; it never raises
+    # (a missing extra such as matplotlib is a warning)
+    code = run_evaluation(request, _host(), echo=echo, on_written=lambda out: try_render_report(out, echo))
     raise typer.Exit(code)
 
 

@@ -230,7 +230,7 @@ def check_declared_changes(op: Operator[Any], batch: Batch, seed: int = 13) -> N
     params = [op.sample_params(batch.case_info(i), g, sev) for i in range(batch.size)]
     out, again = op.apply(batch, params), op.apply(batch, params)
     cf, _ = apply_plans(batch, _one_step_plans(op, batch, params, sev))
-    from c3_core.editors.changes import unknown_like
+    from c3_core.truth import unknown_like
 
     for name in sorted(op.changes & {"mask", "label"}):
         before, after = getattr(batch, name), getattr(out, name)

@@ -118,9 +118,9 @@ def _readout(bundle: ModelBundle, probs: Tensor, regions: Tensor) -> Tensor:
 
 def _targets(bundle: ModelBundle, batch: Batch, has_lesion: list[bool]) -> list[list[float | None]]:
     """Per case and class: 1/0 for the class being (one of) the case's label(s), None where
-    unknown (NaN, or class -1: see :mod:`c3_core.editors.changes`); for segmentation, whether
+    unknown (NaN, or class -1: see :mod:`c3_core.truth`); for segmentation, whether
     the case has a lesion."""
-    from c3_core.editors.changes import UNKNOWN_CLASS
+    from c3_core.truth import UNKNOWN_CLASS
 
     n_cls = len(bundle.class_names)
     if bundle.task == "segmentation":

@@ -204,7 +204,7 @@ def _counterfactual_truth(task: str, batch: Batch, cf: Batch, k: int) -> tuple[B
     the new truth), and which ones lost their truth (unknown after the edit: they cannot be
     scored and are rejected with that reason). Unknown entries are filled from the original
     only so the score stays finite; such counterfactuals never enter the utility."""
-    from c3_core.editors.changes import label_known, mask_known
+    from c3_core.truth import label_known, mask_known
 
     base = batch.repeat_interleave(k)
     n = base.size

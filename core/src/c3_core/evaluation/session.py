@@ -103,8 +103,14 @@ def resume_request(out: str, quiet: bool, workers: int, key_file: str | None = N
     return EvaluationRequest(**saved, out=out, quiet=quiet, workers=workers, resume=True, key_file=key_file)
 
 
-def run_evaluation(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None]) -> int:
+def run_evaluation(
+    req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None],
+    on_written: Callable[[Path], None] | None = None,
+) -> int:
     """Run (or resume) the request; returns the exit code.
+
+    ``on_written(out)`` runs on the writing process once the results are written (the CLI renders
+    the report there: the report is an application above evaluation, so evaluation never imports it).
 
     Bad input gives 2 with nothing written. Per-case results are committed batch by batch into
     ``OUT/results.sqlite``; the CSV/JSON results are exported from it once a modality is done.
@@ -115,7 +121,7 @@ def run_evaluation(req: EvaluationRequest, host: PluginHost, echo: Callable[[str
     group = ProcessGroup.from_environment(req.device)
     say = echo if group.leader else (lambda _m: None)
     try:
-        return _run(req, host, say, group)
+        return _run(req, host, say, group, on_written)
     finally:
         group.close()
 
@@ -148,7 +154,10 @@ def _prepare_all(
     return prepared
 
 
-def _run(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], group: Any) -> int:
+def _run(
+    req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], group: Any,
+    on_written: Callable[[Path], None] | None = None,
+) -> int:
     from c3_core.evaluation.runner import EvaluationInputError
     from c3_core.evaluation.store import STORE_NAME, ResultStore, StoreError
     from c3_core.output_folder import OutputBusyError, OutputFolderError, busy, check_claimable, claim
@@ -218,7 +227,7 @@ def _run(req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], 
         try:
             if not group.leader:
                 store.set_fingerprint(_fingerprint(req, prepared, host, key_fingerprint))  # the same run on every rank
-            return _evaluate_all(req, host, echo, group, prepared, gate, store, out, broken or {}, key_fingerprint)
+            return _evaluate_all(req, host, echo, group, prepared, gate, store, out, broken or {}, key_fingerprint, on_written)
         except StoreError as exc:
             echo(f"error: {exc}")
             return EXIT_RUN_FAILED
@@ -253,6 +262,7 @@ def _remove_previous_run(out: Path) -> None:
 def _evaluate_all(
     req: EvaluationRequest, host: PluginHost, echo: Callable[[str], None], group: Any,
     prepared: dict[str, Any], gate: Any, store: Any, out: Path, broken: dict[str, str], key_fingerprint: str | None,
+    on_written: Callable[[Path], None] | None = None,
 ) -> int:
     """Evaluate each modality's missing cases on every rank; the leader summarises and exports."""
     from c3_core.evaluation.runner import RunAborted, export_modality, finish_modality, run_modality
@@ -329,9 +339,8 @@ def _evaluate_all(
         echo(f"error: {exc}")
         return EXIT_RUN_FAILED
     echo(f"results written to {out}")
-    from c3_core.report import try_render_report
-
-    try_render_report(out, echo)  # never raises: a missing extra (matplotlib) is a warning
+    if on_written is not None:
+        on_written(out)
     return EXIT_RUN_FAILED if failures else EXIT_OK
 
 

@@ -43,7 +43,7 @@ from c3_core.metrics.undefined import (
 from c3_core.metrics.utility_stats import utility_summary
 
 if TYPE_CHECKING:
-    from c3_core.evaluation.runner import ModalityRun
+    from c3_core.evaluation.records import ModalityRun
 
 ECE_BINS = 15
 N_BOOT, CI_LEVEL = 1000, 0.95

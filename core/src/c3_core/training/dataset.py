@@ -34,7 +34,7 @@ class CounterfactualDataset(Dataset):
     ``rejections`` holds each counterfactual's operator-declared rejection reason or None. The
     learned part of the validity gate needs a model, so it is applied in the loop (see
     :func:`c3_core.training.gating.admitted_pairs`, which also drops every counterfactual whose
-    edit changed the task's truth: :func:`c3_core.editors.changes.truth_change`).
+    edit changed the task's truth: :func:`c3_core.truth.truth_change`).
     """
 
     def __init__(self, dataset: Dataset, neighbourhood: Neighbourhood, *, epoch: int = 0) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch
-from c3_core.editors.changes import truth_change
+from c3_core.truth import truth_change
 from c3_core.evaluation.scoring import GateSettings, gate_counterfactuals
 from c3_core.gate import GateDecision
 from c3_core.model import ModelBundle
