@@ -141,9 +141,9 @@ def _counterfactual_truth(root: Path, mask_rel: Path, plan: Any, cf: Any, row: i
     """What the counterfactual's edit changed (``Operator.changes``): its expected label and, for
     a changed mask, the edited mask written to ``mask_rel`` (float32 ``.npy``, NaN = unknown
     channel), so no reader pairs the image with the original's label or mask."""
-    from c3_core.truth import truth_record
     from c3_core.evaluation.output import write_atomic
     from c3_core.imagefiles import npy_bytes
+    from c3_core.truth import truth_record
 
     label = None if cf.label is None else cf.label[row]
     mask = None if cf.mask is None else cf.mask[row]

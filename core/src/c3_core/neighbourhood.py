@@ -38,10 +38,10 @@ from typing import Any
 import torch
 
 from c3_core.batch import Batch
-from c3_core.truth import plan_changes, unknown_like
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
 from c3_core.seeding import derive_seed, generator_from_seed, uniform
+from c3_core.truth import plan_changes, unknown_like
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -40,10 +40,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.truth import set_unknown
 from c3_core.editors.nets import built_quietly, conv_block, init_parameters, model_on_device
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.truth import set_unknown
 
 DirectionMethod = Literal["mean_difference", "probe"]
 

@@ -207,9 +207,9 @@ def fit_command(
     from c3_core.editors import fit_checkpoint as ckpt
     from c3_core.editors.diffusion import DiffusionEditor
     from c3_core.editors.diffusion_model import config_path_for, save_model
+    from c3_core.plugins.registry import ContributionError, UnknownContributionError
     from c3_core.resolve import InputError as EvaluationInputError
     from c3_core.resolve import build_dataset, resolve_dataset
-    from c3_core.plugins.registry import ContributionError, UnknownContributionError
 
     target = Path(out)
     if target.suffix != ".safetensors":

@@ -37,10 +37,10 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.truth import set_unknown
 from c3_core.editors.inpainting import dilate_mm, harmonic_fill, inpaint_ns, place_control
 from c3_core.operator import Editor
 from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.truth import set_unknown
 
 METHODS = ("auto", "ns", "harmonic")
 

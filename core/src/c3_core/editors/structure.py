@@ -37,9 +37,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.batch import Batch, CaseInfo
-from c3_core.truth import set_unknown
 from c3_core.editors.nets import built_quietly, conv_block, init_parameters, model_on_device
 from c3_core.operator import Editor, Severity
+from c3_core.truth import set_unknown
 
 AreaMeasure = Callable[[Tensor], Tensor]  # (B, C, S, S) model units -> (B, n_structures) area fractions
 

@@ -8,11 +8,11 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch
-from c3_core.truth import truth_change
 from c3_core.evaluation.scoring import GateSettings, gate_counterfactuals
 from c3_core.gate import GateDecision
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Plan
+from c3_core.truth import truth_change
 
 
 def plan_is_spatial(plan: Plan) -> bool:
