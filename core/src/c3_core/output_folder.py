@@ -69,7 +69,9 @@ def _contents(path: Path) -> list[str]:
     except FileNotFoundError:
         return []
     except NotADirectoryError:
-        raise OutputFolderError(f"{path}: exists and is not a folder") from None
+        if path.exists():
+            raise OutputFolderError(f"{path}: exists and is not a folder") from None
+        raise OutputFolderError(f"{path}: cannot create output folder (a parent is not a folder)") from None
     except PermissionError:
         raise OutputFolderError(f"{path}: permission denied listing the output folder") from None
 

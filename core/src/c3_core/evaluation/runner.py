@@ -91,8 +91,9 @@ class PreparedModality:
         """What summary.json says about this modality's gate: thresholds, their source, the
         teacher, the calibration record of the gate file and any warning."""
         g = self.gate or GateSettings()
-        return {"teacher": self.teacher_id, "thresholds": g.to_dict(), "source": self.gate_source,
-                "calibration": self.gate_calibration, "warning": self.gate_warning}
+        record = {"teacher": self.teacher_id, "thresholds": g.to_dict(), "source": self.gate_source,
+                  "calibration": self.gate_calibration, "warning": self.gate_warning}
+        return {k: v for k, v in record.items() if v is not None}  # absent, not null: none of these is a metric
 
     def fingerprint(self) -> dict[str, Any]:
         """What the results depend on (``--resume`` must see the same)."""
