@@ -44,8 +44,8 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors; kept equal t
     from c3_core.plugins.markers import hookimpl
     from c3_core.plugins.meta import DatasetMeta, EditorMeta, MetricMeta, ModelMeta, OperatorMeta
     from c3_core.plugins.registry import Registry
-    from c3_core.reference_models import SmallCNN
-    from c3_core.reference_training import train_reference
+    from c3_core.reference_models import PoolResNet, SmallCNN
+    from c3_core.reference_training import one_thread, train_reference
     from c3_core.seeding import derive_seed, draw_seed, generator_from_seed, uniform
 
 # home module -> the names it gives the API
@@ -64,8 +64,8 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # models and their weights
     "c3_core.model": ("ModelBundle", "WeightsError", "load_state_dict_safely"),
     "c3_core.cache": ("cache_dir", "cached_weights"),
-    "c3_core.reference_models": ("SmallCNN",),
-    "c3_core.reference_training": ("train_reference",),
+    "c3_core.reference_models": ("PoolResNet", "SmallCNN"),
+    "c3_core.reference_training": ("one_thread", "train_reference"),
     # what a modality's experiments hold out (held-out shifts, budgets, in-domain split)
     "c3_core.experiment_spec": ("ExperimentSpec", "HeldOutShift", "ShiftStep"),
     # cohort loaders that read user files
@@ -87,11 +87,11 @@ __all__ = [
     "DatasetMeta", "DiffusionConfig", "DiffusionEditParams", "DiffusionEditor", "DiffusionModel", "Domain",
     "DomainRegistry", "Editor", "EditorMeta", "ExperimentSpec", "FineTuneConfig", "FitSettings", "HealthyControl",
     "HeldOutShift", "IntensityDomain", "LesionOnly", "LesionRemoved", "MetricMeta", "ModelBundle", "ModelMeta",
-    "Operator", "OperatorMeta", "P", "Registry", "Sample", "Scorer", "Severity", "SeverityError", "SeveritySource",
+    "Operator", "OperatorMeta", "P", "PoolResNet", "Registry", "Sample", "Scorer", "Severity", "SeverityError", "SeveritySource",
     "ShiftStep", "SmallCNN", "StructureAreaEditor", "StructureModel", "StructureModelConfig", "TaskModelScorer",
     "WeightsError", "cache_dir", "cached_default_model", "cached_weights", "collate", "derive_seed", "draw_seed",
     "encode_labels", "fit_concept_model", "fit_structure_model", "generator_from_seed", "hookimpl",
-    "load_state_dict_safely", "model_from_state", "parse_domain", "photon_counts", "refuse_duplicate_ids",
+    "load_state_dict_safely", "model_from_state", "one_thread", "parse_domain", "photon_counts", "refuse_duplicate_ids",
     "resolve_inside", "stable_id", "train_reference", "uniform",
 ]  # the promise: equal to the names in _EXPORTS (checked by a test)
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -71,3 +72,15 @@ def train_reference(
             sched.step()
     net.eval()
     return net.state_dict()
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One intra-op thread, restored after: the same float sums on any machine, and no
+    oversubscription of a busy CPU (tiny tensors are also faster on one thread)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -17,8 +17,7 @@ NaN, ...) are None, and the result's ``"undefined"`` entry maps each to its reas
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +43,7 @@ from c3_core.metrics.undefined import (
     unless,
 )
 from c3_core.metrics.utility_stats import percentile
+from c3_core.reference_training import one_thread
 
 ECE_BINS = 15  # the evaluation summary's binning: 15 equal-width bins on [0, 1]
 SMALL_LESION_MM3 = 10.0  # the evaluation's small-lesion threshold (lesion_wise's default)
@@ -94,19 +94,6 @@ def case_table(task: str, class_names: Sequence[str], rows: Iterable[dict[str, A
     else:
         labels = torch.tensor([int(r["label"]) for r in rows], dtype=torch.long)
     return CaseTable(task, names, probs=probs, labels=labels, **common)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """Run tiny tensor ops on one thread (restored after): on a busy machine a 2-thread reduction
-    over a few hundred numbers waits milliseconds for the second thread, and a bootstrap makes
-    thousands of them."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _percentile10(u: Tensor) -> float:

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import Tensor, nn
 
 from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
-from c3_core.reference_models import SmallCNN
-from c3_core.reference_training import train_reference
+from c3_core.reference_models import PoolResNet, SmallCNN
+from c3_core.reference_training import one_thread, train_reference
 from c3_cxr.data.phantom import FINDINGS
 from c3_cxr.domains import to_display
 from c3_cxr.functional.filters import gaussian_blur_batched
@@ -40,43 +37,6 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: obje
         load_state_dict_safely(weights, net)
     bundle.trained = weights is not None
     return bundle.to(device)
-
-
-class PoolResNet(nn.Module):
-    """The demo teacher's network, unlike :class:`~c3_core.reference_models.SmallCNN` in every part:
-    a 5x5 stride-2 stem, then per stage a max-pool, a 1x1 projection and a residual block
-    (conv-BN-ReLU-conv-BN + skip, ReLU), and a head on average *and* max pooled features."""
-
-    def __init__(self, in_channels: int, n_outputs: int, width: int = 16, stages: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.BatchNorm2d(width), nn.ReLU())
-        self.down = nn.ModuleList()
-        self.body = nn.ModuleList()
-        c = width
-        for _ in range(stages):
-            self.down.append(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c, 2 * c, 1)))
-            c *= 2
-            self.body.append(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-                                           nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)))
-        self.head = nn.Linear(2 * c, n_outputs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for down, body in zip(self.down, self.body):
-            x = down(x)
-            x = torch.relu(x + body(x))
-        return self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the same float sums on any machine, and no oversubscription of a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _prepare_teacher(x: Tensor) -> Tensor:

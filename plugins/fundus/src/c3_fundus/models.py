@@ -7,19 +7,17 @@ referable-DR probability is derived from the grade probabilities: P(grade >= 2).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 from torch.nn import functional as F
 
 from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
-from c3_core.reference_models import SmallCNN
-from c3_core.reference_training import train_reference
+from c3_core.reference_models import PoolResNet, SmallCNN
+from c3_core.reference_training import one_thread, train_reference
 from c3_fundus.grades import GRADE_NAMES, REFERABLE_FROM_GRADE
 
 DEMO_WEIGHTS = "c3_fundus-demo_cnn-v2"
@@ -76,49 +74,12 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: Any)
     return bundle.to(device)
 
 
-class PoolResNet(nn.Module):
-    """The demo teacher's network, unlike :class:`~c3_core.reference_models.SmallCNN` in every part:
-    a 5x5 stride-2 stem, then per stage a max-pool, a 1x1 projection and a residual block
-    (conv-BN-ReLU-conv-BN + skip, ReLU), and a head on average *and* max pooled features."""
-
-    def __init__(self, in_channels: int, n_outputs: int, width: int = 12, stages: int = 3) -> None:
-        super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 5, stride=2, padding=2), nn.BatchNorm2d(width), nn.ReLU())
-        self.down = nn.ModuleList()
-        self.body = nn.ModuleList()
-        c = width
-        for _ in range(stages):
-            self.down.append(nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(c, 2 * c, 1)))
-            c *= 2
-            self.body.append(nn.Sequential(nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c), nn.ReLU(),
-                                           nn.Conv2d(c, c, 3, padding=1), nn.BatchNorm2d(c)))
-        self.head = nn.Linear(2 * c, n_outputs)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.stem(x)
-        for down, body in zip(self.down, self.body):
-            x = down(x)
-            x = torch.relu(x + body(x))
-        return self.head(torch.cat([x.mean(dim=(2, 3)), x.amax(dim=(2, 3))], 1))
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the same float sums on any machine, and no oversubscription of a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
     from c3_fundus.data.demo import FundusDemo
 
     with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
         torch.manual_seed(TEACHER_SEED)
-        bundle.network.load_state_dict(PoolResNet(3, len(GRADE_NAMES)).state_dict())  # a seeded initialisation
+        bundle.network.load_state_dict(PoolResNet(3, len(GRADE_NAMES), width=12).state_dict())  # a seeded initialisation
         return train_reference(bundle, FundusDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=TEACHER_SEED, augment=_augment)
 
 
@@ -131,7 +92,7 @@ def demo_teacher(*, weights: str | None = None, device: str = "cpu", **options: 
     """
     if options:
         raise TypeError(f"fundus.demo_teacher: unknown option(s) {sorted(options)}")
-    net = PoolResNet(3, len(GRADE_NAMES))
+    net = PoolResNet(3, len(GRADE_NAMES), width=12)
     bundle = ModelBundle(
         net, "multiclass", GRADE_NAMES, "srgb", prepare=_normalise_demo, name="fundus.demo_teacher",
         metadata={"architecture": "PoolResNet", "seed": str(TEACHER_SEED), "input": "sRGB (3, 128, 128)"},

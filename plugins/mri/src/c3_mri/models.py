@@ -18,8 +18,7 @@ trained segmenter (MONAI SegResNet, seed 1; see :func:`demo_teacher`).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +28,7 @@ from torch import Tensor, nn
 from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
-from c3_core.reference_training import train_reference
+from c3_core.reference_training import one_thread, train_reference
 
 DEMO_WEIGHTS = "c3_mri-unet3d-demo-v2"
 DEMO_ARCH = {"channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 0}
@@ -203,17 +202,6 @@ def _teacher_network() -> nn.Module:
 
     net = SegResNet(spatial_dims=3, init_filters=8, in_channels=1, out_channels=1, blocks_down=(1, 1, 1), blocks_up=(1, 1))
     return _Padded(net, 4)
-
-
-@contextmanager
-def one_thread() -> Iterator[None]:
-    """One intra-op thread: the same float sums on any machine, and no oversubscription of a busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _uniform(n: int, lo: float, hi: float, g: torch.Generator) -> Tensor:

@@ -7,13 +7,11 @@ masks are (3, H, W): microaneurysms, haemorrhages, exudates; ``extras['fov']`` i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch.utils.data import Dataset
 
 from c3_core.batch import Sample
+from c3_core.reference_training import one_thread
 from c3_core.seeding import derive_seed, generator_from_seed, uniform
 from c3_fundus.data.phantom import FOV_RADIUS, render_fundus
 
@@ -25,17 +23,6 @@ RETINA_MM_ACROSS_FOV = 12.0  # a 45° field covers about 12 mm of retina
 def demo_spacing(size: int) -> float:
     """Pixel spacing (mm) of a demo image of ``size`` px."""
     return RETINA_MM_ACROSS_FOV / (FOV_RADIUS * size)
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Render with one intra-op thread: these tiny tensors are slower with more (and on a busy CPU much slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 class FundusDemo(Dataset):
@@ -79,7 +66,7 @@ class FundusDemo(Dataset):
             g = generator_from_seed(derive_seed(self.seed, "fundus-demo", i))
             uniform(g, 0.0, 1.0)  # the grade draw (see true_grade)
             grade = self.true_grade(i)
-            with _one_thread():
+            with one_thread():
                 phantom = render_fundus(grade, g, self.size)
             recorded = grade
             if uniform(g, 0.0, 1.0) < self.label_noise:
