@@ -14,6 +14,10 @@ and name none of them. No torch import.
   (e.g. ``{"default": {"train_cases": 24, "batch_size": 2}}`` for small 3-D volumes).
 * **In-domain split**: the dataset split that holds unseen cases of the training domain
   (``"test"`` unless the plugin's test split is itself another domain).
+* **Ensemble members** (``members``): ``"package.module:factory"`` of a function
+  ``factory(seed: int, device: str) -> ModelBundle`` that returns the demo model trained the same
+  way with another seed (seed 0: the demo model itself). The failure-prediction study uses them
+  as the deep-ensemble baseline and as its model seeds; None: the study cannot run the modality.
 """
 
 from __future__ import annotations
@@ -85,12 +89,14 @@ class ExperimentSpec:
         in_domain_split: the split of unseen cases from the training domain.
         in_domain_note: why that split (when it is not ``"test"``).
         budgets: size name -> budget fields that differ from the size's default for this cohort.
+        members: ``"package.module:factory"`` of the seeded demo-model factory (see the module docstring).
     """
 
     shifts: tuple[HeldOutShift, ...]
     in_domain_split: str = "test"
     in_domain_note: str = ""
     budgets: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    members: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shifts", tuple(self.shifts))
@@ -126,7 +132,7 @@ class ExperimentSpec:
         return {
             "modality": self.modality, "shifts": [s.to_dict() for s in self.shifts],
             "in_domain_split": self.in_domain_split, "in_domain_note": self.in_domain_note,
-            "budgets": {k: dict(v) for k, v in self.budgets.items()},
+            "budgets": {k: dict(v) for k, v in self.budgets.items()}, "members": self.members,
         }
 
 

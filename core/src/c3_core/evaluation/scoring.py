@@ -86,6 +86,28 @@ def _same_prediction(task: str, a: Tensor, b: Tensor) -> Tensor:
     return dice >= 0.9
 
 
+def verdict_margins(task: str, probs: Tensor, probs_cf: Tensor, admitted: Tensor, threshold: float) -> tuple[Tensor, Tensor]:
+    """Each exam's clean decision margin and its worst margin over the admitted neighbourhood.
+
+    ``probs (B, C)``, ``probs_cf (B, K, C)``, ``admitted (B, K)``. The margin is the distance of the
+    probabilities to the boundary of the clean decision (multi-class: p[pred] minus the runner-up;
+    multi-label: |p - threshold| on the clean side, the smallest over findings); the worst margin is
+    the smallest over the clean image and its admitted counterfactuals, negative when one of them
+    changes the decision. A small worst margin is C³'s per-exam verdict "fragile"
+    (docs/failure-study.md measures how well it predicts failure under real shifts).
+    """
+    from c3_core.metrics.margins import decision_margin, reference_decision, worst_margin
+
+    b, k = probs_cf.shape[:2]
+    ref = reference_decision(task, probs, threshold)
+    m0 = decision_margin(task, probs, ref, threshold)
+    mcf = decision_margin(task, probs_cf.reshape(b * k, -1), ref.repeat_interleave(k, 0), threshold).view(b, k, *m0.shape[1:])
+    worst = worst_margin(m0, mcf, admitted.to(m0.device))
+    if task == "multilabel":
+        return m0.amin(1), worst.amin(1)
+    return m0, worst
+
+
 def score_batch(
     bundle: ModelBundle,
     batch: Batch,
@@ -127,6 +149,10 @@ def score_batch(
     pred = predictions(task, probs, gate.threshold)
     pred_cf = predictions(task, probs_cf, gate.threshold)
     same = _same_prediction(task, pred.repeat_interleave(k, 0), pred_cf).view(b, k)
+    margin_l = worst_l_margin = None
+    if task != "segmentation":
+        margin, worst_margin = verdict_margins(task, probs, probs_cf.view(b, k, -1), admitted.bool(), gate.threshold)
+        margin_l, worst_l_margin = margin.tolist(), worst_margin.tolist()
 
     # one transfer to Python per quantity (per-element tensor indexing dominates small batches)
     adm_t = admitted.bool()
@@ -166,6 +192,9 @@ def score_batch(
             "n_flipped": int(flipped_l[i]),
             "agreement": float(agree_l[i]) / n_adm if n_adm else 1.0,
         }
+        if margin_l is not None:
+            row["margin"] = margin_l[i]  # type: ignore[index]
+            row["worst_margin"] = worst_l_margin[i]  # type: ignore[index]
         if task == "multiclass":
             row["label"] = int(label_l[i])  # type: ignore[index]
             row["pred"] = int(pred_l[i])  # type: ignore[index]

@@ -5,6 +5,8 @@ Modules, one job each:
 * :mod:`~c3_core.metrics.classification` — AUROC/AUPRC (per class, macro), ECE, reliability
   curves, Brier, quadratic-weighted kappa.
 * :mod:`~c3_core.metrics.agreement` — neighbourhood agreement and flip rate.
+* :mod:`~c3_core.metrics.margins` — decision margins: an exam's worst margin over its admitted
+  neighbourhood (C³'s per-exam verdict), severity margins, entropy and ensemble / TTA spread.
 * :mod:`~c3_core.metrics.utility_stats` — utility mean / 10th percentile, percentile bootstrap.
 * :mod:`~c3_core.metrics.segmentation` — Dice, IoU, HD95, lesion-wise metrics, volume slope
   (needs SciPy; loaded on first access so ``import c3_core.metrics`` only needs torch).

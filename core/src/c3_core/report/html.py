@@ -327,6 +327,7 @@ def _num(value: float, digits: int = 3) -> str:
 
 def _cases(name: str, mod: ModalityResults) -> str:
     cols = [("exam (pseudonym)", "text"), ("utility U(x)", "num"), ("score s(x)", "num"), ("drop s−U", "num"),
+            ("margin", "num"), ("worst margin (verdict)", "num"),
             ("worst shift", "text"), ("worst operator", "text"), ("worst severity", "num"), ("admitted", "num"),
             ("rejected", "num"), ("flipped", "num"), ("agreement", "num"), ("rejection reasons", "text")]
     sort = ' aria-sort="ascending"'
@@ -339,7 +340,10 @@ def _cases(name: str, mod: ModalityResults) -> str:
                 f"{mod.n_cases_total}; cases.csv holds them all.</p>\n")
     return (
         f"<h3>Per-exam robustness profiles ({mod.n_cases_total} exams)</h3>\n{note}"
-        "<p>Click a column header to sort (first click ascending). Exam ids are keyed pseudonyms.</p>\n"
+        "<p>Click a column header to sort (first click ascending). Exam ids are keyed pseudonyms. "
+        "<em>Margin</em>: the distance of the exam's probabilities to its decision boundary; <em>worst margin</em>: "
+        "the smallest margin over the exam and its admitted counterfactuals (negative: one of them changes the "
+        "decision); docs/failure-study.md measures how well each predicts failure under a real shift.</p>\n"
         f'<div class="scroll"><table class="sortable cases" id="cases-{anchor(name)}" data-modality="{esc(name)}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>\n"
     )
@@ -349,6 +353,7 @@ def _case_row(c: CaseView) -> str:
     reasons = "; ".join(f"{n}× {k}" for k, n in c.reasons.most_common()) if c.reasons else ""
     return (
         f"<tr><td>{esc(c.exam)}</td>{_num(c.utility)}{_num(c.score)}{_num(c.score - c.utility)}"
+        f"{_num(c.margin)}{_num(c.worst_margin)}"
         f"<td>{esc(c.worst_ops)}</td><td>{esc(c.worst_operator)}</td>{_num(c.worst_severity, 4)}"
         f"{_num(c.n_admitted, 0)}{_num(c.n_rejected, 0)}{_num(c.n_flipped, 0)}{_num(c.agreement, 2)}"
         f"<td>{esc(reasons)}</td></tr>\n"

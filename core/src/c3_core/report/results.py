@@ -43,6 +43,8 @@ class CaseView:
     agreement: float
     worst_k: int = -1
     reasons: Counter[str] | None = None  # rejection reason kind -> count (None: none rejected)
+    margin: float = float("nan")  # clean decision margin (classification; NaN otherwise)
+    worst_margin: float = float("nan")  # worst margin over the admitted neighbourhood: C³'s per-exam verdict
 
 
 @dataclass
@@ -208,6 +210,8 @@ def _load_modality(
                 n_flipped=_int(row.get("n_flipped")),
                 agreement=_float(row.get("agreement")),
                 worst_k=_int(row.get("worst_k"), -1),
+                margin=_float(row.get("margin")),
+                worst_margin=_float(row.get("worst_margin")),
             )
         )
     res.n_cases_total = len(res.cases)

@@ -21,4 +21,5 @@ EXPERIMENT = ExperimentSpec(
             "sees scatter or a positioning change",
         ),
     ),
+    members="c3_cxr.members:demo_member",
 )

@@ -21,4 +21,5 @@ EXPERIMENT = ExperimentSpec(
         ),
     ),
     budgets={"default": {"train_cases": 96}},
+    members="c3_fundus.members:demo_member",
 )

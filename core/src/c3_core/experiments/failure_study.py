@@ -1,0 +1,315 @@
+"""The failure-prediction study: does a case's C³ verdict, from the clean exam alone, tell which
+exams fail when the site really changes?
+
+For each modality the cohort is the demo dataset's in-domain split (``n_test`` cases), the model
+is the plugin's seeded demo model (``ExperimentSpec.members``; one study seed = one model seed,
+and the deep ensemble is members 0..M-1), the gate is the dataset's independent teacher at its
+calibrated thresholds, and the held-out shifts are the ones the plugin declares. Signals and
+failures are computed by :mod:`c3_core.experiments.failure_cases`; their AUROC, AUPRC and AURC
+are averaged over seeds, with 95 % intervals from resampling exams (the same resample for every
+seed and signal, so differences are paired).
+
+**Stated before the first run** (commit of this module): the verdict is ``c3_margin`` -- the
+worst decision margin of the exam over its gated default neighbourhood without the held-out
+shift's families (negated: higher = more likely to fail). Success: on the held-out shifts of both
+2-D modalities, AUROC(verdict) - AUROC(best alternative) has a paired 95 % interval above 0,
+where the alternatives are confidence, predictive entropy, TTA variance, ensemble variance and
+the same machinery on generic corruptions (the best is the one with the highest point AUROC).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from c3_core.experiments.failure_cases import FailureInputs, SeedTables, compute_seed_tables
+from c3_core.experiments.failure_stats import bootstrap
+from c3_core.experiments.generic_neighbourhood import GenericNeighbourhood, mean_display_change
+
+VERDICT = "c3_margin"
+ALTERNATIVES = ("confidence", "entropy", "tta_variance", "ensemble_variance", "generic_margin", "generic_flips")
+C3_SIGNALS = ("c3_margin", "c3_flips", "c3_drop", "severity_margin")
+SHIPPED = ("c3_margin|all", "c3_flips|all", "c3_drop|all")  # the default neighbourhood, held-out families included
+
+
+class StudyInputError(ValueError):
+    """A modality cannot be studied as asked (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Sizes of the study (defaults: the issue's minimum for 2-D modalities)."""
+
+    seeds: tuple[int, ...] = (0, 1, 2)
+    n_test: int = 1000
+    k: int = 16
+    k_generic: int = 8
+    tta_views: int = 8
+    members: int = 3
+    n_boot: int = 500
+    batch_size: int = 50
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if not self.seeds:
+            raise ValueError("the study needs at least one seed")
+        for name in ("n_test", "k", "k_generic", "tta_views", "members", "n_boot", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"study: {name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """A user's own cohort for the study (every field optional; None: the plugin's demo).
+
+    ``data`` a dataset id or path (with ``data_options``) read at ``split``; ``models`` one or
+    more trained models (the first is studied at seed 0, the next at seeds 1, 2 ...; all of them
+    form the ensemble); ``teacher`` and ``gate`` the validity gate; ``shifts`` held-out shifts as
+    ``"op@severity+op@severity"`` (each in its operator's units); ``neighbourhood`` a spec file.
+    """
+
+    data: str | None = None
+    split: str = "test"
+    data_options: Mapping[str, Any] = field(default_factory=dict)
+    models: tuple[str, ...] = ()
+    teacher: str | None = None
+    gate: str | None = None
+    shifts: tuple[str, ...] = ()
+    neighbourhood: str | None = None
+
+    @property
+    def is_demo(self) -> bool:
+        return self.data is None and not self.models and not self.shifts
+
+
+@dataclass
+class ModalityStudy:
+    """Resolved inputs of one modality."""
+
+    modality: str
+    dataset_id: str
+    model_id: str
+    teacher_id: str | None
+    gate: Any
+    spec: Any
+    shifts: Sequence[Any]
+    member: Callable[[int], Any]  # seed -> trained ModelBundle
+    n_members: int | None  # how many distinct members exist (None: any seed can be trained)
+    cases: list[Any]
+    make_operator: Callable[..., Any]
+    teacher: Any
+
+
+def parse_shift(modality: str, text: str, make_operator: Callable[..., Any]) -> Any:
+    """``"op@sev+op@sev"`` as a held-out shift whose family is its operators; raises StudyInputError."""
+    from c3_core.experiment_spec import HeldOutShift, ShiftStep
+
+    steps = []
+    for part in text.split("+"):
+        op, sep, sev = part.strip().partition("@")
+        try:
+            value = float(sev)
+            make_operator(op).severity.check(value, f"--shift {text}")
+        except (ValueError, KeyError, LookupError) as exc:
+            raise StudyInputError(f"--shift {text!r}: {part.strip()!r} must be OP@SEVERITY with a registered operator "
+                                  f"and a severity in its range ({exc})") from None
+        if not sep:
+            raise StudyInputError(f"--shift {text!r}: {part.strip()!r} must be OP@SEVERITY")
+        steps.append(ShiftStep(op, value))
+    ops = tuple(dict.fromkeys(s.op for s in steps))
+    return HeldOutShift(modality, text, ops, tuple(steps), "given with --shift")
+
+
+def _demo_inputs(host: Any, modality: str, config: StudyConfig) -> ModalityStudy:
+    from c3_core.experiments.context import declared_experiment, experiment_teacher
+    from c3_core.experiments.sizes import Budget
+    from c3_core.resolve import InputError, load_spec
+
+    try:
+        dataset_c = host.demo_dataset(modality)
+        spec = load_spec(dataset_c, None, config.k, None)
+    except (LookupError, InputError) as exc:
+        raise StudyInputError(str(exc)) from None
+    declared = declared_experiment(host, modality)
+    if declared is None or declared.members is None:
+        raise StudyInputError(f"{dataset_c.id}: declares no ExperimentSpec with `members` (the seeded demo models)")
+    _check_task(dataset_c.id, dataset_c.meta.get("task"))
+    model_id = dataset_c.meta.get("default_model")
+    teacher, teacher_id, gate = experiment_teacher(host, dataset_c, model_id, lambda w: None, Budget(), config.device)  # type: ignore[arg-type,return-value]
+    try:
+        base = dataset_c.load()(split=declared.in_domain_split, n=config.n_test)
+    except TypeError as exc:
+        raise StudyInputError(f"{dataset_c.id}: cannot make {config.n_test} cases ({exc})") from None
+    ref = declared.members
+    return ModalityStudy(modality, dataset_c.id, model_id, teacher_id, gate, spec, declared.shifts,
+                         lambda seed: _member(ref, seed, config.device), None, [base[i] for i in range(len(base))],
+                         host.make_operator, teacher)
+
+
+def _check_task(what: str, task: Any) -> None:
+    if task not in ("multiclass", "multilabel"):
+        raise StudyInputError(f"{what}: the study runs classification tasks; {task!r} is not yet supported")
+
+
+def _user_inputs(host: Any, modality: str, config: StudyConfig, source: StudySource) -> ModalityStudy:
+    from c3_core.evaluation.scoring import GateSettings
+    from c3_core.resolve import InputError, build_dataset, load_spec, resolve_dataset, resolve_model
+
+    try:
+        dataset_c, data_source = resolve_dataset(host, modality, source.data)
+        spec = load_spec(dataset_c, source.neighbourhood, config.k, None)
+        models = [resolve_model(host, modality, dataset_c, m, config.device) for m in (source.models or (None,))]
+        teacher, teacher_id = (resolve_model(host, modality, dataset_c, source.teacher, config.device, role="--teacher")
+                               if source.teacher else (None, None))
+        gate = GateSettings.from_file(source.gate) if source.gate else GateSettings()
+        base = build_dataset(dataset_c, data_source, source.split, source.data_options)
+    except (InputError, ValueError, LookupError) as exc:
+        raise StudyInputError(str(exc)) from None
+    _check_task(models[0][1], models[0][0].task)
+    if not source.shifts:
+        raise StudyInputError("a study of your own cohort needs at least one --shift OP@SEVERITY[+OP@SEVERITY]")
+    shifts = [parse_shift(modality, s, host.make_operator) for s in source.shifts]
+    n = min(len(base), config.n_test)  # type: ignore[arg-type]
+    bundles = [m for m, _id in models]
+    if len(config.seeds) > len(bundles) or max(config.seeds) >= len(bundles):
+        raise StudyInputError(f"seeds {list(config.seeds)} need {max(config.seeds) + 1} --model (one per seed); got {len(bundles)}")
+    return ModalityStudy(modality, dataset_c.id, models[0][1], teacher_id, gate, spec, shifts, lambda seed: bundles[seed],
+                         len(bundles), [base[i] for i in range(n)], host.make_operator, teacher)
+
+
+def resolve_modality(host: Any, modality: str, config: StudyConfig, source: StudySource | None = None) -> ModalityStudy:
+    """The cohort, neighbourhood, teacher, gate and held-out shifts of ``modality``: the plugin's demo
+    declarations, or the user's own (``source``)."""
+    if source is None or source.is_demo:
+        return _demo_inputs(host, modality, config)
+    return _user_inputs(host, modality, config, source)
+
+
+def _member(ref: str, seed: int, device: str) -> Any:
+    """The plugin's seeded demo model (``ExperimentSpec.members``, ``"package.module:factory"``)."""
+    import importlib
+
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)(seed, device)
+
+
+def _matched_generic(ms: ModalityStudy, config: StudyConfig, seed: int) -> tuple[GenericNeighbourhood, float]:
+    """Generic corruptions matched to the physics neighbourhood's mean display change on 32 cases."""
+    from c3_core.batch import collate
+    from c3_core.neighbourhood import Neighbourhood
+
+    batch = collate(ms.cases[:32])
+    cf, _plans, _rej = Neighbourhood(ms.spec.with_overrides(seed=seed), ms.make_operator).draw(batch)
+    target = mean_display_change(batch.image, cf.image, ms.spec.k)
+    return GenericNeighbourhood.matched(batch.image, target, config.k_generic, seed), target
+
+
+def _units(t: SeedTables) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Flattened per-unit signals and the exam index of each unit."""
+    any_signal = next(iter(t.signals.values()))
+    b = any_signal.shape[0]
+    per_exam = any_signal[0].numel()
+    groups = torch.arange(b).repeat_interleave(per_exam)
+    return {k: v.reshape(-1).double() for k, v in t.signals.items()}, groups
+
+
+def summarise_shift(tables: Sequence[SeedTables], shift: str, kind: str, n_boot: int, seed: int) -> dict[str, Any]:
+    """Bootstrap every signal for one shift and failure kind, averaged over ``tables`` (seeds)."""
+    names = {VERDICT: f"{VERDICT}|{shift}"}
+    names |= {s: f"{s}|{shift}" for s in C3_SIGNALS if s != VERDICT}
+    names |= {a: a for a in ALTERNATIVES}
+    names |= {f"{s} (incl. shift family)": s for s in SHIPPED}
+    per_seed = []
+    for t in tables:
+        flat, groups = _units(t)
+        fail = t.failures[shift][kind].reshape(-1).double()
+        keep = ~torch.isnan(fail)
+        per_seed.append(({n: flat[src][keep] for n, src in names.items() if src in flat}, fail[keep], groups[keep]))
+    pairs = {f"{VERDICT} - {a}": (VERDICT, a) for a in ALTERNATIVES}
+    return bootstrap(per_seed, n_boot, torch.Generator().manual_seed(seed), pairs)
+
+
+def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[str], None],
+                 source: StudySource | None = None) -> dict[str, Any]:
+    """All seeds of one modality: per-shift bootstraps, verdict test and run facts."""
+    started = time.perf_counter()
+    ms = resolve_modality(host, modality, config, source)
+    if ms.teacher is None:
+        echo(f"{modality}: WARNING: no teacher: counterfactuals are gated by operator checks only")
+    echo(f"{modality}: {len(ms.cases)} cases, teacher {ms.teacher_id}, shifts {[h.name for h in ms.shifts]}")
+    n_members = config.members if ms.n_members is None else min(config.members, ms.n_members)
+    members = [ms.member(s) for s in range(n_members)]
+    tables: list[SeedTables] = []
+    generic_desc: dict[str, Any] = {}
+    for seed in config.seeds:
+        t0 = time.perf_counter()
+        model = members[seed] if seed < len(members) else ms.member(seed)
+        generic, target = _matched_generic(ms, config, seed)
+        generic_desc[str(seed)] = generic.describe() | {"matched_mean_display_change": target}
+        inputs = FailureInputs(model, members, ms.teacher, ms.gate, ms.spec, ms.make_operator, ms.shifts, generic, seed,
+                               config.tta_views)
+        tables.append(compute_seed_tables(ms.cases, inputs, config.batch_size,
+                                          _progress(echo, seed)))
+        echo(f"  seed {seed}: {time.perf_counter() - t0:.0f} s")
+    shifts: dict[str, Any] = {}
+    for h in ms.shifts:
+        rates = [float(t.failures[h.name]["flip"].double().nanmean()) for t in tables]
+        shifts[h.name] = {
+            "shift": h.to_dict(), "flip_rate_per_seed": rates,
+            "flip": summarise_shift(tables, h.name, "flip", config.n_boot, 0),
+            "wrong": summarise_shift(tables, h.name, "wrong", config.n_boot, 0),
+            "admitted_share": [float(t.signals[f"n_admitted|{h.name}"].double().mean() / t.stats["k"]) for t in tables],
+        }
+    curves = _curves(tables[0], ms.shifts)
+    return {
+        "modality": modality, "dataset": ms.dataset_id, "model": ms.model_id, "teacher": ms.teacher_id,
+        "gate": ms.gate.to_dict() if ms.gate is not None else None, "task": tables[0].task,
+        "n_cases": len(ms.cases), "seeds": list(config.seeds), "neighbourhood": ms.spec.to_dict() | {"source": ms.spec.source},
+        "scan": {"ops": tables[0].stats["scan_ops"], "levels": tables[0].stats["scan_levels"]},
+        "generic": generic_desc, "shifts": shifts, "curves": curves, "seconds": round(time.perf_counter() - started, 1),
+        "config": asdict(config),
+    }
+
+
+def _progress(echo: Callable[[str], None], seed: int) -> Callable[[int, int], None]:
+    def report(done: int, total: int) -> None:
+        if done % 250 == 0 or done == total:
+            echo(f"  seed {seed}: {done}/{total} cases")
+    return report
+
+
+def _curves(t: SeedTables, shifts: Sequence[Any]) -> dict[str, Any]:
+    """Risk-coverage curves (seed 0; 50 points) of the verdict and the alternatives, per shift (wrong under shift)."""
+    from c3_core.experiments.failure_stats import risk_coverage
+
+    flat, _groups = _units(t)
+    out: dict[str, Any] = {}
+    for h in shifts:
+        fail = t.failures[h.name]["wrong"].reshape(-1).double()
+        keep = ~torch.isnan(fail)
+        curves = {}
+        for name, src in [(VERDICT, f"{VERDICT}|{h.name}")] + [(a, a) for a in ALTERNATIVES]:
+            cov, risk = risk_coverage(flat[src][keep], fail[keep])
+            idx = torch.linspace(0, cov.numel() - 1, 50).round().long()
+            curves[name] = {"coverage": cov[idx].tolist(), "risk": risk[idx].tolist()}
+        out[h.name] = curves
+    return out
+
+
+def verdict_test(results: Sequence[dict[str, Any]], two_d: Sequence[str]) -> dict[str, Any]:
+    """The stated success criterion on the flip failures of every held-out shift of ``two_d``."""
+    rows = []
+    for r in results:
+        if r["modality"] not in two_d:
+            continue
+        for name, sh in r["shifts"].items():
+            sig = sh["flip"]["signals"]
+            best = max(ALTERNATIVES, key=lambda a: sig[a]["auroc"]["value"])
+            pair = sh["flip"]["pairs"][f"{VERDICT} - {best}"]
+            rows.append({"modality": r["modality"], "shift": name, "best_alternative": best,
+                         "difference": pair["auroc"]["value"], "ci": pair["auroc"]["ci"], "above_zero": pair["auroc"]["ci"][0] > 0})
+    return {"verdict": VERDICT, "rows": rows, "success": bool(rows) and all(r["above_zero"] for r in rows)}
