@@ -16,6 +16,7 @@ from c3_cxr.functional.filters import gaussian_blur_batched
 
 DEMO_WEIGHTS = "c3_cxr-demo_cnn-v1"
 TEACHER_WEIGHTS = "c3_cxr-demo_teacher-v1"
+DEMO_SEED = 0
 TEACHER_SEED = 1  # the demo model trains with seed 0
 TEACHER_SIZE = 64  # px: the teacher sees the radiograph at half the demo model's resolution
 
@@ -25,18 +26,27 @@ def _prepare(x: Tensor) -> Tensor:
 
 
 def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: object) -> ModelBundle:
-    """Small reference CNN; ``weights="demo"`` trains it on the demo cohort on first use."""
+    """Small reference CNN; ``weights="demo"``: the weights the plugin ships (``weights/``), checked by SHA-256."""
     net = SmallCNN(1, len(FINDINGS), width=16, depth=4)
     bundle = ModelBundle(net, "multilabel", FINDINGS, "log_attenuation", prepare=_prepare, name="cxr.demo_cnn")
     if weights == "demo":
-        from c3_cxr.data.demo import ChestDemo
-
-        path = cached_weights(DEMO_WEIGHTS, lambda: train_reference(bundle, ChestDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=0))
+        path = cached_weights(DEMO_WEIGHTS, lambda: _train_demo(bundle))
         load_state_dict_safely(path, net)
     elif weights is not None:
         load_state_dict_safely(weights, net)
     bundle.trained = weights is not None
     return bundle.to(device)
+
+
+def _train_demo(bundle: ModelBundle) -> dict[str, Tensor]:
+    """The demo CNN's recipe (used only where the plugin ships no weights file): a seeded
+    initialisation (a fresh PyTorch process starts from a random seed), one thread, 12 epochs, seed 0."""
+    from c3_cxr.data.demo import ChestDemo
+
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
+        torch.manual_seed(DEMO_SEED)
+        bundle.network.load_state_dict(SmallCNN(1, len(FINDINGS), width=16, depth=4).state_dict())
+        return train_reference(bundle, ChestDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=DEMO_SEED)
 
 
 def _prepare_teacher(x: Tensor) -> Tensor:
@@ -85,7 +95,7 @@ def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
 
 def demo_teacher(*, weights: str | None = None, device: str = "cpu", **options: object) -> ModelBundle:
     """The validity gate's teacher for ``cxr.demo`` only: :class:`PoolResNet` on 64 px, seed 1,
-    trained on the demo train split on first use (about half a minute on one core) and cached.
+    trained on the demo train split and shipped in ``c3_cxr/weights`` (SHA-256 checked).
 
     Independent of ``cxr.demo_cnn`` (another architecture, input size and seed), so the evaluated
     model never gates itself. Trained on phantoms: it must not judge real radiographs.

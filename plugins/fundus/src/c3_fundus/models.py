@@ -22,6 +22,7 @@ from c3_fundus.grades import GRADE_NAMES, REFERABLE_FROM_GRADE
 
 DEMO_WEIGHTS = "c3_fundus-demo_cnn-v2"
 TEACHER_WEIGHTS = "c3_fundus-demo_teacher-v1"
+DEMO_SEED = 0
 TEACHER_SEED = 1  # the demo model trains with seed 0
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -50,14 +51,17 @@ def _augment(batch: Batch, generator: torch.Generator) -> Batch:
 def _train_demo(bundle: ModelBundle) -> dict[str, Tensor]:
     from c3_fundus.data.demo import FundusDemo
 
-    return train_reference(bundle, FundusDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=0, augment=_augment)
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
+        torch.manual_seed(DEMO_SEED)  # a seeded initialisation (a fresh PyTorch process starts from a random seed)
+        bundle.network.load_state_dict(SmallCNN(3, len(GRADE_NAMES), width=16, depth=4).state_dict())
+        return train_reference(bundle, FundusDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=DEMO_SEED, augment=_augment)
 
 
 def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: Any) -> ModelBundle:
     """The demo's reference model (core SmallCNN, 5 grades) for sRGB (3, 128, 128) images.
 
-    ``weights=None``: random init; ``"demo"``: trained on the demo train split on first use and
-    cached; a path: safetensors or a ``weights_only`` torch file for this architecture.
+    ``weights=None``: random init; ``"demo"``: the weights shipped in ``c3_fundus/weights`` (SHA-256
+    checked; made by scripts/make_demo_weights.py from the demo train split); a path: safetensors or a ``weights_only`` torch file for this architecture.
     """
     if options:
         raise TypeError(f"fundus.demo_cnn: unknown option(s) {sorted(options)}")
@@ -85,7 +89,7 @@ def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
 
 def demo_teacher(*, weights: str | None = None, device: str = "cpu", **options: Any) -> ModelBundle:
     """The validity gate's teacher for ``fundus.demo`` only: :class:`PoolResNet` (width 12), seed 1,
-    trained on the demo train split on first use (well under a minute on one core) and cached.
+    trained on the demo train split and shipped in ``c3_fundus/weights`` (SHA-256 checked).
 
     Independent of ``fundus.demo_cnn`` (another architecture and seed), so the evaluated model
     never gates itself. Trained on phantoms: it must not judge real photographs.

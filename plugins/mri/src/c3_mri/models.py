@@ -2,8 +2,8 @@
 
 * ``weights=None`` — random initialisation (tests);
 * ``weights="demo"`` — the demo reference model: a small U-Net (channels 8-16-32) trained by
-  :func:`train_demo` on the demo cohort's "train" split (sites A and B) on first use and cached
-  with :func:`c3_core.cache.cached_weights`;
+  :func:`train_demo` on the demo cohort's "train" split (sites A and B), shipped in
+  ``c3_mri/weights`` and loaded by :func:`c3_core.cache.cached_weights` after a SHA-256 check;
 * a path — a safetensors file or a ``torch.save``'d state dict, loaded with ``weights_only``;
 * any other name (a MONAI bundle / model-zoo name) fails: there is no network here and this
   plugin never downloads weights.
@@ -131,10 +131,12 @@ def train_demo(epochs: int = 80, seed: int = 0) -> dict[str, Tensor]:
     """Train the demo U-Net on ``mri.demo`` "train" (sites A, B); returns its state dict."""
     from c3_mri.data.demo import MriDemo
 
-    bundle = _bundle(_network(**DEMO_ARCH), roi=(72, 80, 40), name="mri.unet3d[demo]")
-    data = _FullVolumeNormalised(MriDemo("train"))
-    plain = ModelBundle(bundle.network, "segmentation", ("lesion",), "magnitude", name="train")
-    return train_reference(plain, data, epochs=epochs, batch_size=4, lr=1e-2, seed=seed, augment=patch_augment)
+    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
+        torch.manual_seed(seed)  # a seeded initialisation (a fresh PyTorch process starts from a random seed)
+        bundle = _bundle(_network(**DEMO_ARCH), roi=(72, 80, 40), name="mri.unet3d[demo]")
+        data = _FullVolumeNormalised(MriDemo("train"))
+        plain = ModelBundle(bundle.network, "segmentation", ("lesion",), "magnitude", name="train")
+        return train_reference(plain, data, epochs=epochs, batch_size=4, lr=1e-2, seed=seed, augment=patch_augment)
 
 
 def _bundle(net: nn.Module, roi: Sequence[int], name: str) -> ModelBundle:
@@ -256,8 +258,8 @@ def train_teacher(epochs: int = TEACHER_EPOCHS, seed: int = TEACHER_SEED) -> dic
 def demo_teacher(*, weights: str | Path | None = None, device: str = "cpu", roi: Sequence[int] = (72, 80, 40),
                  **options: object) -> ModelBundle:
     """The validity gate's teacher for ``mri.demo`` only: a MONAI SegResNet (8 initial filters,
-    GroupNorm residual blocks), seed 1, trained on the demo train split on first use (about a
-    minute on one core) and cached. Its masks m*(x) give the gate's IoU test.
+    GroupNorm residual blocks), seed 1, trained on the demo train split and shipped in
+    ``c3_mri/weights`` (SHA-256 checked). Its masks m*(x) give the gate's IoU test.
 
     Independent of the demo U-Net (another architecture and seed), so the evaluated model never
     gates itself. Trained on phantoms: it must not judge real MR exams.
