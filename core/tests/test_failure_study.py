@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from c3_core.batch import Batch
-from c3_core.metrics import margins as S
 from c3_core.experiments.failure_stats import aurc, bootstrap, risk_coverage, scores
 from c3_core.experiments.generic_neighbourhood import GenericNeighbourhood, match_parameter, mean_display_change
 from c3_core.functional import corruptions as C
+from c3_core.metrics import margins as S
 
 
 def test_decision_margin_multiclass_is_gap_to_the_runner_up() -> None:

@@ -30,7 +30,7 @@ from c3_core.evaluation.scoring import GateSettings, case_scores, gate_counterfa
 from c3_core.experiments.generic_neighbourhood import GenericNeighbourhood
 from c3_core.metrics import margins as S
 from c3_core.model import ModelBundle
-from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, Plan, PlannedStep, apply_plans
+from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, Plan
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.utility import shift_stable_utility
 
@@ -62,17 +62,20 @@ class ScanPlan:
         fr = torch.tensor([[op.severity.fraction(v) for v in lv] for op, lv in zip(ops, levels)], dtype=torch.float64)
         return cls(ops, levels, fr.reshape(len(ops), width))
 
-    def plans(self, batch: Batch, seed: int) -> list[Plan]:
-        """(B * O * L) plans, row order (case, operator, level); one parameter draw per (case, operator)."""
-        out: list[Plan] = []
+    def realise(self, batch: Batch, seed: int, o: int) -> tuple[Batch, list[str | None]]:
+        """Operator ``o`` at each of its levels for every case: ``(B * L rows, case-major; rejections)``.
+
+        One parameter draw per (case, operator), made from the same seed at every level, so the
+        levels differ only in severity."""
+        op, levels = self.ops[o], self.levels[o]
+        rep = batch.repeat_interleave(len(levels))
+        params = []
         for i in range(batch.size):
             info = batch.case_info(i)
-            for o, (op, lv) in enumerate(zip(self.ops, self.levels)):
-                for j, sev in enumerate(lv):
-                    s = derive_seed(seed, "severity-scan", info.exam_id, op.id)
-                    params = op.sample_params(info, generator_from_seed(s), sev)
-                    out.append(Plan(info.exam_id, o * len(lv) + j, 0, s, (PlannedStep(op, sev, params, {}),)))
-        return out
+            s = derive_seed(seed, "severity-scan", info.exam_id, op.id)
+            params += [op.sample_params(info, generator_from_seed(s), sev) for sev in levels]
+        cf = op.apply(rep, params)
+        return cf, op.check(rep, cf, params)
 
 
 @dataclass
@@ -180,16 +183,18 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
             put(f"c3_drop|{tag}", _per_unit((score - util).float(), shape_u))
             put(f"n_admitted|{tag}", _per_unit(adm.sum(1).float(), shape_u))
 
-        # severity scan
+        # severity scan, one operator at a time
         if scan.ops:
-            o, lv = scan.fractions.shape
-            splans = scan.plans(batch, inputs.seed)
-            scf, srej = apply_plans(batch.repeat_interleave(o * lv), splans)
-            ps = _probs(inputs.model, scf.image, inputs.chunk)
-            sdec = gate_counterfactuals(task, batch, scf, b, o * lv, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
-            sadm = sdec.with_extra_rejections([srej[i * o * lv : (i + 1) * o * lv] for i in range(b)]).admitted.bool().cpu()
-            ms = S.decision_margin(task, ps, ref.repeat_interleave(o * lv, 0), thr).view(b, o, lv, *shape_u)
-            sadm = sadm.view(b, o, lv)
+            o_n, lv = scan.fractions.shape
+            ms_parts, adm_parts = [], []
+            for o in range(o_n):
+                scf, srej = scan.realise(batch, inputs.seed, o)
+                ps = _probs(inputs.model, scf.image, inputs.chunk)
+                sdec = gate_counterfactuals(task, batch, scf, b, lv, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
+                adm_parts.append(sdec.with_extra_rejections([srej[i * lv : (i + 1) * lv] for i in range(b)]).admitted.bool().cpu())
+                ms_parts.append(S.decision_margin(task, ps, ref.repeat_interleave(lv, 0), thr).view(b, lv, *shape_u))
+            ms = torch.stack(ms_parts, 1)
+            sadm = torch.stack(adm_parts, 1)
             for tag, fam in [("all", set())] + [(h.name, f) for h, f in zip(inputs.shifts, families)]:
                 keep_ops = [i for i, op in enumerate(scan.ops) if op.id not in fam]
                 if keep_ops:

@@ -135,6 +135,9 @@ def render(intro: str, facts: Mapping[str, Any], results: Sequence[Mapping[str, 
                     f"Units: {sh['flip']['n_units']} per seed ({sh['flip']['n_exams']} exams); values are means over "
                     f"{sh['flip']['n_seeds']} seeds with 95 % intervals from {sh['flip']['n_boot']} exam resamples.", ""]
             out += _signal_table(sh["flip"], sh["wrong"]) + [""] + _pair_table(sh["flip"]) + [""]
+            if sh.get("diagnostics"):
+                d = sh["diagnostics"]
+                out += ["Diagnostics (means over seeds): " + "; ".join(f"{k.replace('_', ' ')} {v:.3f}" for k, v in d.items()) + ".", ""]
             plot = _plot(r, results_dir, i, name)
             if plot:
                 out += [f"![risk-coverage, {r['modality']} {name}]({plot})", ""]
@@ -213,7 +216,7 @@ def failure_command(
                     done.append(prev)
                     continue
             try:
-                r = run_modality(host, m, config, echo, source)
+                r = run_modality(host, m, config, echo, source, root)
             except StudyInputError as exc:
                 echo(f"{m}: skipped: {exc}")
                 code = max(code, 2) if modalities else code

@@ -19,9 +19,11 @@ the same machinery on generic corruptions (the best is the one with the highest 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -134,10 +136,10 @@ def _demo_inputs(host: Any, modality: str, config: StudyConfig) -> ModalityStudy
         spec = load_spec(dataset_c, None, config.k, None)
     except (LookupError, InputError) as exc:
         raise StudyInputError(str(exc)) from None
+    _check_task(dataset_c.id, dataset_c.meta.get("task"))
     declared = declared_experiment(host, modality)
     if declared is None or declared.members is None:
         raise StudyInputError(f"{dataset_c.id}: declares no ExperimentSpec with `members` (the seeded demo models)")
-    _check_task(dataset_c.id, dataset_c.meta.get("task"))
     model_id = dataset_c.meta.get("default_model")
     teacher, teacher_id, gate = experiment_teacher(host, dataset_c, model_id, lambda w: None, Budget(), config.device)  # type: ignore[arg-type,return-value]
     try:
@@ -234,8 +236,11 @@ def summarise_shift(tables: Sequence[SeedTables], shift: str, kind: str, n_boot:
 
 
 def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[str], None],
-                 source: StudySource | None = None) -> dict[str, Any]:
-    """All seeds of one modality: per-shift bootstraps, verdict test and run facts."""
+                 source: StudySource | None = None, checkpoints: Path | None = None) -> dict[str, Any]:
+    """All seeds of one modality: per-shift bootstraps, verdict test and run facts.
+
+    With ``checkpoints`` (a folder), each finished seed's tables are stored there and reused by a
+    later run with the same configuration, so a stopped study loses at most one seed."""
     started = time.perf_counter()
     ms = resolve_modality(host, modality, config, source)
     if ms.teacher is None:
@@ -247,13 +252,25 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     generic_desc: dict[str, Any] = {}
     for seed in config.seeds:
         t0 = time.perf_counter()
+        stored = None if checkpoints is None else checkpoints / f"failure-{modality}-seed{seed}.safetensors"
+        key = json.dumps({"config": asdict(config), "source": None if source is None else repr(source), "seed": seed},
+                         sort_keys=True, default=str)
+        if stored is not None and stored.is_file():
+            loaded = load_tables(stored, key)
+            if loaded is not None:
+                echo(f"  seed {seed}: reusing {stored.name}")
+                tables.append(loaded[0])
+                generic_desc[str(seed)] = loaded[1]
+                continue
         model = members[seed] if seed < len(members) else ms.member(seed)
         generic, target = _matched_generic(ms, config, seed)
         generic_desc[str(seed)] = generic.describe() | {"matched_mean_display_change": target}
         inputs = FailureInputs(model, members, ms.teacher, ms.gate, ms.spec, ms.make_operator, ms.shifts, generic, seed,
                                config.tta_views)
-        tables.append(compute_seed_tables(ms.cases, inputs, config.batch_size,
-                                          _progress(echo, seed)))
+        tables.append(compute_seed_tables(ms.cases, inputs, config.batch_size, _progress(echo, seed)))
+        tables[-1].stats["seconds"] = round(time.perf_counter() - t0, 1)
+        if stored is not None:
+            save_tables(stored, tables[-1], key, generic_desc[str(seed)])
         echo(f"  seed {seed}: {time.perf_counter() - t0:.0f} s")
     shifts: dict[str, Any] = {}
     for h in ms.shifts:
@@ -264,6 +281,8 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
             "wrong": summarise_shift(tables, h.name, "wrong", config.n_boot, 0),
             "admitted_share": [float(t.signals[f"n_admitted|{h.name}"].double().mean() / t.stats["k"]) for t in tables],
         }
+    for h in ms.shifts:
+        shifts[h.name]["diagnostics"] = diagnostics(tables, h.name)
     curves = _curves(tables[0], ms.shifts)
     return {
         "modality": modality, "dataset": ms.dataset_id, "model": ms.model_id, "teacher": ms.teacher_id,
@@ -275,11 +294,81 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     }
 
 
+def save_tables(path: Path, t: SeedTables, key: str, generic: Mapping[str, Any]) -> None:
+    """One seed's tables as safetensors (written to a temporary name, then renamed)."""
+    from safetensors.torch import save_file
+
+    tensors = {f"signal/{k}": v.contiguous() for k, v in t.signals.items()}
+    tensors |= {f"failure/{h}/{kind}": v.contiguous() for h, d in t.failures.items() for kind, v in d.items()}
+    meta = {"key": key, "task": t.task, "stats": json.dumps(t.stats), "generic": json.dumps(generic),
+            "shifts": json.dumps(list(t.failures))}
+    tmp = path.with_name(path.name + ".part")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.replace(path)
+
+
+def load_tables(path: Path, key: str) -> tuple[SeedTables, dict[str, Any]] | None:
+    """The stored tables if they were made with ``key`` (the same configuration), else None."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("key") != key:
+            return None
+        t = SeedTables(meta["task"])
+        t.stats = json.loads(meta["stats"])
+        for name in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+            kind, _, rest = name.partition("/")
+            if kind == "signal":
+                t.signals[rest] = f.get_tensor(name)
+            else:
+                shift, _, what = rest.rpartition("/")
+                t.failures.setdefault(shift, {})[what] = f.get_tensor(name)
+    return t, json.loads(meta["generic"])
+
+
 def _progress(echo: Callable[[str], None], seed: int) -> Callable[[int, int], None]:
     def report(done: int, total: int) -> None:
         if done % 250 == 0 or done == total:
             echo(f"  seed {seed}: {done}/{total} cases")
     return report
+
+
+def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
+    def ranks(x: torch.Tensor) -> torch.Tensor:
+        order = torch.argsort(x.double(), stable=True)
+        r = torch.empty_like(order, dtype=torch.float64)
+        r[order] = torch.arange(x.numel(), dtype=torch.float64)
+        return r
+
+    ra, rb = ranks(a.flatten()), ranks(b.flatten())
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
+
+
+def diagnostics(tables: Sequence[SeedTables], shift: str) -> dict[str, float]:
+    """Why a verdict ranks well or poorly, averaged over seeds: saturation of the flip count, how
+    the C³ signals move with confidence, and what pooling a multi-label exam into one bit costs."""
+    from c3_core.experiments.failure_stats import scores
+
+    acc: dict[str, list[float]] = {}
+
+    def add(key: str, v: float) -> None:
+        acc.setdefault(key, []).append(v)
+
+    for t in tables:
+        flips = t.signals[f"c3_flips|{shift}"]
+        conf = t.signals["confidence"]
+        add("units_with_an_admitted_flip", float((flips > 0).double().mean()))
+        exam_any = (flips > 0).reshape(flips.shape[0], -1).any(1)
+        add("exams_with_an_admitted_flip", float(exam_any.double().mean()))
+        add("spearman_c3_drop_vs_confidence", _spearman(t.signals[f"c3_drop|{shift}"], conf))
+        add("spearman_c3_margin_vs_confidence", _spearman(t.signals[f"c3_margin|{shift}"], conf))
+        fail = t.failures[shift]["flip"]
+        if fail.ndim > 1:  # multi-label: one bit per exam (any finding flips) against per-finding units
+            pooled = scores(flips.reshape(flips.shape[0], -1).amax(1), fail.reshape(fail.shape[0], -1).amax(1))["auroc"]
+            add("auroc_c3_flips_pooled_per_exam", pooled)
+    return {k: float(torch.tensor(v, dtype=torch.float64).nanmean()) for k, v in acc.items()}
 
 
 def _curves(t: SeedTables, shifts: Sequence[Any]) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def _effect(kind: str, u: Tensor, param: float, seed: int) -> float:
     return float((_corrupt(kind, u, param, generator_from_seed(seed)) - u).abs().mean())
 
 
-def match_parameter(kind: str, u: Tensor, target: float, seed: int = 0, steps: int = 14) -> float:
+def match_parameter(kind: str, u: Tensor, target: float, seed: int = 0, steps: int = 10) -> float:
     """The parameter of ``kind`` whose mean absolute display change on ``u`` is ``target``
     (bisection between the kind's weak and strong ends; the strong end if out of reach)."""
     weak, strong = _SEARCH[kind]
