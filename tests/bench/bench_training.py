@@ -14,6 +14,7 @@ two steps untimed. Run: ``nox -s bench -- training`` (``--quick`` smoke run, ``-
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from typing import Any
@@ -90,9 +91,10 @@ def main() -> None:
     installed = PluginHost().load().modalities()
     modalities = args.modality or [m for m in ("cxr", "fundus", "mri") if m in installed]
     repeats = 3 if args.quick else args.repeats
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, batch {args.batch_size}")
-    print("| modality | standard step (ms) | C3 K=1 (ms) | ratio K=1 | C3 K=4 (ms) | ratio K=4 | target K=1 <= 2.3x |")
-    print("|---|---|---|---|---|---|---|")
+    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, batch {args.batch_size}, "
+          f"load average {os.getloadavg()[0]:.1f} (numbers taken on a loaded machine are not comparable)")
+    print("| modality | standard step (ms) | C3 K=1 (ms) | ratio K=1 | C3 K=4 (ms) | ratio K=4 | target K=1 <= 2.3x | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for modality in modalities:
         bs = min(args.batch_size, 4) if modality == "mri" else args.batch_size
         make, nb, batch, teacher = _setup(modality, bs, args.device)
@@ -107,7 +109,8 @@ def main() -> None:
         med = {name: statistics.median(v) * 1000 for name, v in times.items()}
         r1, r4 = med["k1"] / med["std"], med["k4"] / med["std"]
         verdict = "PASS" if r1 <= TARGET_K1 else "FAIL"
-        print(f"| {modality} (B={bs}) | {med['std']:.1f} | {med['k1']:.1f} | {r1:.2f}x | {med['k4']:.1f} | {r4:.2f}x | {verdict} |")
+        print(f"| {modality} (B={bs}) | {med['std']:.1f} | {med['k1']:.1f} | {r1:.2f}x | {med['k4']:.1f} | {r4:.2f}x | {verdict} "
+              f"| {os.getloadavg()[0]:.1f} |")
 
 
 if __name__ == "__main__":

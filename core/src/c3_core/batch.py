@@ -18,6 +18,14 @@ from torch import Tensor
 from c3_core.domains import IntensityDomain, parse_domain
 
 
+class _CheckedSpacing(tuple):  # type: ignore[type-arg]
+    """A batch's spacing once validated: rows of floats, all of one length, each positive and
+    finite. A tuple in every other respect; a batch built from another's rows (``select``,
+    ``replace``) skips the per-row checks, which cost more than the tensor work on small images."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class CaseInfo:
     """What a parameter sampler may know about one case (no pixels)."""
@@ -67,8 +75,11 @@ class Batch:
     def __post_init__(self) -> None:
         object.__setattr__(self, "domain", parse_domain(self.domain))
         object.__setattr__(self, "exam_ids", tuple(self.exam_ids))
-        object.__setattr__(self, "spacing", tuple(tuple(float(v) for v in s) for s in self.spacing))
+        if not isinstance(self.spacing, _CheckedSpacing):
+            object.__setattr__(self, "spacing", tuple(tuple(float(v) for v in s) for s in self.spacing))
         self.validate()
+        if not isinstance(self.spacing, _CheckedSpacing):
+            object.__setattr__(self, "spacing", _CheckedSpacing(self.spacing))
 
     # -- invariants -----------------------------------------------------------------------
     def validate(self) -> None:
@@ -88,11 +99,13 @@ class Batch:
         if len(self.spacing) != b:
             raise ValueError(f"{len(self.spacing)} spacings for a batch of {b}")
         n_sp = img.ndim - 2
-        for exam, sp in zip(self.exam_ids, self.spacing):
-            if len(sp) != n_sp or not all(math.isfinite(v) and v > 0 for v in sp):
-                raise ValueError(
-                    f"exam {exam}: spacing {sp} must have {n_sp} positive finite values (mm)"
-                )
+        checked = isinstance(self.spacing, _CheckedSpacing) and (not self.spacing or len(self.spacing[0]) == n_sp)
+        if not checked:  # a validated batch's rows (select, replace, to) were checked when it was built
+            for exam, sp in zip(self.exam_ids, self.spacing):
+                if len(sp) != n_sp or not all(math.isfinite(v) and v > 0 for v in sp):
+                    raise ValueError(
+                        f"exam {exam}: spacing {sp} must have {n_sp} positive finite values (mm)"
+                    )
         if self.mask is not None:
             if self.mask.shape[0] != b or self.mask.shape[2:] != img.shape[2:]:
                 raise ValueError(
@@ -144,7 +157,7 @@ class Batch:
             exam_ids=tuple(self.exam_ids[i] for i in ids),
             modality=self.modality,
             domain=self.domain,
-            spacing=tuple(self.spacing[i] for i in ids),
+            spacing=_CheckedSpacing(self.spacing[i] for i in ids),
             label=None if self.label is None else self.label.index_select(0, idx.to(self.label.device)),
             mask=None if self.mask is None else self.mask.index_select(0, idx),
             extras={k: v.index_select(0, idx.to(v.device)) for k, v in self.extras.items()},

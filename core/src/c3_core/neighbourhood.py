@@ -40,7 +40,7 @@ import torch
 from c3_core.batch import Batch
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
-from c3_core.seeding import derive_seed, generator_from_seed, uniform
+from c3_core.seeding import derive_seed, uniform
 from c3_core.truth import plan_changes, unknown_like
 
 if sys.version_info >= (3, 11):
@@ -335,9 +335,10 @@ class Neighbourhood:
         """The K plans of case ``index``: a pure function of (spec seed, exam id, k)."""
         info = batch.case_info(index)
         plans = []
-        for k in range(self.spec.k):
+        g = torch.Generator()  # one per case, reseeded per counterfactual: manual_seed resets the whole
+        for k in range(self.spec.k):  # state (and any cached normal), so each draw is as from a fresh one
             seed = derive_seed(self.spec.seed, info.exam_id, k)
-            g = generator_from_seed(seed)
+            g.manual_seed(seed)
             u = float(torch.rand((), generator=g, dtype=torch.float64))
             # == torch.searchsorted(cum_weights, u, right=True) on the same float64 values
             member = min(bisect.bisect_right(self._cum_weights_list, u), len(self._ops) - 1)
@@ -411,11 +412,10 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
                     extras[key][idx] = out.extras[key]
             if label is not None and "label" in op.changes:
                 label[idx.to(label.device)] = unknown_like(label[idx.to(label.device)]) if out.label is None else out.label.to(label)
+        # the next step reads its rows from ``current`` (copies, by select) before it writes them
+        # back, and rows of different groups never overlap: the buffers are updated in place, not
+        # cloned per step
         current = original.replace(image=image, mask=mask, label=label, extras=extras)
-        image = image.clone() if s + 1 < depth else image
-        mask = mask.clone() if (mask is not None and s + 1 < depth) else mask
-        label = label.clone() if (label is not None and s + 1 < depth) else label
-        extras = {k: v.clone() for k, v in extras.items()} if s + 1 < depth else extras
     return current, reasons
 
 

@@ -33,9 +33,9 @@ def lesion_check(
     if original.mask is None:
         return [None] * original.size
     cf_masks = None if counterfactual.mask is original.mask else counterfactual.mask
-    vis, worst = lesion_visibility(
-        srgb_to_linear_fast(original.image.float()),
-        srgb_to_linear_fast(counterfactual.image.float()),
+    vis, worst = lesion_visibility(  # the measure reads only the green channel: convert that alone
+        srgb_to_linear_fast(original.image[:, 1:2].float()),
+        srgb_to_linear_fast(counterfactual.image[:, 1:2].float()),
         original.mask.float(),
         None if cf_masks is None else cf_masks.float(),
         area_scale,
