@@ -54,6 +54,7 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, alphas_cumprod, load_model
 from c3_core.editors.nets import model_on_device
 from c3_core.editors.scorer import Scorer, agreement
+from c3_core.functional.grid import from_grid, to_grid
 from c3_core.operator import Editor, Severity
 from c3_core.seeding import draw_seed, generator_from_seed, uniform
 
@@ -89,21 +90,6 @@ def to_unit(x: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 def unit_scale(lo: Tensor, hi: Tensor) -> Tensor:
     """Domain units per working unit, ``(B, 1, 1, 1)``: ``(hi - lo) / 2``."""
     return ((hi - lo) / 2.0).view(-1, 1, 1, 1)
-
-
-def to_grid(x: Tensor, size: int) -> Tensor:
-    """``(B, C, H, W)`` resampled to ``size x size`` (bilinear, antialiased when shrinking)."""
-    if tuple(x.shape[2:]) == (size, size):
-        return x
-    shrink = x.shape[2] > size or x.shape[3] > size
-    return F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-
-
-def from_grid(v: Tensor, shape: Sequence[int]) -> Tensor:
-    """Working-grid maps back to the image's ``(H, W)`` (bilinear)."""
-    if tuple(v.shape[2:]) == tuple(shape):
-        return v
-    return F.interpolate(v, size=tuple(shape), mode="bilinear", align_corners=False)
 
 
 def grid_mask(mask: Tensor, size: int) -> Tensor:

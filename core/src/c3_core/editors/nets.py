@@ -1,5 +1,6 @@
-"""Pieces the learned editors share: seeded initialisation, quiet construction, a conv block, and a
-per-device cache of an editor's model."""
+"""Pieces the learned editors share: seeded initialisation, quiet construction, a conv block, a
+per-device cache of an editor's model, seeded minibatches, the one-cycle AdamW loop and the
+segmentor loss."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 M = TypeVar("M", bound=nn.Module)
 T = TypeVar("T")
@@ -46,3 +48,30 @@ def model_on_device(cache: dict[str, Any], device: torch.device | str, load: Cal
             cache["cpu"] = load()
         cache[key] = cache["cpu"] if key == "cpu" else move(cache["cpu"], device)
     return cache[key]
+
+
+def minibatches(n: int, batch_size: int, epochs: int, g: torch.Generator) -> list[Tensor]:
+    """Index chunks of ``batch_size`` from one ``randperm(n)`` per epoch, drawn from ``g`` up front."""
+    return [chunk for _ in range(epochs) for chunk in torch.randperm(n, generator=g).split(batch_size)]
+
+
+def fit_one_cycle(net: nn.Module, steps: list[Tensor], lr: float, loss_fn: Callable[[Tensor], Tensor], params: Any = None) -> None:
+    """AdamW (weight decay 1e-4) on ``params`` (default: all of ``net``'s) with a one-cycle schedule
+    peaking at ``lr``: one step per entry of ``steps`` on ``loss_fn(entry)``; ``net`` left in eval mode."""
+    opt = torch.optim.AdamW(net.parameters() if params is None else params, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, len(steps)))
+    net.train()
+    for idx in steps:
+        loss = loss_fn(idx)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    net.eval()
+
+
+def segmentation_loss(logits: Tensor, y: Tensor) -> Tensor:
+    """BCE with logits plus the soft Dice loss per channel (over batch and pixels) of ``(B, C, H, W)`` maps."""
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * y).sum((0, 2, 3)) + 1) / (p.sum((0, 2, 3)) + y.sum((0, 2, 3)) + 1)
+    return F.binary_cross_entropy_with_logits(logits, y) + dice.mean()

@@ -36,9 +36,9 @@ from torch import Tensor
 
 from c3_core.batch import Batch
 from c3_core.domains import IntensityDomain
-from c3_core.editors.diffusion import DiffusionEditor, DiffusionEditParams, encode_labels
-from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel
-from c3_core.editors.scorer import Scorer
+from c3_core.editors.diffusion import DiffusionEditParams
+from c3_core.editors.diffusion_demo import DemoDiffusionEditor
+from c3_core.editors.diffusion_model import DiffusionConfig
 from c3_cxr.functional.filters import gaussian_blur_batched
 
 WEIGHTS = "c3_cxr-diffusion-v1"
@@ -107,28 +107,8 @@ def scapular_overlap(mu: Tensor, lung: Tensor, amount: Tensor, spacing: Sequence
     return mu + amount.view(-1, 1, 1, 1) * s
 
 
-# -- default model and scorer ------------------------------------------------------------------
-def demo_diffusion_model() -> DiffusionModel:
-    """The cached demo denoiser (trained on the demo training split on first use)."""
-    from c3_core.editors.diffusion_fit import FitSettings, cached_default_model
-    from c3_cxr.data.demo import ChestDemo
-
-    return cached_default_model(
-        WEIGHTS, CONFIG, FitSettings(**FIT), lambda: ChestDemo("train"), lambda b: encode_labels(b.label, CONFIG.n_labels, b.size)
-    )
-
-
-def demo_task_scorer() -> Scorer:
-    """The demo task model's five finding probabilities."""
-    from c3_core.editors.scorer import TaskModelScorer
-    from c3_cxr.data.phantom import FINDINGS
-    from c3_cxr.models import demo_cnn
-
-    return TaskModelScorer(demo_cnn(weights="demo"), vocabulary=FINDINGS)
-
-
 # -- editors -----------------------------------------------------------------------------------
-class CxrDiffusion(DiffusionEditor):
+class CxrDiffusion(DemoDiffusionEditor):
     """Plain label-conditioned SDEdit resampling of a radiograph (the base of the CXR directions)."""
 
     id = "cxr.diffusion"
@@ -140,13 +120,10 @@ class CxrDiffusion(DiffusionEditor):
     lower_bound: ClassVar[float | None] = 0.0  # a line integral is never negative
     model_config: ClassVar[DiffusionConfig | None] = CONFIG
     fit_defaults: ClassVar[dict[str, Any]] = FIT
-
-    @classmethod
-    def load_default_model(cls) -> DiffusionModel:
-        return demo_diffusion_model()
-
-    def default_scorer(self) -> Scorer | None:
-        return demo_task_scorer()
+    demo_weights = WEIGHTS
+    demo_cohort = "c3_cxr.data.demo:ChestDemo"
+    demo_task_model = "c3_cxr.models:demo_cnn"
+    demo_vocabulary = "c3_cxr.data.phantom:FINDINGS"
 
 
 def _amplitudes(params: Sequence[DiffusionEditParams], like: Tensor) -> Tensor:

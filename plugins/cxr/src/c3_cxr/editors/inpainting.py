@@ -47,13 +47,18 @@ def lungs(batch: Batch, index: int) -> Tensor:
     return batch.mask[index, LUNG_CHANNEL] >= 0.5  # type: ignore[index]
 
 
-class CxrLesionRemoved(LesionRemoved):
-    id = "cxr.lesion_removed"
-    modality = "cxr"
-    domain = IntensityDomain.LOG_ATTENUATION
-    severity = MARGIN
+class CxrMaskGuided:
+    """What the three cxr mask-guided editors declare alike (mixed in before the core editor class)."""
+
+    modality: ClassVar[str] = "cxr"
+    domain: ClassVar[IntensityDomain] = IntensityDomain.LOG_ATTENUATION
+    severity: ClassVar[Severity] = MARGIN
     lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
+    spatial_dims: ClassVar[tuple[int, ...]] = (2,)
+
+
+class CxrLesionRemoved(CxrMaskGuided, LesionRemoved):
+    id = "cxr.lesion_removed"
     auto_method_2d: ClassVar[str] = "harmonic"
 
     def fill_sources(self, batch: Batch, index: int) -> Tensor:
@@ -73,23 +78,13 @@ class CxrLesionRemoved(LesionRemoved):
         return torch.where(rows & unknown, torch.full_like(label, float("nan")), out)
 
 
-class CxrLesionOnly(LesionOnly):
+class CxrLesionOnly(CxrMaskGuided, LesionOnly):
     id = "cxr.lesion_only"
-    modality = "cxr"
-    domain = IntensityDomain.LOG_ATTENUATION
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
     background_value: ClassVar[float] = 0.0
 
 
-class CxrHealthyControl(HealthyControl):
+class CxrHealthyControl(CxrMaskGuided, HealthyControl):
     id = "cxr.healthy_control"
-    modality = "cxr"
-    domain = IntensityDomain.LOG_ATTENUATION
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
     auto_method_2d: ClassVar[str] = "harmonic"
 
     def allowed_regions(self, batch: Batch) -> list[Tensor]:

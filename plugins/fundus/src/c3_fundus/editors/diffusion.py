@@ -31,9 +31,9 @@ from torch import Tensor
 
 from c3_core.batch import Batch
 from c3_core.domains import IntensityDomain
-from c3_core.editors.diffusion import DiffusionEditor, DiffusionEditParams, encode_labels
-from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel
-from c3_core.editors.scorer import Scorer
+from c3_core.editors.diffusion import DiffusionEditParams
+from c3_core.editors.diffusion_demo import DemoDiffusionEditor
+from c3_core.editors.diffusion_model import DiffusionConfig
 from c3_fundus.colour import linear_to_srgb, srgb_to_linear
 from c3_fundus.data.phantom import FOV_RADIUS
 from c3_fundus.functional.optics import gaussian_blur_fft
@@ -65,28 +65,8 @@ def vessel_contrast(srgb: Tensor, gain: Tensor, spacing: Sequence[tuple[float, .
     return linear_to_srgb(lin + gain.to(srgb).view(-1, 1, 1, 1) * dark)
 
 
-# -- default model and scorer ------------------------------------------------------------------
-def demo_diffusion_model() -> DiffusionModel:
-    """The cached demo denoiser (trained on the demo training split on first use)."""
-    from c3_core.editors.diffusion_fit import FitSettings, cached_default_model
-    from c3_fundus.data.demo import FundusDemo
-
-    return cached_default_model(
-        WEIGHTS, CONFIG, FitSettings(**FIT), lambda: FundusDemo("train"), lambda b: encode_labels(b.label, CONFIG.n_labels, b.size)
-    )
-
-
-def demo_task_scorer() -> Scorer:
-    """The demo task model's five grade probabilities."""
-    from c3_core.editors.scorer import TaskModelScorer
-    from c3_fundus.grades import GRADE_NAMES
-    from c3_fundus.models import demo_cnn
-
-    return TaskModelScorer(demo_cnn(weights="demo"), vocabulary=GRADE_NAMES)
-
-
 # -- editors -----------------------------------------------------------------------------------
-class FundusDiffusion(DiffusionEditor):
+class FundusDiffusion(DemoDiffusionEditor):
     """Plain grade-conditioned SDEdit resampling of a fundus photograph (the base of the fundus directions)."""
 
     id = "fundus.diffusion"
@@ -99,13 +79,10 @@ class FundusDiffusion(DiffusionEditor):
     upper_bound: ClassVar[float | None] = 1.0
     model_config: ClassVar[DiffusionConfig | None] = CONFIG
     fit_defaults: ClassVar[dict[str, Any]] = FIT
-
-    @classmethod
-    def load_default_model(cls) -> DiffusionModel:
-        return demo_diffusion_model()
-
-    def default_scorer(self) -> Scorer | None:
-        return demo_task_scorer()
+    demo_weights = WEIGHTS
+    demo_cohort = "c3_fundus.data.demo:FundusDemo"
+    demo_task_model = "c3_fundus.models:demo_cnn"
+    demo_vocabulary = "c3_fundus.grades:GRADE_NAMES"
 
     def frozen_mask(self, batch: Batch) -> Tensor | None:
         """Everything outside the field of view (``extras["fov"] < 0.5``), when the batch has one."""

@@ -21,32 +21,27 @@ MARGIN = Severity("lesion margin", "mm", identity=0.0, extreme=0.3, levels=(0.0,
 LESION_CHANNELS = (0, 1, 2)
 
 
-class FundusLesionRemoved(LesionRemoved):
+class FundusMaskGuided:
+    """What the three fundus mask-guided editors declare alike (mixed in before the core editor class)."""
+
+    modality: ClassVar[str] = "fundus"
+    domain: ClassVar[IntensityDomain] = IntensityDomain.SRGB
+    severity: ClassVar[Severity] = MARGIN
+    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
+    spatial_dims: ClassVar[tuple[int, ...]] = (2,)
+
+
+class FundusLesionRemoved(FundusMaskGuided, LesionRemoved):
     id = "fundus.lesion_removed"
-    modality = "fundus"
-    domain = IntensityDomain.SRGB
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
 
 
-class FundusLesionOnly(LesionOnly):
+class FundusLesionOnly(FundusMaskGuided, LesionOnly):
     id = "fundus.lesion_only"
-    modality = "fundus"
-    domain = IntensityDomain.SRGB
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
     background_value: ClassVar[float] = 0.0
 
 
-class FundusHealthyControl(HealthyControl):
+class FundusHealthyControl(FundusMaskGuided, HealthyControl):
     id = "fundus.healthy_control"
-    modality = "fundus"
-    domain = IntensityDomain.SRGB
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
-    spatial_dims = (2,)
 
     def allowed_regions(self, batch: Batch) -> list[Tensor]:
         """The field of view (``extras["fov"]``), or the whole image without one."""

@@ -35,29 +35,26 @@ def brain_region(batch: Batch) -> Tensor:
     return batch.image.abs().amax(1) > (FOREGROUND_FRACTION * p99).view(-1, *[1] * batch.spatial_dims)
 
 
-class MriLesionRemoved(LesionRemoved):
+class MriMaskGuided:
+    """What the three mri mask-guided editors declare alike (mixed in before the core editor class)."""
+
+    modality: ClassVar[str] = "mri"
+    domain: ClassVar[IntensityDomain] = IntensityDomain.MAGNITUDE
+    severity: ClassVar[Severity] = MARGIN
+    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
+
+
+class MriLesionRemoved(MriMaskGuided, LesionRemoved):
     id = "mri.lesion_removed"
-    modality = "mri"
-    domain = IntensityDomain.MAGNITUDE
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
 
 
-class MriLesionOnly(LesionOnly):
+class MriLesionOnly(MriMaskGuided, LesionOnly):
     id = "mri.lesion_only"
-    modality = "mri"
-    domain = IntensityDomain.MAGNITUDE
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
     background_value: ClassVar[float] = 0.0
 
 
-class MriHealthyControl(HealthyControl):
+class MriHealthyControl(MriMaskGuided, HealthyControl):
     id = "mri.healthy_control"
-    modality = "mri"
-    domain = IntensityDomain.MAGNITUDE
-    severity = MARGIN
-    lesion_channels: ClassVar[tuple[int, ...]] = LESION_CHANNELS
 
     def allowed_regions(self, batch: Batch) -> list[Tensor]:
         """The brain (see :func:`brain_region`)."""
