@@ -286,29 +286,48 @@ def gate_calibrate(
 
 @editor_app.command("fit")
 def editor_fit(
-    editor: Annotated[str, typer.Argument(help="A diffusion editor id (see `c3 ops`), e.g. cxr.diffusion.")],
+    editor: Annotated[str, typer.Argument(help="A diffusion or structure editor id (see `c3 ops`), e.g. cxr.diffusion, cxr.heart_area, mri.lesion_volume.")],
     out: Annotated[Path, typer.Option(help="The .safetensors file to write (its .json config goes beside it; never overwritten).")],
     data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions (default: the demo cohort).")] = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Training epochs (default: the editor's).")] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, help="Minibatch size (default: the editor's).")] = None,
     lr: Annotated[float | None, typer.Option(min=0.0, help="AdamW learning rate (default: the editor's).")] = None,
     size: Annotated[int | None, typer.Option(min=8, help="Working resolution in px (default: the editor's).")] = None,
+    grid: Annotated[str | None, typer.Option(help="3-D structure editors: working grid D,H,W (default: the editor's, e.g. 36,40,20).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of initialisation, noise and minibatches.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N training cases.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     data_option: DataOption = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted fit from the last finished epoch in OUT.ckpt/ (same options).")] = False,
 ) -> None:
-    """Fit a diffusion editor's denoiser on a cohort's training split; use it with the editor option weights=PATH.
+    """Fit a learned editor's model on a cohort's training split; use it with the editor option weights=PATH.
 
-    Every finished epoch is checkpointed in OUT.ckpt/ (removed once OUT is written); after Ctrl-C
-    (exit 130) the same command with --resume continues to the same weights."""
+    Diffusion editors: the denoiser. Structure editors (2-D area, 3-D volume): segmentor, conditional
+    VAE and Seg-CFT fine-tuning, on the plugin's demo training split. Every finished epoch is
+    checkpointed in OUT.ckpt/ (removed once OUT is written); after Ctrl-C (exit 130) the same
+    command with --resume continues to the same weights."""
     from c3_core.editors.diffusion_fit import fit_command
+    from c3_core.editors.structure_fit import fit_command as fit_structure
+    from c3_core.editors.structure_fit import is_structure_editor
 
+    host = _host()
+    try:
+        cls = host.registry("editors").get(editor).load()
+    except Exception:  # noqa: BLE001 - the diffusion path reports unknown or broken editors
+        cls = None
+    if is_structure_editor(cls):
+        if data_option:
+            raise _fail("--data-option: structure editors fit on their plugin's demo training split")
+        raise typer.Exit(fit_structure(
+            editor, out, data=_absolute(data), epochs=epochs, batch_size=batch_size, lr=lr, size=size, grid=grid,
+            seed=seed, limit=limit, device=device, host=host, echo=typer.echo, resume=resume,
+        ))  # fmt: skip
+    if grid is not None:
+        raise _fail("--grid applies to 3-D structure editors only")
     code = fit_command(
         editor, out, data=_absolute(data),
         epochs=epochs, batch_size=batch_size, lr=lr, size=size, seed=seed, limit=limit, device=device,
-        host=_host(), echo=typer.echo, data_options=_pairs(data_option, "--data-option"), resume=resume,
+        host=host, echo=typer.echo, data_options=_pairs(data_option, "--data-option"), resume=resume,
     )
     raise typer.Exit(code)
 
@@ -436,12 +455,47 @@ def experiment(
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: the size's).")] = None,
     rows: Annotated[str | None, typer.Option(help="Comma-separated row keys (default: every row).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (1 is faster on a CPU shared with other jobs).")] = None,
+    study: Annotated[str, typer.Option(help="paper: the paper's comparison of training rows; failure: whether each exam's verdict predicts its failure under the held-out shifts.")] = "paper",
+    cases: Annotated[int | None, typer.Option(min=1, help="--study failure: test cases per modality (default 1000; --quick 120).")] = None,
+    data: Annotated[str | None, typer.Option(help="--study failure on your own cohort: dataset id or path (one --modality).")] = None,
+    split: Annotated[str, typer.Option(help="--study failure with --data: the split of in-domain test cases.")] = "test",
+    data_option: Annotated[list[str] | None, typer.Option("--data-option", help="--study failure with --data: KEY=VALUE for the dataset factory (repeatable).")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", help="--study failure with --data: trained model (repeatable: one per seed; together the ensemble).")] = None,
+    teacher: Annotated[str | None, typer.Option(help="--study failure with --data: the validity gate's teacher model.")] = None,
+    gate: Annotated[Path | None, typer.Option("--gate", help="--study failure with --data: thresholds from `c3 gate calibrate`.")] = None,
+    shift: Annotated[list[str] | None, typer.Option("--shift", help="--study failure with --data: a held-out shift OP@SEVERITY[+OP@SEVERITY] (repeatable).")] = None,
+    neighborhood: Annotated[Path | None, typer.Option("--neighborhood", help="--study failure with --data: neighbourhood spec (default: the dataset's).")] = None,
 ) -> None:
-    """The paper's experiments on the embedded cohorts: every row, in-domain and under a held-out shift, as Markdown tables."""
+    """The paper's experiments on the embedded cohorts (every row, in-domain and under a held-out shift), or the failure-prediction study."""
     from c3_core.experiments.paper import experiment_command
 
     if quick and full:
         raise _fail("--quick and --full exclude each other")
+    if study not in ("paper", "failure"):
+        raise _fail(f"--study must be 'paper' or 'failure', got {study!r}")
+    if study == "failure":
+        from c3_core.experiments.failure_report import failure_command
+        from c3_core.experiments.failure_study import StudySource
+
+        if full or rows:
+            raise _fail("--study failure takes neither --full nor --rows")
+        source = StudySource(
+            data=_absolute(data), split=split, data_options=_pairs(data_option, "--data-option"),
+            models=tuple(_absolute(m) or m for m in model or ()), teacher=_absolute(teacher),
+            gate=_absolute(gate), shifts=tuple(shift or ()), neighbourhood=_absolute(neighborhood),
+        )
+        if not source.is_demo and len(modality or []) != 1:
+            raise _fail("--study failure with --data / --model / --shift studies one --modality")
+        raise typer.Exit(failure_command(
+            modalities=list(modality or []) or None, seeds=seeds, quick=quick, out=str(out),
+            results=str(results) if results is not None else None, device=device, threads=threads, cases=cases,
+            echo=lambda m: typer.echo(m, err=True), source=source,
+        ))
+    own = {"--cases": cases, "--data": data, "--data-option": data_option, "--model": model, "--teacher": teacher,
+           "--gate": gate, "--shift": shift, "--neighborhood": neighborhood}
+    given = [k for k, v in own.items() if v] + (["--split"] if split != "test" else [])
+    if given:
+        raise _fail(f"{', '.join(given)} belong to --study failure")
     code = experiment_command(
         modalities=list(modality or []) or None, seeds=seeds, full=full, out=str(out),
         results=str(results) if results is not None else None, device=device, quick=quick,

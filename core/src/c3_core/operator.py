@@ -30,12 +30,13 @@ CHANGES: Mapping[str, str] = MappingProxyType({
     "label": "the returned label is the edited image's expected label (entries the edit cannot state are "
              "NaN, or -1 for class indices: unknown)",
     "structure_area": "a structure's area is set to a declared target (requires 'mask')",
+    "structure_volume": "a structure's volume is set to a declared target (requires 'mask')",
 })  # the vocabulary of Operator.changes and what each word promises
 
 
 def check_changes(cls: type) -> None:
     """Raise TypeError when ``cls.changes`` is not a frozenset of :data:`CHANGES` words, overlaps
-    ``cls.preserves``, or declares ``structure_area`` without ``mask``."""
+    ``cls.preserves``, or declares ``structure_area`` or ``structure_volume`` without ``mask``."""
     name = getattr(cls, "id", cls.__name__)
     changes = getattr(cls, "changes", frozenset())
     if not isinstance(changes, frozenset) or not all(isinstance(c, str) for c in changes):
@@ -46,8 +47,9 @@ def check_changes(cls: type) -> None:
     both = sorted(changes & frozenset(getattr(cls, "preserves", frozenset())))
     if both:
         raise TypeError(f"{name}: {both} cannot be both preserved and changed")
-    if "structure_area" in changes and "mask" not in changes:
-        raise TypeError(f"{name}: a structure_area change changes the mask too; declare 'mask'")
+    for word in ("structure_area", "structure_volume"):
+        if word in changes and "mask" not in changes:
+            raise TypeError(f"{name}: a {word} change changes the mask too; declare 'mask'")
 
 
 class SeverityError(ValueError):

@@ -221,6 +221,7 @@ def check_declared_changes(op: Operator[Any], batch: Batch, seed: int = 13) -> N
     families, consistent with the edit: lesion removed — the lesion channels are empty inside the
     removed region; lesion only — nothing is left outside the kept region; structure area — the
     structures' channels are the frozen segmentor's masks of the edited image, the others unknown;
+    structure volume — the same inside the edit region, and image and mask untouched outside it;
     concept insert/delete — the finding's label column moved as declared, nothing else did."""
     if not op.changes & {"mask", "label"}:
         return
@@ -250,6 +251,7 @@ def _check_family(op: Operator[Any], batch: Batch, out: Batch, params: list[Any]
     from c3_core.editors.concepts import ConceptEditor
     from c3_core.editors.interventions import LesionOnly, LesionRemoved
     from c3_core.editors.structure import StructureAreaEditor
+    from c3_core.editors.volume_structure_editor import VolumeStructureEditor
 
     if isinstance(op, LesionRemoved | LesionOnly):
         regions = torch.stack([op.edit_region(batch, i, p.margin_mm) for i, p in enumerate(params)]).unsqueeze(1)
@@ -261,6 +263,8 @@ def _check_family(op: Operator[Any], batch: Batch, out: Batch, params: list[Any]
         else:
             _assert(bool((out.mask.masked_select(~regions.expand_as(out.mask)) == 0).all()),  # type: ignore[union-attr]
                     f"{op.id}: the returned mask keeps structures outside the kept region")  # fmt: skip
+    elif isinstance(op, VolumeStructureEditor):
+        _check_volume_structure(op, batch, out, params)
     elif isinstance(op, StructureAreaEditor):
         model = op.model(batch.device)
         channels = op.structure_channels(model, batch.mask.shape[1])  # type: ignore[union-attr]
@@ -289,6 +293,29 @@ def _check_family(op: Operator[Any], batch: Batch, out: Batch, params: list[Any]
             if "mask" in op.changes and p.alpha > 0:
                 _assert(bool(out.mask[i, list(op.finding_mask_channels)].isnan().all()),  # type: ignore[index]
                         f"{op.id}: case {i}: the findings' mask channels must be unknown after the edit")  # fmt: skip
+
+
+def _check_volume_structure(op: Any, batch: Batch, out: Batch, params: list[Any]) -> None:
+    """Structure volume: on an edited case the image changes only inside the edit region, where the
+    structure's channel is the frozen segmentor's mask of the edited volume and the other channels
+    are unknown; outside it mask and image are the input's; an unedited case is untouched."""
+    edited = [p.ratio != 1.0 for p in params]
+    _assert(any(edited), f"{op.id}: the kit's params edit no case")
+    region = op.edit_region(batch)
+    seg = op.segmented_mask(out).to(out.mask.dtype)  # type: ignore[union-attr]
+    channels = list(op.mask_channels)
+    others = [c for c in range(out.mask.shape[1]) if c not in channels]  # type: ignore[union-attr]
+    for i in range(batch.size):
+        m, was = out.mask[i], batch.mask[i]  # type: ignore[index]
+        if not edited[i]:
+            _assert(_bit_identical(m, was) and _bit_identical(out.image[i], batch.image[i]), f"{op.id}: case {i} was not edited but changed")
+            continue
+        r = region[i, 0]
+        _assert(bool((out.image[i][:, ~r] == batch.image[i][:, ~r]).all()), f"{op.id}: case {i}: the image changed outside the edit region")
+        _assert(_bit_identical(m[:, ~r], was[:, ~r]), f"{op.id}: case {i}: the mask changed outside the edit region")
+        _assert(_bit_identical(m[channels][:, r], seg[i][:, r]),
+                f"{op.id}: case {i}: inside the edit region the mask is not the frozen segmentor's mask of the edited volume")  # fmt: skip
+        _assert(bool(m[others][:, r].isnan().all()), f"{op.id}: case {i}: other channels must be unknown (NaN) inside the edit region")
 
 
 def _demo_batch_factory(host: PluginHost) -> BatchFactory:

@@ -8,6 +8,11 @@ and the fingerprint of the request), each to a temporary name renamed into place
 the epoch complete, and the previous epoch's files are removed only then. Restoring all of it
 continues the fit exactly where it stopped: on the same device the resumed fit gives the same
 bytes as one that never stopped.
+
+Structure-editor fits (:mod:`c3_core.editors.structure_fit`) run several networks in stages; their
+epochs count in one global number, ``net.<stage>.*`` holds every finished stage's weights and the
+current one's, and the optimiser and scheduler are the current stage's
+(:func:`c3_core.editors.structure_stages.run_stages`).
 """
 
 from __future__ import annotations

@@ -59,3 +59,4 @@ def c3_register_editors(registry):
     registry.add("mri.lesion_removed", "c3_mri.editors.inpainting:MriLesionRemoved", "interventional: the lesion mask (dilated) inpainted from its surroundings")
     registry.add("mri.lesion_only", "c3_mri.editors.inpainting:MriLesionOnly", "interventional: the lesion kept, the background suppressed")
     registry.add("mri.healthy_control", "c3_mri.editors.inpainting:MriHealthyControl", "control: a random healthy region of the lesion's size inpainted")
+    registry.add("mri.lesion_volume", "c3_mri.editors.lesion_volume:MriLesionVolume", "interventional: the volume of the lesions >= 0.05 mL set (3-D Seg-CFT; weights from `c3 editor fit`)")

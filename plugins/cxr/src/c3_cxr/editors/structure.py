@@ -10,7 +10,10 @@ Weights are cached as safetensors in the C3 cache on first use (trained on the C
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
+import torch
 from torch import Tensor
 
 from c3_core.batch import collate
@@ -70,6 +73,9 @@ def load_structure_model(train: Callable[[], dict[str, Tensor]] = train_structur
 
 
 class _CxrStructureArea(StructureAreaEditor):
+    """Options as :class:`~c3_core.editors.structure.StructureAreaEditor`, plus ``weights`` — a
+    ``.safetensors`` file from ``c3 editor fit`` (default: the cached demo model)."""
+
     modality = "cxr"
     domain = IntensityDomain.LOG_ATTENUATION
     intensity_offset = 0.0
@@ -77,9 +83,33 @@ class _CxrStructureArea(StructureAreaEditor):
     lower_bound = 0.0  # a line integral is never negative
     mask_channels = MASK_CHANNELS  # edited cases: segmented lungs and heart; the findings channel unknown
 
+    model_config = CONFIG  # what `c3 editor fit` trains
+    tune_config = TUNE
+
+    def __init__(self, weights: str | None = None, direction: str = "either", tolerance: float = 0.15, region_px: int | None = 4) -> None:
+        super().__init__(direction=direction, tolerance=tolerance, region_px=region_px)
+        if weights is not None and not Path(weights).is_file():
+            raise ValueError(f"{self.id}: weights file {weights} not found (write one with `c3 editor fit {self.id} --out PATH`)")
+        self.weights = weights
+
     @classmethod
     def load_model(cls) -> StructureModel:
         return load_structure_model()
+
+    def model(self, device: torch.device | str) -> StructureModel:
+        if self.weights is None:
+            return super().model(device)
+        from c3_core.editors.nets import model_on_device
+        from c3_core.editors.structure_fit import load_area_model
+
+        path = self.weights
+        return model_on_device(self._models, device, lambda: load_area_model(path), lambda m, d: m.to(d))
+
+    @classmethod
+    def fit_arrays(cls, limit: int | None = None, size: int = CONFIG.size) -> tuple[Tensor, Tensor, dict[str, Any]]:
+        """What ``c3 editor fit`` trains on: the demo training split at ``size`` px."""
+        u, masks, spacing = demo_arrays("train", size, limit)
+        return u, masks, {"data": "cxr.demo", "split": "train", "structures": list(STRUCTURES), "spacing_mm": spacing}
 
 
 class CxrHeartArea(_CxrStructureArea):
