@@ -750,3 +750,45 @@ def parametrize_with_checks(
         for c in items
     ]
     return pytest.mark.parametrize("check", params)
+
+
+def check_shipped_weights(package: str, factories: Mapping[str, Callable[..., ModelBundle]], cache: Path) -> None:
+    """Raise AssertionError unless ``package`` ships every weights file named in ``factories``
+    (name -> model factory) with a matching SHA-256 in ``weights/weights.json``, and each factory's
+    ``weights="demo"`` loads exactly that file into an empty cache ``cache`` without training
+    (training would write into the cache). Sets ``C3_CACHE_DIR`` for the call and restores it."""
+    import hashlib
+    import json
+    import os
+
+    from c3_core.cache import ENV_CACHE, ENV_IGNORE_SHIPPED, shipped_dir
+
+    folder = shipped_dir(package)
+    _assert(folder is not None, f"{package} ships no weights/weights.json")
+    manifest = json.loads((folder / "weights.json").read_text(encoding="utf-8"))["weights"]  # type: ignore[operator]
+    saved = {k: os.environ.get(k) for k in (ENV_CACHE, ENV_IGNORE_SHIPPED)}
+    os.environ[ENV_CACHE] = str(cache)
+    os.environ.pop(ENV_IGNORE_SHIPPED, None)
+    try:
+        for name, factory in factories.items():
+            _assert(name in manifest, f"{package}: {name} is not in weights/weights.json")
+            entry = manifest[name]
+            data = (folder / entry["file"]).read_bytes()  # type: ignore[operator]
+            _assert(len(data) == entry["bytes"] and hashlib.sha256(data).hexdigest() == entry["sha256"],
+                    f"{package}: {entry['file']} does not match its size and SHA-256 in weights.json")
+            _assert(str(entry.get("command", "")).startswith("python scripts/make_demo_weights.py"),
+                    f"{package}: {name} does not say which command made it")
+            bundle = factory(weights="demo")
+            state = {k: v.detach().cpu().contiguous() for k, v in bundle.network.state_dict().items()}
+            from safetensors.torch import load_file
+
+            shipped = load_file(str(folder / entry["file"]))  # type: ignore[operator]
+            _assert(bool(bundle.trained) and set(state) == set(shipped) and all(torch.equal(state[k], shipped[k]) for k in shipped),
+                    f"{package}: {name} did not load the shipped file")
+            _assert(not (cache / "weights").exists(), f"{package}: loading {name} trained weights into the cache")
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -3,34 +3,19 @@ weights/weights.json, made by scripts/make_demo_weights.py) and load without any
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
 
-import pytest
-
-import c3_cxr
+from c3_core.cache import shipped_manifest
+from c3_core.testing import check_shipped_weights
 from c3_cxr import models
 
-WEIGHTS = Path(c3_cxr.__file__).parent / "weights"
 PYPROJECT = Path(__file__).resolve().parents[1] / "pyproject.toml"
-SHIPPED = {models.DEMO_WEIGHTS: models.demo_cnn, models.TEACHER_WEIGHTS: models.demo_teacher}
 
 
-def _manifest() -> dict[str, dict]:
-    return json.loads((WEIGHTS / "weights.json").read_text(encoding="utf-8"))["weights"]
-
-
-def test_shipped_demo_model_and_teacher_match_their_checksums() -> None:
-    manifest = _manifest()
-    assert set(SHIPPED) <= set(manifest)
-    for name in SHIPPED:
-        entry = manifest[name]
-        data = (WEIGHTS / entry["file"]).read_bytes()
-        assert entry["file"] == f"{name}.safetensors" and len(data) == entry["bytes"] < 3_000_000
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"]
-        assert entry["command"].startswith("python scripts/make_demo_weights.py --modality cxr")
+def test_the_demo_model_and_teacher_load_their_shipped_files_without_training(tmp_path: Path) -> None:
+    check_shipped_weights("c3_cxr", {models.DEMO_WEIGHTS: models.demo_cnn, models.TEACHER_WEIGHTS: models.demo_teacher}, tmp_path)
 
 
 def test_packaging_ships_the_model_weights() -> None:
@@ -39,22 +24,13 @@ def test_packaging_ships_the_model_weights() -> None:
     assert data and '"weights/*.safetensors"' in data.group(1) and '"weights/weights.json"' in data.group(1)
 
 
-@pytest.mark.parametrize("name", sorted(SHIPPED))
-def test_demo_model_and_teacher_load_the_shipped_file_without_training(name: str, tmp_path, monkeypatch) -> None:
-    from c3_core.evaluation.runner import weights_sha256
-
-    monkeypatch.setenv("C3_CACHE_DIR", str(tmp_path))  # an empty cache: only the shipped file can supply weights
-    monkeypatch.delenv("C3_IGNORE_SHIPPED_WEIGHTS", raising=False)
-
-    def no_training(*args: object, **kwargs: object) -> None:
-        raise AssertionError("the demo weights were trained instead of loaded")
-
-    monkeypatch.setattr(models, "train_reference", no_training)
-    bundle = SHIPPED[name](weights="demo")
-    assert bundle.trained and weights_sha256(bundle) == _manifest()[name]["sha256"]
-    assert not (tmp_path / "weights").exists()
-
-
 def test_the_demo_gate_was_calibrated_with_the_shipped_teacher() -> None:
-    gate = json.loads((WEIGHTS.parent / "gates" / "demo.json").read_text(encoding="utf-8"))
-    assert gate["teacher_weights_sha256"] == _manifest()[models.TEACHER_WEIGHTS]["sha256"]
+    gate = json.loads((Path(models.__file__).parent / "gates" / "demo.json").read_text(encoding="utf-8"))
+    assert gate["teacher_weights_sha256"] == shipped_manifest("c3_cxr")[models.TEACHER_WEIGHTS]["sha256"]
+
+
+def test_the_check_fails_for_a_factory_that_loads_other_weights(tmp_path: Path) -> None:
+    import pytest
+
+    with pytest.raises(AssertionError, match="did not load the shipped file"):
+        check_shipped_weights("c3_cxr", {models.TEACHER_WEIGHTS: lambda weights: models.demo_teacher()}, tmp_path)
