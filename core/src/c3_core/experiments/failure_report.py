@@ -4,7 +4,8 @@ Each modality's result is stored as ``OUT/failure-<modality>.json`` once it fini
 same command again reuses finished modalities whose configuration matches (a stopped study
 resumes), then rewrites the Markdown (default ``OUT/failure-study.md``) and its risk-coverage
 plots (``<results folder>/img/failure-<modality>-<n>.png``, when matplotlib is installed). The
-Markdown's hand-written part, above the marker line, is kept.
+Markdown's hand-written part, above the marker line, is kept (a file without the marker is
+kept whole, and the generated part is appended below it).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Any
 from c3_core.experiments.failure_study import (
     ALTERNATIVES,
     C3_SIGNALS,
+    EXPLORATORY,
     SHIPPED,
     VERDICT,
     StudyConfig,
@@ -43,6 +45,9 @@ LABELS = {
     "ensemble_variance": "deep-ensemble variance",
     "generic_margin": "generic corruptions: worst margin",
     "generic_flips": "generic corruptions: flip count",
+    "c3_margin|all": "C³ verdict, every operator",
+    "c3_flips|all": "C³ flip count, every operator",
+    "c3_drop|all": "C³ drop, every operator",
 }
 
 
@@ -51,6 +56,12 @@ def _ci(entry: Mapping[str, Any], digits: int = 3) -> str:
     if v != v:
         return "undefined"
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _gate(gate: Mapping[str, Any] | None) -> str:
+    if not gate:
+        return "operator checks only (no teacher)"
+    return ", ".join(f"{k} = {v:g}" for k, v in gate.items())
 
 
 def _label(name: str) -> str:
@@ -62,6 +73,7 @@ def _signal_table(flip: Mapping[str, Any], wrong: Mapping[str, Any]) -> list[str
     lines = ["| signal (from the clean exam) | AUROC, flips | AUPRC, flips | AURC, wrong under shift (lower is better) |",
              "|---|---|---|---|"]
     order = [VERDICT] + [s for s in C3_SIGNALS if s != VERDICT] + list(ALTERNATIVES) + [f"{s} (incl. shift family)" for s in SHIPPED]
+    order += list(EXPLORATORY)
     for name in order:
         if name not in flip["signals"]:
             continue
@@ -108,8 +120,9 @@ def render(intro: str, facts: Mapping[str, Any], results: Sequence[Mapping[str, 
            f"- Hardware: {facts['hardware']['cpu']}, {facts['hardware']['usable_cores']} usable cores, torch "
            f"{facts['hardware']['torch']} ({facts['hardware']['torch_threads']} threads), device {facts['hardware']['device']}; "
            f"load average at the start {facts['hardware'].get('load_average_1min', 'unknown')}",
-           f"- Wall time: {facts['seconds'] / 60:.1f} min; per modality: "
-           + ", ".join(f"{r['modality']} {r['seconds'] / 60:.1f} min" for r in results),
+           f"- Wall time: {facts['seconds'] / 60:.1f} min; per modality (and per seed's pass over the cases): "
+           + ", ".join(f"{r['modality']} {r['seconds'] / 60:.1f} min ("
+                       + ", ".join(f"{v / 60:.1f}" for v in r.get("seed_seconds", []) if v is not None) + " min)" for r in results),
            f"- Sizes: {facts['config']}", ""]
     test = facts["verdict_test"]
     out += ["## The stated criterion", "",
@@ -124,7 +137,7 @@ def render(intro: str, facts: Mapping[str, Any], results: Sequence[Mapping[str, 
         out += [f"## {r['modality']}", "",
                 f"Cohort `{r['dataset']}` ({r['n_cases']} cases), model `{r['model']}` seeds {r['seeds']} (each seed is "
                 f"another training of the demo model; the ensemble is seeds 0..{r['config']['members'] - 1}), gate teacher "
-                f"`{r['teacher']}` at {r['gate']}. Neighbourhood `{r['neighbourhood']['source']}` at K = {r['neighbourhood']['k']}; "
+                f"`{r['teacher']}` at {_gate(r['gate'])}. Neighbourhood: the dataset's default (`{Path(r['neighbourhood']['source']).name}`) at K = {r['neighbourhood']['k']}; "
                 f"severity scan over {', '.join(f'`{o}`' for o in r['scan']['ops'])}.", ""]
         for i, (name, sh) in enumerate(r["shifts"].items()):
             steps = " + ".join(f"`{s['op']}` @ {s['severity']:g}" for s in sh["shift"]["steps"])
@@ -239,7 +252,8 @@ def failure_command(
              "verdict_test": verdict_test(done, [r["modality"] for r in done if r["task"] != "segmentation"])}
     facts["seconds"] = max(facts["seconds"], sum(r["seconds"] for r in done))
     existing = results_path.read_text(encoding="utf-8") if results_path.is_file() else ""
-    intro = existing.split(MARKER, 1)[0] if MARKER in existing else DEFAULT_INTRO
+    # a hand-written file without the marker is kept whole, as the intro (never lost)
+    intro = existing.split(MARKER, 1)[0] if MARKER in existing else (existing or DEFAULT_INTRO)
     text = render(intro, facts, done, results_path.parent)
     write_atomic(results_path.parent.resolve(), results_path.name, text)
     write_atomic(root.resolve(), "failure-study.json", json.dumps({"facts": facts, "modalities": done}, indent=1, sort_keys=True))

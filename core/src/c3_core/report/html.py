@@ -327,7 +327,7 @@ def _num(value: float, digits: int = 3) -> str:
 
 def _cases(name: str, mod: ModalityResults) -> str:
     cols = [("exam (pseudonym)", "text"), ("utility U(x)", "num"), ("score s(x)", "num"), ("drop s−U", "num"),
-            ("margin", "num"), ("worst margin (verdict)", "num"),
+            ("margin", "num"), ("worst margin", "num"),
             ("worst shift", "text"), ("worst operator", "text"), ("worst severity", "num"), ("admitted", "num"),
             ("rejected", "num"), ("flipped", "num"), ("agreement", "num"), ("rejection reasons", "text")]
     sort = ' aria-sort="ascending"'
@@ -341,9 +341,11 @@ def _cases(name: str, mod: ModalityResults) -> str:
     return (
         f"<h3>Per-exam robustness profiles ({mod.n_cases_total} exams)</h3>\n{note}"
         "<p>Click a column header to sort (first click ascending). Exam ids are keyed pseudonyms. "
-        "<em>Margin</em>: the distance of the exam's probabilities to its decision boundary; <em>worst margin</em>: "
-        "the smallest margin over the exam and its admitted counterfactuals (negative: one of them changes the "
-        "decision); docs/failure-study.md measures how well each predicts failure under a real shift.</p>\n"
+        "<em>Margin</em>: the distance of the exam's probabilities to its decision boundary (small: likely to fail "
+        "under a new site; on the demo cohorts the best-supported single predictor of failure, see "
+        "docs/failure-study.md); <em>worst margin</em>: the smallest margin over the exam and its admitted "
+        "counterfactuals (negative: one of them changes the decision), with the worst shift naming the acquisition "
+        "change that does it.</p>\n"
         f'<div class="scroll"><table class="sortable cases" id="cases-{anchor(name)}" data-modality="{esc(name)}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>\n"
     )
