@@ -181,3 +181,16 @@ def test_evaluate_verdict_is_negative_exactly_when_an_admitted_counterfactual_fl
     assert torch.all(worst <= margin)
     assert torch.equal(worst < 0, flipped)
     assert torch.all(margin >= 0)
+
+
+def test_generated_commands_show_no_absolute_path(tmp_path) -> None:
+    from c3_core.experiments.shown_paths import shown_args, shown_path
+
+    inside = tmp_path / "repo"
+    (inside / "docs").mkdir(parents=True)
+    assert shown_path("docs/x.md", inside) == "docs/x.md"
+    assert shown_path(str(inside / "docs" / "x.md"), inside) == "docs/x.md"
+    assert shown_path(str(tmp_path / "elsewhere" / "out"), inside) == "<outside>/out"
+    assert shown_path("../out", inside) == "<outside>/out"
+    args = shown_args(["--out", str(tmp_path / "o"), "--threads", "1"], inside)
+    assert args == ["--out", "<outside>/o", "--threads", "1"] and str(tmp_path) not in " ".join(args)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from c3_core.experiments.rows import ROWS, Row
+from c3_core.experiments.shown_paths import shown_args, shown_path
 from c3_core.experiments.sizes import Size, choose_size
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -199,7 +200,7 @@ def _invocation() -> str:
     prog = Path(sys.argv[0]).name
     if prog == "paper.py":
         prog = "python -m c3_core.experiments.paper"
-    return " ".join([prog, *(shlex.quote(a) for a in sys.argv[1:])])
+    return " ".join([prog, *(shlex.quote(a) for a in shown_args(sys.argv[1:]))])
 
 
 def _canonical_command(
@@ -212,9 +213,9 @@ def _canonical_command(
         parts += ["--modality", m]
     if seeds is not None:
         parts += ["--seeds", str(seeds)]
-    parts += ["--out", out]
+    parts += ["--out", shown_path(out)]
     if results is not None:
-        parts += ["--results", results]
+        parts += ["--results", shown_path(results)]
     if device is not None:
         parts += ["--device", device]
     if threads is not None:
