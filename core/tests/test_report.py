@@ -373,6 +373,8 @@ def test_facts_show_undefined_metrics_and_skip_undefined_curve_points() -> None:
     ]
     assert len(undefined_by_reason(summary, curves=True)) == 3
     assert severity_response_figure({"op": points}, {}) is not None  # a gap, not a crash
+    nothing_admitted = [dict(points[0]), dict(points[0], severity=2.0)]  # no defined drop at any severity
+    assert severity_response_figure({"op": nothing_admitted}, {}) is not None
 
 
 # -- scale -----------------------------------------------------------------------------------

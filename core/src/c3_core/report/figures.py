@@ -76,7 +76,7 @@ def severity_response_figure(curves: Mapping[str, Sequence[Mapping[str, float]]]
         ax.set_xlabel(f"severity{f' [{unit}]' if unit else ''}", fontsize=7)
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
-        lo = min(0.0, *(d for d in drops if d == d))
+        lo = min([0.0, *(d for d in drops if d == d)])  # every point undefined (nothing admitted): 0
         ax.set_ylim(lo - 0.02, 1.05)
     axes.flat[0].legend(fontsize=7, loc="upper left")
     return _png(fig)
