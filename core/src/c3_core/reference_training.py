@@ -84,3 +84,12 @@ def one_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def seeded_training(seed: int) -> Iterator[None]:
+    """One thread and the global RNG seeded with ``seed`` (a seeded initialisation: a fresh PyTorch
+    process starts from a random seed), the process's own RNG state and thread count restored after."""
+    with one_thread(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        yield

@@ -248,10 +248,9 @@ def failure_command(
         echo("error: no modality could be studied")
         return 2
     facts = {"command": _command(modalities, quick, seeds, cases, out, results, device, threads), "hardware": hardware,
-             "seconds": sum(r["seconds"] for r in done) if len(done) != len(wanted) else time.perf_counter() - started,
+             "seconds": max(time.perf_counter() - started, sum(r["seconds"] for r in done)),  # reused parts count
              "config": {k: v for k, v in asdict(config).items() if k != "device"},
              "verdict_test": verdict_test(done, [r["modality"] for r in done if r["task"] != "segmentation"])}
-    facts["seconds"] = max(facts["seconds"], sum(r["seconds"] for r in done))
     existing = results_path.read_text(encoding="utf-8") if results_path.is_file() else ""
     # a hand-written file without the marker is kept whole, as the intro (never lost)
     intro = existing.split(MARKER, 1)[0] if MARKER in existing else (existing or DEFAULT_INTRO)

@@ -19,6 +19,7 @@ the same machinery on generic corruptions (the best is the one with the highest 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -269,8 +270,9 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     for seed in config.seeds:
         t0 = time.perf_counter()
         stored = None if checkpoints is None else checkpoints / f"failure-{modality}-seed{seed}.safetensors"
-        key = json.dumps({"config": asdict(config), "source": None if source is None else repr(source), "seed": seed},
-                         sort_keys=True, default=str)
+        key = hashlib.sha256(json.dumps(  # a digest: the source's paths stay out of the checkpoint file
+            {"config": asdict(config), "source": None if source is None else repr(source), "seed": seed},
+            sort_keys=True, default=str).encode()).hexdigest()
         if stored is not None and stored.is_file():
             loaded = load_tables(stored, key)
             if loaded is not None:
@@ -354,13 +356,7 @@ def _progress(echo: Callable[[str], None], seed: int) -> Callable[[int, int], No
 
 
 def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
-    def ranks(x: torch.Tensor) -> torch.Tensor:
-        order = torch.argsort(x.double(), stable=True)
-        r = torch.empty_like(order, dtype=torch.float64)
-        r[order] = torch.arange(x.numel(), dtype=torch.float64)
-        return r
-
-    ra, rb = ranks(a.flatten()), ranks(b.flatten())
+    ra, rb = _unit_rank(a.flatten()), _unit_rank(b.flatten())  # a correlation: the ranks' scale drops out
     ra, rb = ra - ra.mean(), rb - rb.mean()
     return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 

@@ -9,7 +9,7 @@ from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
 from c3_core.reference_models import PoolResNet, SmallCNN
-from c3_core.reference_training import one_thread, train_reference
+from c3_core.reference_training import seeded_training, train_reference
 from c3_cxr.data.phantom import FINDINGS
 from c3_cxr.domains import to_display
 from c3_cxr.functional.filters import gaussian_blur_batched
@@ -43,8 +43,7 @@ def _train_demo(bundle: ModelBundle, seed: int = DEMO_SEED) -> dict[str, Tensor]
     initialisation (a fresh PyTorch process starts from a random seed), one thread, 12 epochs, seed 0."""
     from c3_cxr.data.demo import ChestDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(seed)
+    with seeded_training(seed):
         bundle.network.load_state_dict(SmallCNN(1, len(FINDINGS), width=16, depth=4).state_dict())
         return train_reference(bundle, ChestDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=seed)
 
@@ -86,8 +85,7 @@ def reader_augment(batch: Batch, g: torch.Generator) -> Batch:
 def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
     from c3_cxr.data.demo import ChestDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(TEACHER_SEED)
+    with seeded_training(TEACHER_SEED):
         bundle.network.load_state_dict(PoolResNet(1, len(FINDINGS)).state_dict())  # a seeded initialisation
         return train_reference(bundle, ChestDemo("train"), epochs=30, batch_size=32, lr=3e-3, seed=TEACHER_SEED,
                                augment=reader_augment)

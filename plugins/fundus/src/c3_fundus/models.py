@@ -17,7 +17,7 @@ from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
 from c3_core.reference_models import PoolResNet, SmallCNN
-from c3_core.reference_training import one_thread, train_reference
+from c3_core.reference_training import seeded_training, train_reference
 from c3_fundus.grades import GRADE_NAMES, REFERABLE_FROM_GRADE
 
 DEMO_WEIGHTS = "c3_fundus-demo_cnn-v2"
@@ -51,8 +51,7 @@ def _augment(batch: Batch, generator: torch.Generator) -> Batch:
 def _train_demo(bundle: ModelBundle, seed: int = DEMO_SEED) -> dict[str, Tensor]:
     from c3_fundus.data.demo import FundusDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(seed)  # a seeded initialisation (a fresh PyTorch process starts from a random seed)
+    with seeded_training(seed):
         bundle.network.load_state_dict(SmallCNN(3, len(GRADE_NAMES), width=16, depth=4).state_dict())
         return train_reference(bundle, FundusDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=seed, augment=_augment)
 
@@ -81,8 +80,7 @@ def demo_cnn(*, weights: str | None = None, device: str = "cpu", **options: Any)
 def _train_teacher(bundle: ModelBundle) -> dict[str, Tensor]:
     from c3_fundus.data.demo import FundusDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(TEACHER_SEED)
+    with seeded_training(TEACHER_SEED):
         bundle.network.load_state_dict(PoolResNet(3, len(GRADE_NAMES), width=12).state_dict())  # a seeded initialisation
         return train_reference(bundle, FundusDemo("train"), epochs=12, batch_size=32, lr=3e-3, seed=TEACHER_SEED, augment=_augment)
 

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from c3_core.batch import Batch
 from c3_core.cache import cached_weights
 from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
-from c3_core.reference_training import one_thread, train_reference
+from c3_core.reference_training import seeded_training, train_reference
 
 DEMO_WEIGHTS = "c3_mri-unet3d-demo-v2"
 DEMO_ARCH = {"channels": (8, 16, 32), "strides": (2, 2), "num_res_units": 0}
@@ -131,8 +131,7 @@ def train_demo(epochs: int = 80, seed: int = 0) -> dict[str, Tensor]:
     """Train the demo U-Net on ``mri.demo`` "train" (sites A, B); returns its state dict."""
     from c3_mri.data.demo import MriDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(seed)  # a seeded initialisation (a fresh PyTorch process starts from a random seed)
+    with seeded_training(seed):
         bundle = _bundle(_network(**DEMO_ARCH), roi=(72, 80, 40), name="mri.unet3d[demo]")
         data = _FullVolumeNormalised(MriDemo("train"))
         plain = ModelBundle(bundle.network, "segmentation", ("lesion",), "magnitude", name="train")
@@ -247,8 +246,7 @@ def train_teacher(epochs: int = TEACHER_EPOCHS, seed: int = TEACHER_SEED) -> dic
     the demo U-Net, with another network, seed and :func:`reader_augment`; returns its state dict."""
     from c3_mri.data.demo import MriDemo
 
-    with one_thread(), torch.random.fork_rng(devices=[]):  # the process's own RNG state is left alone
-        torch.manual_seed(seed)
+    with seeded_training(seed):
         net = _teacher_network()  # a seeded initialisation
         data = _FullVolumeNormalised(MriDemo("train"))
         plain = ModelBundle(net, "segmentation", ("lesion",), "magnitude", name="train")
