@@ -134,8 +134,9 @@ def paper(session: nox.Session) -> None:
 
     Default size: every row and modality, 2 seeds, under an hour on a 2-core CPU. Arguments after
     ``--`` go to the command: ``--quick`` is a smoke run of a few minutes (its table goes to
-    ``c3-experiment-quick/results.md``, docs untouched); ``--full`` is the GPU-scale run (every
-    case, 5 seeds, long training; ``--device cuda``); also ``--modality``, ``--seeds``, ``--out``,
+    ``c3-experiment-quick/results.md``, docs untouched); ``--powered`` trains every row from a
+    seeded initialisation, 3 seeds, 1,000 test cases (hours on a CPU; ``c3-powered/``); ``--full``
+    is the GPU-scale run (every case, 5 seeds, long training; ``--device cuda``); also ``--modality``, ``--seeds``, ``--out``,
     ``--threads 1`` (faster on a CPU shared with other jobs). Running the same command again
     continues an interrupted experiment (finished runs are skipped).
     """
@@ -143,7 +144,9 @@ def paper(session: nox.Session) -> None:
     args = list(session.posargs)
     smoke = "--quick" in args
     if "--out" not in args:
-        args += ["--out", str(ROOT / ("c3-experiment-quick" if smoke else "c3-experiment-full" if "--full" in args else "c3-experiment"))]
+        folder = ("c3-experiment-quick" if smoke else "c3-experiment-full" if "--full" in args
+                  else "c3-powered" if "--powered" in args else "c3-experiment")
+        args += ["--out", str(ROOT / folder)]
     if "--results" not in args and not smoke:
         args += ["--results", str(ROOT / "docs" / "results.md")]
     session.run("python", "-m", "c3_core.experiments.paper", *args)

@@ -189,7 +189,7 @@ def test_an_output_folder_of_another_size_is_refused(site: Path) -> None:
 def test_bad_options_exit_2_and_name_the_problem(site: Path) -> None:
     lines: list[str] = []
     assert _run(site, lines, modalities=["nosuch"]) == 2 and "nosuch" in lines[-1]
-    assert _run(site, lines, full=True) == 2 and "--quick and --full" in lines[-1]
+    assert _run(site, lines, full=True) == 2 and "--quick, --powered and --full" in lines[-1]
     assert _run(site, lines, rows=["tta"]) == 2 and "standard" in lines[-1]
     assert not (site / "results.md").exists()
 

@@ -194,3 +194,41 @@ def test_generated_commands_show_no_absolute_path(tmp_path) -> None:
     assert shown_path("../out", inside) == "<outside>/out"
     args = shown_args(["--out", str(tmp_path / "o"), "--threads", "1"], inside)
     assert args == ["--out", "<outside>/o", "--threads", "1"] and str(tmp_path) not in " ".join(args)
+
+
+def test_two_d_records_and_checkpoint_keys_are_unchanged_by_the_segmentation_fields() -> None:
+    from dataclasses import asdict
+
+    from c3_core.experiments.failure_study import StudyConfig, cohort_size, config_record
+
+    config = StudyConfig()
+    old = {k: v for k, v in asdict(config).items() if k != "n_volumes"}  # the record before volumes existed
+    assert config_record(config, "multilabel") == old == config_record(config, "multiclass")
+    assert config_record(config, "segmentation") == asdict(config) and config.n_volumes >= 60
+    assert cohort_size(config, "segmentation") == config.n_volumes and cohort_size(config, "multiclass") == 1000
+    with pytest.raises(ValueError, match="n_volumes"):
+        StudyConfig(n_volumes=0)
+
+
+def test_only_known_tasks_are_studied() -> None:
+    from c3_core.experiments.failure_study import StudyInputError, _check_task
+
+    for task in ("multiclass", "multilabel", "segmentation"):
+        _check_task("x", task)
+    with pytest.raises(StudyInputError, match="'regression' is not supported"):
+        _check_task("x", "regression")
+
+
+def test_verdict_test_uses_each_tasks_signals_and_never_picks_an_undefined_alternative() -> None:
+    from c3_core.experiments.failure_signals import SEGMENTATION
+    from c3_core.experiments.failure_study import verdict_test
+
+    def entry(v: float) -> dict:
+        return {"auroc": {"value": v, "ci": [v - 0.1, v + 0.1]}}
+
+    sig = {a: entry(0.6) for a in SEGMENTATION.alternatives} | {"tta_disagreement": entry(float("nan")), "confidence": entry(0.7)}
+    pairs = {f"{SEGMENTATION.verdict} - {a}": {"auroc": {"value": 0.05, "ci": [0.01, 0.09]}} for a in SEGMENTATION.alternatives}
+    result = {"modality": "mri", "task": "segmentation", "shifts": {"s": {"flip": {"signals": sig, "pairs": pairs}}}}
+    got = verdict_test([result], ["mri"])
+    assert got["rows"][0]["best_alternative"] == "confidence" and got["rows"][0]["verdict"] == "c3_consistency"
+    assert got["rows"][0]["above_zero"] and verdict_test([result], [])["rows"] == []

@@ -447,9 +447,10 @@ def train(
 @app.command()
 def experiment(
     modality: Annotated[list[str] | None, typer.Option("--modality", "-m", help="Modality (repeatable; default: every installed one).")] = None,
-    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds per row (default: the size's: 2, --full 5).")] = None,
+    seeds: Annotated[int | None, typer.Option(min=1, help="Seeds per row (default: the size's: 2, --powered 3, --full 5).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="Smoke size (a few minutes).")] = False,
     full: Annotated[bool, typer.Option("--full", help="GPU-scale size: every case, 5 seeds, long training (use with --device cuda).")] = False,
+    powered: Annotated[bool, typer.Option("--powered", help="CPU size that can see an effect: every row from a seeded initialisation, 3 seeds, 1,000 test cases (hours; resumable).")] = False,
     out: Annotated[Path, typer.Option(help="Output folder: runs, checkpoints and stores (the same command resumes it).")] = Path("c3-experiment"),
     results: Annotated[Path | None, typer.Option(help="Markdown results file to (re)write (default OUT/results.md).")] = None,
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: the size's).")] = None,
@@ -469,16 +470,16 @@ def experiment(
     """The paper's experiments on the embedded cohorts (every row, in-domain and under a held-out shift), or the failure-prediction study."""
     from c3_core.experiments.paper import experiment_command
 
-    if quick and full:
-        raise _fail("--quick and --full exclude each other")
+    if sum((quick, full, powered)) > 1:
+        raise _fail("--quick, --powered and --full exclude each other")
     if study not in ("paper", "failure"):
         raise _fail(f"--study must be 'paper' or 'failure', got {study!r}")
     if study == "failure":
         from c3_core.experiments.failure_report import failure_command
         from c3_core.experiments.failure_study import StudySource
 
-        if full or rows:
-            raise _fail("--study failure takes neither --full nor --rows")
+        if full or powered or rows:
+            raise _fail("--study failure takes neither --full, --powered nor --rows")
         source = StudySource(
             data=_absolute(data), split=split, data_options=_pairs(data_option, "--data-option"),
             models=tuple(_absolute(m) or m for m in model or ()), teacher=_absolute(teacher),
@@ -500,6 +501,7 @@ def experiment(
         modalities=list(modality or []) or None, seeds=seeds, full=full, out=str(out),
         results=str(results) if results is not None else None, device=device, quick=quick,
         echo=lambda m: typer.echo(m, err=True), rows=rows.split(",") if rows else None, threads=threads,
+        powered=powered,
     )
     raise typer.Exit(code)
 

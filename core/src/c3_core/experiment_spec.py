@@ -9,7 +9,7 @@ and name none of them. No torch import.
   sees, and the fixed composition of operators at stated severities (each operator's own units,
   inside its admissible range) applied to every test case. The first is the one ``c3 experiment``
   holds out; a declaration gives at least two, so a study can compare shifts.
-* **Budgets**: per experiment size (``"quick"``, ``"default"``, ``"full"``), the fields of
+* **Budgets**: per experiment size (``"quick"``, ``"default"``, ``"powered"``, ``"full"``), the fields of
   :class:`c3_core.experiments.sizes.Budget` that differ from the size's default for this cohort
   (e.g. ``{"default": {"train_cases": 24, "batch_size": 2}}`` for small 3-D volumes).
 * **In-domain split**: the dataset split that holds unseen cases of the training domain

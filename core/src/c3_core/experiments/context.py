@@ -168,6 +168,19 @@ def experiment_teacher(
     return None, None, GateSettings()
 
 
+def split_of(make_split: Callable[..., Any], split: str, n: int | None) -> Any:
+    """The dataset's ``split``, enlarged to ``n`` cases where it holds fewer and its factory takes
+    ``n`` (the procedural demo cohorts render case i from (split, i) alone, so the first cases stay
+    the same). A factory without ``n`` gives its split as it is (the tables state the cases used)."""
+    base = make_split(split=split)
+    if n is None or len(base) >= int(n):
+        return base
+    try:
+        return make_split(split=split, n=int(n))
+    except TypeError:
+        return base
+
+
 def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str) -> ModalityContext:
     """Resolve and build one modality's shared state; raises :class:`ExperimentInputError`."""
     from c3_core.evaluation.runner import EvaluationInputError, load_spec
@@ -199,8 +212,8 @@ def prepare_context(host: PluginHost, modality: str, budget: Budget, device: str
         raise ExperimentInputError(str(exc)) from None
     split = declared.in_domain_split if declared is not None else "test"
     make_split = dataset_c.load()
-    train_set = InMemory(make_split(split="train"), budget.train_cases)
-    test_set = InMemory(make_split(split=split), budget.test_cases)
+    train_set = InMemory(split_of(make_split, "train", budget.train_cases), budget.train_cases)
+    test_set = InMemory(split_of(make_split, split, budget.test_cases), budget.test_cases)
     shifted = Shifted(test_set, shift_nb)
     teacher, teacher_id, gate = experiment_teacher(host, dataset_c, model_id, make_model, budget, device)
     task = teacher.task if teacher is not None else dataset_c.meta["task"]

@@ -13,6 +13,10 @@ Everything here is computed from the clean in-domain exam except the failures th
 * each held-out shift applied once per case; a unit *fails* when its decision under the shift
   differs from its clean decision, and is *wrong under shift* when that decision disagrees with
   the recorded label.
+
+This is the classification pass; segmentation models go through
+:mod:`c3_core.experiments.failure_segmentation`, which takes the same :class:`FailureInputs` and
+returns the same :class:`SeedTables`.
 """
 
 from __future__ import annotations
@@ -116,7 +120,8 @@ def _per_unit(v: Tensor, shape_u: Sequence[int]) -> Tensor:
     return v.view(-1, *([1] * len(shape_u))).expand(v.shape[0], *shape_u) if len(shape_u) else v
 
 
-def _family_mask(plans: Sequence[Sequence[Plan]], family: set[str]) -> Tensor:
+def family_mask(plans: Sequence[Sequence[Plan]], family: set[str]) -> Tensor:
+    """``(B, K)`` bool: True where counterfactual k of case b uses no operator of ``family``."""
     return torch.tensor([[not ({s.operator.id for s in p.steps} & family) for p in case] for case in plans], dtype=torch.bool)
 
 
@@ -175,7 +180,7 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
         score_cf = case_scores(task, pcf, batch.repeat_interleave(k), thr).view(b, k)
         shape_u = m0.shape[1:]
 
-        for tag, keep in [("all", torch.ones_like(admitted))] + [(h.name, _family_mask(plans, fam)) for h, fam in zip(inputs.shifts, families)]:
+        for tag, keep in [("all", torch.ones_like(admitted))] + [(h.name, family_mask(plans, fam)) for h, fam in zip(inputs.shifts, families)]:
             adm = admitted & keep
             put(f"c3_margin|{tag}", -S.worst_margin(m0, mcf, adm))
             put(f"c3_flips|{tag}", S.admitted_flips(mcf, adm))

@@ -7,6 +7,10 @@ Signals are "higher = more likely to fail". Units (exams, or exam-finding pairs)
   c is the failure rate among the first ceil(c n) units kept (Geifman & El-Yaniv 2017).
 * :func:`aurc`: the mean risk over the n coverages 1/n, ..., 1 (as in Bungert et al. 2023);
   lower is better; a perfect ranking reaches (with failure rate r) about r^2/2 and a random one r.
+
+A failure is 0/1, or a continuous risk in [0, 1] (segmentation: 1 - lesion Dice under shift, as
+in Zenk et al. 2024); for a continuous risk only the risk-coverage curve and AURC are defined
+(AUROC and AUPRC are NaN).
 """
 
 from __future__ import annotations
@@ -43,8 +47,11 @@ def _safe(fn: Any, s: Tensor, f: Tensor) -> float:
 
 
 def scores(signal: Tensor, failure: Tensor) -> dict[str, float]:
-    """AUROC, AUPRC and AURC of ``signal`` for ``failure`` (NaN where a metric is undefined)."""
+    """AUROC, AUPRC and AURC of ``signal`` for ``failure`` (NaN where a metric is undefined,
+    AUROC and AUPRC also for a failure that is not 0/1: a continuous risk)."""
     s, f = signal.flatten().double(), failure.flatten().double()
+    if not bool(((f == 0) | (f == 1)).all()):
+        return {"auroc": float("nan"), "auprc": float("nan"), "aurc": aurc(s, f)}
     return {"auroc": _safe(auroc, s, f), "auprc": _safe(auprc, s, f), "aurc": aurc(s, f)}
 
 

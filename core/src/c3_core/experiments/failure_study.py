@@ -15,6 +15,15 @@ shift's families (negated: higher = more likely to fail). Success: on the held-o
 2-D modalities, AUROC(verdict) - AUROC(best alternative) has a paired 95 % interval above 0,
 where the alternatives are confidence, predictive entropy, TTA variance, ensemble variance and
 the same machinery on generic corruptions (the best is the one with the highest point AUROC).
+
+**Segmentation** (MRI; written before its first run): the unit is the volume, the cohort
+``n_volumes`` in-domain volumes, and the signals, failures and risk are those of
+:mod:`c3_core.experiments.failure_segmentation` (:data:`~c3_core.experiments.failure_signals.SEGMENTATION`):
+the verdict ``c3_consistency`` is 1 - the worst Dice between the clean predicted lesion mask and
+the prediction on each admitted counterfactual; a volume fails when its lesion Dice drops by
+at least 0.1 under the shift; the risk of the AURC is 1 - lesion Dice under shift. The 2-D
+criterion is unchanged; the segmentation verdict's difference to its best alternative (among
+them the deep ensemble's pairwise Dice, Zenk et al. 2024) is reported beside it (:func:`verdict_test`).
 """
 
 from __future__ import annotations
@@ -30,16 +39,19 @@ from typing import Any
 import torch
 
 from c3_core.experiments.failure_cases import FailureInputs, SeedTables, compute_seed_tables
+from c3_core.experiments.failure_segmentation import compute_segmentation_tables
+from c3_core.experiments.failure_signals import CLASSIFICATION, SignalSet, for_task
 from c3_core.experiments.failure_stats import bootstrap
 from c3_core.experiments.generic_neighbourhood import GenericNeighbourhood, mean_display_change
 
-VERDICT = "c3_margin"
-ALTERNATIVES = ("confidence", "entropy", "tta_variance", "ensemble_variance", "generic_margin", "generic_flips")
-C3_SIGNALS = ("c3_margin", "c3_flips", "c3_drop", "severity_margin")
-SHIPPED = ("c3_margin|all", "c3_flips|all", "c3_drop|all")  # the default neighbourhood, held-out families included
-# Not part of the stated criterion: a combination chosen after seeing the first seed's results
-# (confidence was strong on one shift, the severity margin on another). Reported, never tested.
-EXPLORATORY = {"confidence + severity margin (exploratory)": ("confidence", "severity_margin")}
+# the classification design (CXR, fundus), by its historical names; segmentation: failure_signals.SEGMENTATION
+VERDICT = CLASSIFICATION.verdict
+ALTERNATIVES = CLASSIFICATION.alternatives
+C3_SIGNALS = CLASSIFICATION.c3
+SHIPPED = CLASSIFICATION.shipped  # the default neighbourhood, held-out families included
+EXPLORATORY = dict(CLASSIFICATION.exploratory)
+TASKS = ("multiclass", "multilabel", "segmentation")
+VOLUME_ONLY = ("n_volumes",)  # StudyConfig fields that only a segmentation study uses (left out of 2-D records)
 
 
 class StudyInputError(ValueError):
@@ -48,7 +60,9 @@ class StudyInputError(ValueError):
 
 @dataclass(frozen=True)
 class StudyConfig:
-    """Sizes of the study (defaults: the issue's minimum for 2-D modalities)."""
+    """Sizes of the study (defaults: the issue's minimum of 1,000 exams for a 2-D modality; 120
+    volumes for a segmentation one, twice the minimum of 60, because only about one demo volume in
+    eight fails under a held-out shift)."""
 
     seeds: tuple[int, ...] = (0, 1, 2)
     n_test: int = 1000
@@ -59,13 +73,30 @@ class StudyConfig:
     n_boot: int = 500
     batch_size: int = 50
     device: str = "cpu"
+    n_volumes: int = 120  # in-domain volumes of a segmentation modality (n_test counts 2-D exams)
 
     def __post_init__(self) -> None:
         if not self.seeds:
             raise ValueError("the study needs at least one seed")
-        for name in ("n_test", "k", "k_generic", "tta_views", "members", "n_boot", "batch_size"):
+        for name in ("n_test", "k", "k_generic", "tta_views", "members", "n_boot", "batch_size", "n_volumes"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"study: {name} must be >= 1, got {getattr(self, name)}")
+
+
+def config_record(config: StudyConfig, task: str | None) -> dict[str, Any]:
+    """The configuration a ``task``'s results depend on (JSON-ready): every field, less the
+    segmentation-only ones for a classification task (so 2-D checkpoints made before they existed
+    stay valid)."""
+    record = asdict(config)
+    if task != "segmentation":
+        for name in VOLUME_ONLY:
+            record.pop(name, None)
+    return record
+
+
+def cohort_size(config: StudyConfig, task: str | None) -> int:
+    """How many in-domain cases the study takes: ``n_volumes`` for segmentation, else ``n_test``."""
+    return int(config.n_volumes if task == "segmentation" else config.n_test)
 
 
 @dataclass(frozen=True)
@@ -140,16 +171,18 @@ def _demo_inputs(host: Any, modality: str, config: StudyConfig) -> ModalityStudy
         spec = load_spec(dataset_c, None, config.k, None)
     except (LookupError, InputError) as exc:
         raise StudyInputError(str(exc)) from None
-    _check_task(dataset_c.id, dataset_c.meta.get("task"))
+    task = dataset_c.meta.get("task")
+    _check_task(dataset_c.id, task)
     declared = declared_experiment(host, modality)
     if declared is None or declared.members is None:
         raise StudyInputError(f"{dataset_c.id}: declares no ExperimentSpec with `members` (the seeded demo models)")
     model_id = dataset_c.meta.get("default_model")
     teacher, teacher_id, gate = experiment_teacher(host, dataset_c, model_id, lambda w: None, Budget(), config.device)  # type: ignore[arg-type,return-value]
+    n = cohort_size(config, task)
     try:
-        base = dataset_c.load()(split=declared.in_domain_split, n=config.n_test)
+        base = dataset_c.load()(split=declared.in_domain_split, n=n)
     except TypeError as exc:
-        raise StudyInputError(f"{dataset_c.id}: cannot make {config.n_test} cases ({exc})") from None
+        raise StudyInputError(f"{dataset_c.id}: cannot make {n} cases ({exc})") from None
     ref = declared.members
     return ModalityStudy(modality, dataset_c.id, model_id, teacher_id, gate, spec, declared.shifts,
                          lambda seed: _member(ref, seed, config.device), None, [base[i] for i in range(len(base))],
@@ -157,8 +190,8 @@ def _demo_inputs(host: Any, modality: str, config: StudyConfig) -> ModalityStudy
 
 
 def _check_task(what: str, task: Any) -> None:
-    if task not in ("multiclass", "multilabel"):
-        raise StudyInputError(f"{what}: the study runs classification tasks; {task!r} is not yet supported")
+    if task not in TASKS:
+        raise StudyInputError(f"{what}: the study runs classification and segmentation tasks; {task!r} is not supported")
 
 
 def _user_inputs(host: Any, modality: str, config: StudyConfig, source: StudySource) -> ModalityStudy:
@@ -179,7 +212,7 @@ def _user_inputs(host: Any, modality: str, config: StudyConfig, source: StudySou
     if not source.shifts:
         raise StudyInputError("a study of your own cohort needs at least one --shift OP@SEVERITY[+OP@SEVERITY]")
     shifts = [parse_shift(modality, s, host.make_operator) for s in source.shifts]
-    n = min(len(base), config.n_test)  # type: ignore[arg-type]
+    n = min(len(base), cohort_size(config, models[0][0].task))  # type: ignore[arg-type]
     bundles = [m for m, _id in models]
     if len(config.seeds) > len(bundles) or max(config.seeds) >= len(bundles):
         raise StudyInputError(f"seeds {list(config.seeds)} need {max(config.seeds) + 1} --model (one per seed); got {len(bundles)}")
@@ -203,15 +236,28 @@ def _member(ref: str, seed: int, device: str) -> Any:
     return getattr(importlib.import_module(module), attr)(seed, device)
 
 
+MATCH_CASES = 32  # 2-D exams the generic corruptions are matched on
+MATCH_VOLUMES = 8  # volumes (3-D) they are matched on, drawn 4 at a time
+
+
 def _matched_generic(ms: ModalityStudy, config: StudyConfig, seed: int) -> tuple[GenericNeighbourhood, float]:
-    """Generic corruptions matched to the physics neighbourhood's mean display change on 32 cases."""
+    """Generic corruptions matched to the physics neighbourhood's mean display change on the
+    first 32 exams (8 volumes for 3-D images)."""
     from c3_core.batch import collate
     from c3_core.neighbourhood import Neighbourhood
 
-    batch = collate(ms.cases[:32])
-    cf, _plans, _rej = Neighbourhood(ms.spec.with_overrides(seed=seed), ms.make_operator).draw(batch)
-    target = mean_display_change(batch.image, cf.image, ms.spec.k)
-    return GenericNeighbourhood.matched(batch.image, target, config.k_generic, seed), target
+    volumes = ms.cases[0].image.ndim > 3
+    n, step = (MATCH_VOLUMES, 4) if volumes else (MATCH_CASES, MATCH_CASES)
+    nb = Neighbourhood(ms.spec.with_overrides(seed=seed), ms.make_operator)
+    changes, images = [], []
+    for start in range(0, min(n, len(ms.cases)), step):
+        batch = collate(ms.cases[start : min(start + step, n)])
+        cf, _plans, _rej = nb.draw(batch)
+        changes.append((mean_display_change(batch.image, cf.image, ms.spec.k), batch.size))
+        images.append(batch.image)
+    # one chunk (2-D): its mean as it is; several (volumes): weighted by their sizes
+    target = changes[0][0] if len(changes) == 1 else sum(c * w for c, w in changes) / sum(w for _c, w in changes)
+    return GenericNeighbourhood.matched(torch.cat(images, 0), target, config.k_generic, seed), target
 
 
 def _units(t: SeedTables) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -231,16 +277,18 @@ def _unit_rank(x: torch.Tensor) -> torch.Tensor:
     return r
 
 
-def summarise_shift(tables: Sequence[SeedTables], shift: str, kind: str, n_boot: int, seed: int) -> dict[str, Any]:
-    """Bootstrap every signal for one shift and failure kind, averaged over ``tables`` (seeds)."""
-    names = {VERDICT: f"{VERDICT}|{shift}"}
-    names |= {s: f"{s}|{shift}" for s in C3_SIGNALS if s != VERDICT}
-    names |= {a: a for a in ALTERNATIVES}
-    names |= {f"{s} (incl. shift family)": s for s in SHIPPED}
+def summarise_shift(tables: Sequence[SeedTables], shift: str, kind: str, n_boot: int, seed: int,
+                    signals: SignalSet = CLASSIFICATION) -> dict[str, Any]:
+    """Bootstrap every signal of ``signals`` for one shift and failure kind, averaged over ``tables`` (seeds)."""
+    verdict = signals.verdict
+    names = {verdict: f"{verdict}|{shift}"}
+    names |= {s: f"{s}|{shift}" for s in signals.c3 if s != verdict}
+    names |= {a: a for a in signals.alternatives}
+    names |= {f"{s} (incl. shift family)": s for s in signals.shipped}
     per_seed = []
     for t in tables:
         flat, groups = _units(t)
-        for name, parts in EXPLORATORY.items():
+        for name, parts in signals.exploratory.items():
             srcs = [names.get(p, f"{p}|{shift}") for p in parts]
             if all(src in flat for src in srcs):
                 flat[name] = torch.stack([_unit_rank(flat[src]) for src in srcs]).mean(0)
@@ -248,7 +296,7 @@ def summarise_shift(tables: Sequence[SeedTables], shift: str, kind: str, n_boot:
         fail = t.failures[shift][kind].reshape(-1).double()
         keep = ~torch.isnan(fail)
         per_seed.append(({n: flat[src][keep] for n, src in names.items() if src in flat}, fail[keep], groups[keep]))
-    pairs = {f"{VERDICT} - {a}": (VERDICT, a) for a in ALTERNATIVES}
+    pairs = {f"{verdict} - {a}": (verdict, a) for a in signals.alternatives}
     return bootstrap(per_seed, n_boot, torch.Generator().manual_seed(seed), pairs)
 
 
@@ -262,16 +310,20 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     ms = resolve_modality(host, modality, config, source)
     if ms.teacher is None:
         echo(f"{modality}: WARNING: no teacher: counterfactuals are gated by operator checks only")
-    echo(f"{modality}: {len(ms.cases)} cases, teacher {ms.teacher_id}, shifts {[h.name for h in ms.shifts]}")
     n_members = config.members if ms.n_members is None else min(config.members, ms.n_members)
     members = [ms.member(s) for s in range(n_members)]
+    task = members[0].task
+    noun = "volumes" if task == "segmentation" else "cases"
+    echo(f"{modality}: {len(ms.cases)} {noun}, teacher {ms.teacher_id}, shifts {[h.name for h in ms.shifts]}")
+    signals = for_task(task)
+    compute = compute_segmentation_tables if task == "segmentation" else compute_seed_tables
     tables: list[SeedTables] = []
     generic_desc: dict[str, Any] = {}
     for seed in config.seeds:
         t0 = time.perf_counter()
         stored = None if checkpoints is None else checkpoints / f"failure-{modality}-seed{seed}.safetensors"
         key = hashlib.sha256(json.dumps(  # a digest: the source's paths stay out of the checkpoint file
-            {"config": asdict(config), "source": None if source is None else repr(source), "seed": seed},
+            {"config": config_record(config, task), "source": None if source is None else repr(source), "seed": seed},
             sort_keys=True, default=str).encode()).hexdigest()
         if stored is not None and stored.is_file():
             loaded = load_tables(stored, key)
@@ -286,7 +338,7 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
         generic_desc[str(seed)] = generic.describe() | {"matched_mean_display_change": target}
         inputs = FailureInputs(model, members, ms.teacher, ms.gate, ms.spec, ms.make_operator, ms.shifts, generic, seed,
                                config.tta_views)
-        tables.append(compute_seed_tables(ms.cases, inputs, config.batch_size, _progress(echo, seed)))
+        tables.append(compute(ms.cases, inputs, config.batch_size, _progress(echo, seed, noun)))
         tables[-1].stats["seconds"] = round(time.perf_counter() - t0, 1)
         if stored is not None:
             save_tables(stored, tables[-1], key, generic_desc[str(seed)])
@@ -296,22 +348,25 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
         rates = [float(t.failures[h.name]["flip"].double().nanmean()) for t in tables]
         shifts[h.name] = {
             "shift": h.to_dict(), "flip_rate_per_seed": rates,
-            "flip": summarise_shift(tables, h.name, "flip", config.n_boot, 0),
-            "wrong": summarise_shift(tables, h.name, "wrong", config.n_boot, 0),
+            "flip": summarise_shift(tables, h.name, "flip", config.n_boot, 0, signals),
+            "wrong": summarise_shift(tables, h.name, "wrong", config.n_boot, 0, signals),
             "admitted_share": [float(t.signals[f"n_admitted|{h.name}"].double().mean() / t.stats["k"]) for t in tables],
         }
+        if task == "segmentation":  # mean lesion Dice per seed, clean and under the shift
+            shifts[h.name]["dice_per_seed"] = [{"clean": float(t.signals["lesion_dice"].double().mean()),
+                                                "shifted": float(t.failures[h.name]["dice"].double().mean())} for t in tables]
     for h in ms.shifts:
-        shifts[h.name]["diagnostics"] = diagnostics(tables, h.name)
-    curves = _curves(tables[0], ms.shifts)
+        shifts[h.name]["diagnostics"] = diagnostics(tables, h.name, signals)
+    curves = _curves(tables[0], ms.shifts, signals)
     return {
         "modality": modality, "dataset": ms.dataset_id, "model": ms.model_id, "teacher": ms.teacher_id,
         "gate": ms.gate.to_dict() if ms.gate is not None else None, "task": tables[0].task,
         "n_cases": len(ms.cases), "seeds": list(config.seeds), "neighbourhood": ms.spec.to_dict() | {"source": ms.spec.source},
         "scan": {"ops": tables[0].stats["scan_ops"], "levels": tables[0].stats["scan_levels"]},
-        "generic": generic_desc, "shifts": shifts, "curves": curves,
+        "generic": generic_desc, "shifts": shifts, "curves": curves, "shift_order": list(shifts),
         "seed_seconds": [t.stats.get("seconds") for t in tables],
         "seconds": round(time.perf_counter() - started + sum(t.stats.get("seconds", 0.0) for t in tables if t.stats.get("reused")), 1),
-        "config": asdict(config),
+        "config": config_record(config, task),
     }
 
 
@@ -348,10 +403,15 @@ def load_tables(path: Path, key: str) -> tuple[SeedTables, dict[str, Any]] | Non
     return t, json.loads(meta["generic"])
 
 
-def _progress(echo: Callable[[str], None], seed: int) -> Callable[[int, int], None]:
+def _progress(echo: Callable[[str], None], seed: int, noun: str = "cases") -> Callable[[int, int], None]:
+    """Reports at every quarter of the cohort (at most every 250 cases) and at the end."""
+    last = [0]
+
     def report(done: int, total: int) -> None:
-        if done % 250 == 0 or done == total:
-            echo(f"  seed {seed}: {done}/{total} cases")
+        every = max(1, min(250, total // 4))
+        if done // every > last[0] // every or done == total:
+            echo(f"  seed {seed}: {done}/{total} {noun}")
+        last[0] = done
     return report
 
 
@@ -361,9 +421,10 @@ def _spearman(a: torch.Tensor, b: torch.Tensor) -> float:
     return float((ra * rb).sum() / (ra.norm() * rb.norm()).clamp_min(1e-12))
 
 
-def diagnostics(tables: Sequence[SeedTables], shift: str) -> dict[str, float]:
-    """Why a verdict ranks well or poorly, averaged over seeds: saturation of the flip count, how
-    the C³ signals move with confidence, and what pooling a multi-label exam into one bit costs."""
+def diagnostics(tables: Sequence[SeedTables], shift: str, signals: SignalSet = CLASSIFICATION) -> dict[str, float]:
+    """Why a verdict ranks well or poorly, averaged over seeds: saturation of the flip (change)
+    count, how the C³ signals move with confidence (and, for segmentation, with the ensemble's
+    disagreement), and what pooling a multi-label exam into one bit costs."""
     from c3_core.experiments.failure_stats import scores
 
     acc: dict[str, list[float]] = {}
@@ -371,14 +432,20 @@ def diagnostics(tables: Sequence[SeedTables], shift: str) -> dict[str, float]:
     def add(key: str, v: float) -> None:
         acc.setdefault(key, []).append(v)
 
+    seg = signals.count != CLASSIFICATION.count
+    word, unit = ("change", "volumes") if seg else ("flip", "exams")
     for t in tables:
-        flips = t.signals[f"c3_flips|{shift}"]
-        conf = t.signals["confidence"]
-        add("units_with_an_admitted_flip", float((flips > 0).double().mean()))
+        flips = t.signals[f"{signals.count}|{shift}"]
+        conf = t.signals[signals.confidence]
+        if not seg:
+            add("units_with_an_admitted_flip", float((flips > 0).double().mean()))
         exam_any = (flips > 0).reshape(flips.shape[0], -1).any(1)
-        add("exams_with_an_admitted_flip", float(exam_any.double().mean()))
+        add(f"{unit}_with_an_admitted_{word}", float(exam_any.double().mean()))
         add("spearman_c3_drop_vs_confidence", _spearman(t.signals[f"c3_drop|{shift}"], conf))
-        add("spearman_c3_margin_vs_confidence", _spearman(t.signals[f"c3_margin|{shift}"], conf))
+        add(f"spearman_{signals.verdict}_vs_confidence", _spearman(t.signals[f"{signals.verdict}|{shift}"], conf))
+        if seg:
+            add(f"spearman_{signals.verdict}_vs_ensemble", _spearman(t.signals[f"{signals.verdict}|{shift}"],
+                                                                     t.signals["ensemble_disagreement"]))
         fail = t.failures[shift]["flip"]
         if fail.ndim > 1:  # multi-label: one bit per exam (any finding flips) against per-finding units
             pooled = scores(flips.reshape(flips.shape[0], -1).amax(1), fail.reshape(fail.shape[0], -1).amax(1))["auroc"]
@@ -386,8 +453,9 @@ def diagnostics(tables: Sequence[SeedTables], shift: str) -> dict[str, float]:
     return {k: float(torch.tensor(v, dtype=torch.float64).nanmean()) for k, v in acc.items()}
 
 
-def _curves(t: SeedTables, shifts: Sequence[Any]) -> dict[str, Any]:
-    """Risk-coverage curves (seed 0; 50 points) of the verdict and the alternatives, per shift (wrong under shift)."""
+def _curves(t: SeedTables, shifts: Sequence[Any], signals: SignalSet = CLASSIFICATION) -> dict[str, Any]:
+    """Risk-coverage curves (seed 0; 50 points) of the verdict and the alternatives, per shift
+    (risk: wrong under shift, or 1 - lesion Dice under shift for segmentation)."""
     from c3_core.experiments.failure_stats import risk_coverage
 
     flat, _groups = _units(t)
@@ -396,7 +464,7 @@ def _curves(t: SeedTables, shifts: Sequence[Any]) -> dict[str, Any]:
         fail = t.failures[h.name]["wrong"].reshape(-1).double()
         keep = ~torch.isnan(fail)
         curves = {}
-        for name, src in [(VERDICT, f"{VERDICT}|{h.name}")] + [(a, a) for a in ALTERNATIVES]:
+        for name, src in [(signals.verdict, f"{signals.verdict}|{h.name}")] + [(a, a) for a in signals.alternatives]:
             cov, risk = risk_coverage(flat[src][keep], fail[keep])
             idx = torch.linspace(0, cov.numel() - 1, 50).round().long()
             curves[name] = {"coverage": cov[idx].tolist(), "risk": risk[idx].tolist()}
@@ -405,15 +473,26 @@ def _curves(t: SeedTables, shifts: Sequence[Any]) -> dict[str, Any]:
 
 
 def verdict_test(results: Sequence[dict[str, Any]], two_d: Sequence[str]) -> dict[str, Any]:
-    """The stated success criterion on the flip failures of every held-out shift of ``two_d``."""
+    """The stated success criterion on the flip failures of every held-out shift of ``two_d``.
+
+    Also usable for the modalities reported beside it (segmentation): each result is tested with
+    its own task's verdict and alternatives (the best alternative: the highest point AUROC,
+    undefined AUROCs never best)."""
     rows = []
     for r in results:
         if r["modality"] not in two_d:
             continue
+        signals = for_task(r.get("task", "multiclass"))
         for name, sh in r["shifts"].items():
             sig = sh["flip"]["signals"]
-            best = max(ALTERNATIVES, key=lambda a: sig[a]["auroc"]["value"])
-            pair = sh["flip"]["pairs"][f"{VERDICT} - {best}"]
-            rows.append({"modality": r["modality"], "shift": name, "best_alternative": best,
-                         "difference": pair["auroc"]["value"], "ci": pair["auroc"]["ci"], "above_zero": pair["auroc"]["ci"][0] > 0})
+
+            def point(a: str, sig: Mapping[str, Any] = sig) -> float:
+                v = sig[a]["auroc"]["value"]
+                return float("-inf") if v != v else v
+
+            best = max(signals.alternatives, key=point)
+            pair = sh["flip"]["pairs"][f"{signals.verdict} - {best}"]
+            lo = pair["auroc"]["ci"][0]
+            rows.append({"modality": r["modality"], "shift": name, "verdict": signals.verdict, "best_alternative": best,
+                         "difference": pair["auroc"]["value"], "ci": pair["auroc"]["ci"], "above_zero": bool(lo > 0)})
     return {"verdict": VERDICT, "rows": rows, "success": bool(rows) and all(r["above_zero"] for r in rows)}

@@ -6,6 +6,10 @@ module draws K counterfactuals per case from four display-space corruptions
 one of three levels whose mean absolute change of the display image (the image in its own
 0.5-99.5 percentile window) is 0.5x, 1x and 1.5x that of the physics counterfactuals it is
 matched to. A counterfactual depends only on (seed, exam id, k), like a physics neighbourhood's.
+
+Volumes (3-D images) use the first three only (:data:`VOLUME_KINDS`): JPEG is a codec for 2-D
+pictures, and a volume is not stored or sent slice by slice as JPEG (DICOM and NIfTI volumes are
+kept raw or losslessly compressed), so JPEG blocking is no plausible corruption of an MR volume.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from c3_core.functional import corruptions as C
 from c3_core.seeding import derive_seed, generator_from_seed
 
 KINDS = ("gaussian_noise", "gaussian_blur", "contrast", "jpeg")
+VOLUME_KINDS = ("gaussian_noise", "gaussian_blur", "contrast")  # no JPEG for volumes (module docstring)
 LEVELS = (0.5, 1.0, 1.5)  # multiples of the physics neighbourhood's mean absolute display change
 
 # parameter search interval per kind: (weak end, strong end); integer for JPEG quality
@@ -41,6 +46,11 @@ def _corrupt(kind: str, u: Tensor, param: float, g: torch.Generator) -> Tensor:
     if kind == "jpeg":
         return C.jpeg(u, int(round(param)))
     raise ValueError(f"unknown generic corruption {kind!r} (choose from {list(KINDS)})")
+
+
+def kinds_for(images: Tensor) -> tuple[str, ...]:
+    """The corruptions for a batch ``(B, C, *spatial)``: :data:`KINDS` for 2-D images, :data:`VOLUME_KINDS` for volumes."""
+    return KINDS if images.ndim <= 4 else VOLUME_KINDS
 
 
 def mean_display_change(original: Tensor, counterfactual: Tensor, repeats: int) -> float:
@@ -76,21 +86,30 @@ def match_parameter(kind: str, u: Tensor, target: float, seed: int = 0, steps: i
 
 @dataclass(frozen=True)
 class GenericNeighbourhood:
-    """K generic corruptions per case; ``params[kind]`` holds one parameter per level of :data:`LEVELS`."""
+    """K generic corruptions per case, drawn among ``kinds``; ``params[kind]`` holds one parameter
+    per level of :data:`LEVELS`."""
 
     params: dict[str, tuple[float, ...]]
     k: int
     seed: int
+    kinds: tuple[str, ...] = KINDS
 
     @classmethod
-    def matched(cls, images: Tensor, target_change: float, k: int, seed: int) -> GenericNeighbourhood:
-        """Levels matched on ``images`` to ``target_change`` (see :func:`mean_display_change`)."""
+    def matched(cls, images: Tensor, target_change: float, k: int, seed: int,
+                kinds: tuple[str, ...] | None = None) -> GenericNeighbourhood:
+        """Levels matched on ``images`` to ``target_change`` (see :func:`mean_display_change`);
+        ``kinds`` default :func:`kinds_for` the images."""
+        kinds = kinds_for(images) if kinds is None else tuple(kinds)
+        unknown = [kd for kd in kinds if kd not in _SEARCH]
+        if unknown or not kinds:
+            raise ValueError(f"unknown generic corruption(s) {unknown} (choose from {list(KINDS)})")
         u, _lo, _hi = C.display_window(images)
-        params = {kind: tuple(match_parameter(kind, u, lv * target_change, seed) for lv in LEVELS) for kind in KINDS}
-        return cls(params, int(k), int(seed))
+        params = {kind: tuple(match_parameter(kind, u, lv * target_change, seed) for lv in LEVELS) for kind in kinds}
+        return cls(params, int(k), int(seed), kinds)
 
     def describe(self) -> dict[str, object]:
-        return {"levels": list(LEVELS), "params": {k: list(v) for k, v in self.params.items()}, "k": self.k, "seed": self.seed}
+        return {"levels": list(LEVELS), "params": {k: list(v) for k, v in self.params.items()}, "k": self.k, "seed": self.seed,
+                "kinds": list(self.kinds)}
 
     def draw(self, batch: Batch) -> tuple[Tensor, list[list[str]]]:
         """``(images (B*K rows, row i*K+k), labels "kind@level")``; the images stay in the batch's domain."""
@@ -101,7 +120,7 @@ class GenericNeighbourhood:
             case_labels = []
             for j in range(self.k):
                 g = generator_from_seed(derive_seed(self.seed, "generic", exam, j))
-                kind = KINDS[int(torch.randint(0, len(KINDS), (1,), generator=g))]
+                kind = self.kinds[int(torch.randint(0, len(self.kinds), (1,), generator=g))]
                 level = int(torch.randint(0, len(LEVELS), (1,), generator=g))
                 v = _corrupt(kind, u[i : i + 1], self.params[kind][level], g)
                 rows.append(C.from_display_window(v, lo[i : i + 1], hi[i : i + 1]))

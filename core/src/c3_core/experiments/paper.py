@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from c3_core.experiments.rows import ROWS, Row
+from c3_core.experiments.rows import BASELINE, ROWS, Row
 from c3_core.experiments.shown_paths import shown_args, shown_path
 from c3_core.experiments.sizes import Size, choose_size
 
@@ -128,8 +128,18 @@ def run_modality_experiment(
                      + ", ".join(f"{c} {_headline(ctx.task, m[c]['metrics'])}" for c in m))
             runs[row.key].append(done)
     table_rows = [[r.label, notes[r.key] if notes[r.key] is not None else runs[r.key]] for r in config.rows]
+    class_names = list((ctx.teacher or ctx.make_model(None)).class_names)
+    paired: dict[str, Any] = {}
+    if BASELINE in keys:
+        from c3_core.experiments.paired import modality_paired
+
+        echo(f"[{modality}] paired differences to {BASELINE} ({budget.n_boot} bootstrap replicates)")
+        by_key = modality_paired(config.out, modality, ctx.task, class_names,
+                                 [r.key for r in config.rows if notes[r.key] is None], config.size.seeds,
+                                 n_boot=budget.n_boot)
+        paired = {r.label: by_key[r.key] for r in config.rows if r.key in by_key}
     return {
-        "context": described, "class_names": list((ctx.teacher or ctx.make_model(None)).class_names), "rows": table_rows,
+        "context": described, "class_names": class_names, "rows": table_rows, "paired": paired,
         "budget": asdict(budget), "seconds": time.perf_counter() - started,
     }
 
@@ -205,10 +215,10 @@ def _invocation() -> str:
 
 def _canonical_command(
     modalities: Sequence[str] | None, seeds: int | None, full: bool, quick: bool, out: str, results: str | None,
-    device: str | None, threads: int | None = None,
+    device: str | None, threads: int | None = None, powered: bool = False,
 ) -> str:
     parts = ["c3", "experiment"]
-    parts += ["--quick"] if quick else ["--full"] if full else []
+    parts += ["--quick"] if quick else ["--full"] if full else ["--powered"] if powered else []
     for m in modalities or ():
         parts += ["--modality", m]
     if seeds is not None:
@@ -226,7 +236,7 @@ def _canonical_command(
 def experiment_command(
     *, modalities: Sequence[str] | None, seeds: int | None, full: bool, out: str, results: str | None,
     device: str | None, quick: bool, echo: Callable[[str], None] = print, rows: Sequence[str] | None = None,
-    threads: int | None = None,
+    threads: int | None = None, powered: bool = False,
 ) -> int:
     """`c3 experiment`: returns the exit code (0 ok, 2 bad input, 3 a run failed, 130 interrupted).
 
@@ -241,8 +251,10 @@ def experiment_command(
     from c3_core.plugins.host import PluginHost
 
     try:
-        size = choose_size(quick=quick, full=full, seeds=seeds, device=device)
-        chosen_rows = rows_by_key(rows)
+        size = choose_size(quick=quick, full=full, seeds=seeds, device=device, powered=powered)
+        left_out = dict(size.left_out or {}) if rows is None else {}
+        chosen_rows = rows_by_key(rows if rows is not None or not left_out
+                                  else [r.key for r in rows_by_key() if r.key not in left_out])
         if threads is not None and int(threads) < 1:
             raise ValueError(f"--threads must be >= 1, got {threads}")
     except ValueError as exc:
@@ -255,11 +267,12 @@ def experiment_command(
             echo(f"error: --device {size.device}: no CUDA device here (the --full size is meant for a GPU; "
                  "add --device cpu to run it on the CPU anyway)")
             return EXIT_USAGE
-    command = _canonical_command(modalities, seeds, full, quick, out, results, device, threads)
+    command = _canonical_command(modalities, seeds, full, quick, out, results, device, threads, powered)
     config = ExperimentConfig(
         size, Path(out), Path(results) if results else Path(out) / "results.md",
         tuple(modalities) if modalities else None, chosen_rows, command,
-        {"invoked_as": _invocation()},
+        {"invoked_as": _invocation(),
+         "rows_left_out": {r.label: left_out[r.key] for r in rows_by_key() if r.key in left_out}},
     )
     import torch
 
@@ -297,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=None, help="seeds per row (default: the size's)")
     size = p.add_mutually_exclusive_group()
     size.add_argument("--quick", action="store_true", help="smoke size (minutes)")
+    size.add_argument("--powered", action="store_true",
+                      help="CPU size that can see an effect (seeded initialisation, 3 seeds, 1,000 test cases; hours)")
     size.add_argument("--full", action="store_true", help="GPU-scale size (every case, 5 seeds, long training)")
     p.add_argument("--out", default="c3-experiment", help="output folder (runs, checkpoints, stores; resumable)")
     p.add_argument("--results", default=None, help="Markdown results file to write (default OUT/results.md)")
@@ -320,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     return experiment_command(
         modalities=a.modalities, seeds=a.seeds, full=a.full, out=a.out, results=a.results, device=a.device,
-        quick=a.quick, rows=a.rows.split(",") if a.rows else None, threads=a.threads,
+        quick=a.quick, rows=a.rows.split(",") if a.rows else None, threads=a.threads, powered=a.powered,
     )
 
 

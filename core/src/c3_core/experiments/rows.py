@@ -51,6 +51,9 @@ ROWS: tuple[Row, ...] = (
 )
 
 
+BASELINE = "standard"  # the row every other row is compared with, case by case (paired differences)
+
+
 def rows_by_key(keys: Sequence[str] | None = None) -> tuple[Row, ...]:
     """The rows named by ``keys`` (all when None), in table order; unknown keys raise ValueError."""
     if keys is None:

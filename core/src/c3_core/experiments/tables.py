@@ -110,6 +110,43 @@ def ordered_rows(rows: Mapping[str, Any] | Sequence[Sequence[Any]]) -> list[tupl
     return sorted(pairs, key=lambda p: order.get(p[0], len(order)))
 
 
+PAIRED_HEADERS = {"referable_auroc": "DR AUROC", "auroc_macro": "AUROC (macro)", "lesion_dice": "lesion Dice",
+                  "dice": "volume Dice", "ece": "ECE", "utility_p10": "U p10"}  # column order of the paired table
+
+
+def _signed(v: float) -> str:
+    return f"{v:+.3f}".replace("-", "−")
+
+
+def paired_cell(result: Mapping[str, Any] | None) -> str:
+    """``+0.012 (−0.004, +0.027) sd 0.008``; bold where the interval excludes 0."""
+    if not result or result.get("diff") is None:
+        return "n/a"
+    text = _signed(result["diff"])
+    ci = result.get("ci95")
+    if ci:
+        text += f" ({_signed(ci[0])}, {_signed(ci[1])})"
+        if ci[0] > 0 or ci[1] < 0:
+            text = f"**{text}**"
+    if result.get("seed_sd") is not None:
+        text += f" sd {result['seed_sd']:.3f}"
+    return text
+
+
+def paired_table(paired: Mapping[str, Any]) -> str:
+    """Rows × (condition, metric) of :func:`c3_core.experiments.paired.modality_paired` results, by row label."""
+    defined = {(c, k) for per_condition in paired.values() for c, res in per_condition.items()
+               for k, v in res["metrics"].items() if v.get("diff") is not None}
+    keys = [(c, k) for c in CONDITION_TITLES for k in PAIRED_HEADERS if (c, k) in defined]
+    head = [f"{PAIRED_HEADERS.get(k, k)} {'in-domain' if c == 'in_domain' else 'shifted'}" for c, k in keys]
+    lines = ["| method − standard | seeds | " + " | ".join(head) + " |", "|---|---|" + "---|" * len(keys)]
+    for label, per_condition in ordered_rows(paired):
+        seeds = max((res["seeds"] for res in per_condition.values()), default=0)
+        cells = [paired_cell(per_condition.get(c, {}).get("metrics", {}).get(k)) for c, k in keys]
+        lines.append(f"| {label} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def split_intro(existing: str | None) -> str:
     """The hand-written part of an existing results file (above :data:`MARKER`), or the default."""
     if existing and MARKER in existing:
@@ -150,6 +187,7 @@ def render(
         "seeds can lie outside it; every seed's numbers and CIs are in `runs/<modality>/<row>/seed<s>.json` "
         "of the output folder; `undefined: <reason>` where no seed defines the metric (e.g. no small lesion, "
         "one class present), `[k of n seeds]` where only some do.",
+        *[f"- Not run at this size: {label} ({why})." for label, why in (facts.get("rows_left_out") or {}).items()],
         "",
     ]
     for m in modalities:
@@ -179,4 +217,11 @@ def render(
         for condition in ("in_domain", "held_out"):
             out += [f"### {ctx['modality']}: {CONDITION_TITLES[condition]}", "",
                     modality_table(ctx["task"], m["class_names"], condition, ordered_rows(m["rows"])), ""]
+        if m.get("paired"):
+            out += [f"### {ctx['modality']}: paired differences to standard augmentation", "",
+                    "Each cell: the mean over seeds of (row − standard) on the same test cases, the paired "
+                    "percentile-bootstrap 95 % interval over cases (one resample shared by every seed and row; "
+                    f"{b['n_boot']} replicates) and the standard deviation of the per-seed differences (the "
+                    "run-to-run spread); bold where the interval excludes 0. Higher is better except ECE.", "",
+                    paired_table(m["paired"]), ""]
     return "\n".join(out).rstrip() + "\n"

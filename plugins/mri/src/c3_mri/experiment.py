@@ -22,11 +22,13 @@ EXPERIMENT = ExperimentSpec(
         ),
     ),
     in_domain_split="val",
+    members="c3_mri.members:demo_member",
     in_domain_note="mri.demo's test split is the held-out site C; its val split holds unseen cases of the "
     "training sites A and B",
     budgets={
         "quick": {"train_cases": 2, "test_cases": 2, "batch_size": 2},
         "default": {"epochs": 4, "train_cases": 24, "test_cases": 8, "batch_size": 2, "k_eval": 3},
+        "powered": {"epochs": 4, "train_cases": 48, "test_cases": 60, "batch_size": 2, "k_eval": 2, "init": "demo"},
         "full": {"epochs": 150, "batch_size": 4},
     },
 )
