@@ -139,3 +139,30 @@ def test_volumes_become_nifti_with_their_voxel_size() -> None:
     assert encode_image(vol, IntensityDomain.MAGNITUDE, (1.5, 1.0, 3.0)).data == enc.data  # no timestamp
     two = encode_image(torch.rand((2, 4, 4)), IntensityDomain.DISPLAY, (1.0, 1.0))
     assert two.suffix == ".npy" and np.load(io.BytesIO(two.data)).shape == (2, 4, 4)
+
+
+def test_op_options_reach_every_op_typed_and_bad_ones_exit_2(tmp_path: Path) -> None:
+    from c3_core.generate import typed_option
+
+    assert [typed_option(v) for v in ("3", "0.5", "true", "False", "w.safetensors")] == [3, 0.5, True, False, "w.safetensors"]
+    host = _host()
+    seen: list[dict[str, object]] = []
+    make = host.make_operator
+
+    def recording(op_id: str, options: dict[str, object] | None = None) -> object:
+        seen.append(dict(options or {}))
+        return make(op_id)  # the toy operators take no option: record, then build as usual
+
+    host.make_operator = recording  # type: ignore[method-assign]
+    lines: list[str] = []
+    code = generate_command("toy", None, None, ["toy.noise", "toy.gain"], 1, 0, tmp_path / "a", 2, host=host,
+                            echo=lines.append, op_options={"weights": "w.safetensors", "steps": "3"})
+    assert code == 0, lines
+    assert {"weights": "w.safetensors", "steps": 3} in seen and all(s == {"weights": "w.safetensors", "steps": 3} for s in seen if s)
+    lines.clear()
+    code = generate_command("toy", None, None, [], 1, 0, tmp_path / "b", 2, host=_host(), echo=lines.append,
+                            op_options={"weights": "w"})
+    assert code == 2 and "--op-option applies to --op" in lines[-1] and not (tmp_path / "b").exists()
+    code = generate_command("toy", None, None, ["toy.noise"], 1, 0, tmp_path / "c", 2, host=_host(), echo=lines.append,
+                            op_options={"nosuch": "1"})
+    assert code == 2 and "nosuch" in lines[-1] and not (tmp_path / "c" / "toy").exists()

@@ -351,6 +351,7 @@ def generate(
     data: Annotated[str | None, typer.Option(help="Registered dataset id, or a CSV / folder in the modality's conventions.")] = None,
     neighborhood: Annotated[Path | None, typer.Option("--neighborhood", "--neighbourhood", help="Neighbourhood spec (TOML); default: the dataset's.")] = None,
     op: Annotated[list[str] | None, typer.Option("--op", help="Operator or editor id to draw from (repeatable; instead of --neighborhood).")] = None,
+    op_option: Annotated[list[str] | None, typer.Option("--op-option", help="KEY=VALUE for every --op's constructor (repeatable), e.g. weights=PATH from `c3 editor fit`.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Counterfactuals per case.")] = 4,
     seed: Annotated[int, typer.Option(help="Base seed: counterfactual k of exam e uses derive_seed(seed, e, k).")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
@@ -370,6 +371,7 @@ def generate(
         device=device, host=_host(), echo=lambda m: typer.echo(m, err=True),
         data_options=_pairs(data_option, "--data-option"), key_file=_key_path(key_file), overwrite=overwrite,
         max_failures=max_failures, max_counterfactuals=max_counterfactuals,
+        op_options=_pairs(op_option, "--op-option"),
     )
     raise typer.Exit(code)
 
@@ -457,7 +459,7 @@ def experiment(
     rows: Annotated[str | None, typer.Option(help="Comma-separated row keys (default: every row).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (1 is faster on a CPU shared with other jobs).")] = None,
     study: Annotated[str, typer.Option(help="paper: the paper's comparison of training rows; failure: whether each exam's verdict predicts its failure under the held-out shifts.")] = "paper",
-    cases: Annotated[int | None, typer.Option(min=1, help="--study failure: test cases per modality (default 1000; --quick 120).")] = None,
+    cases: Annotated[int | None, typer.Option(min=1, help="--study failure: test cases per modality (default 1000 exams, 120 volumes for a segmentation modality; --quick 120 and 12).")] = None,
     data: Annotated[str | None, typer.Option(help="--study failure on your own cohort: dataset id or path (one --modality).")] = None,
     split: Annotated[str, typer.Option(help="--study failure with --data: the split of in-domain test cases.")] = "test",
     data_option: Annotated[list[str] | None, typer.Option("--data-option", help="--study failure with --data: KEY=VALUE for the dataset factory (repeatable).")] = None,

@@ -37,15 +37,33 @@ class GenerateInputError(ValueError):
     """A bad option or input for ``c3 generate``."""
 
 
-def _spec(host: Any, dataset: Any, neighbourhood: str | None, ops: Sequence[str], k: int, seed: int) -> Any:
+def typed_option(value: str) -> Any:
+    """An ``--op-option`` value as TOML would read it: an integer, a float, ``true``/``false``, else the string."""
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def _spec(host: Any, dataset: Any, neighbourhood: str | None, ops: Sequence[str], k: int, seed: int,
+          op_options: dict[str, str] | None = None) -> Any:
     from c3_core.evaluation.runner import EvaluationInputError, load_spec
     from c3_core.neighbourhood import NeighbourhoodSpec, NeighbourhoodSpecError
 
     if neighbourhood and ops:
         raise GenerateInputError("give either --neighborhood or --op, not both")
+    if op_options and not ops:
+        raise GenerateInputError("--op-option applies to --op; with a neighbourhood spec, put options in the spec")
     if ops:
+        options = {key: typed_option(v) for key, v in (op_options or {}).items()}
+        members = [{"op": o, **({"options": options} if options else {})} for o in ops]
         try:
-            return NeighbourhoodSpec.from_dict({"k": k, "seed": seed, "members": [{"op": o} for o in ops]}, source="--op")
+            return NeighbourhoodSpec.from_dict({"k": k, "seed": seed, "members": members}, source="--op")
         except NeighbourhoodSpecError as exc:
             raise GenerateInputError(str(exc)) from None
     try:
@@ -55,7 +73,8 @@ def _spec(host: Any, dataset: Any, neighbourhood: str | None, ops: Sequence[str]
 
 
 def _prepare(host: Any, modality: str | None, data: str | None, neighbourhood: str | None, ops: Sequence[str],
-             k: int, seed: int, limit: int | None, data_options: dict[str, Any] | None = None) -> tuple[str, Any, int, Any]:
+             k: int, seed: int, limit: int | None, data_options: dict[str, Any] | None = None,
+             op_options: dict[str, str] | None = None) -> tuple[str, Any, int, Any]:
     """Resolve and check everything before anything is written."""
     from c3_core.batch import collate
     from c3_core.evaluation.runner import EvaluationInputError, build_dataset, resolve_dataset
@@ -74,7 +93,7 @@ def _prepare(host: Any, modality: str | None, data: str | None, neighbourhood: s
         contribution, source = resolve_dataset(host, modality, data)
     except EvaluationInputError as exc:
         raise GenerateInputError(str(exc)) from None
-    spec = _spec(host, contribution, neighbourhood, ops, k, seed)
+    spec = _spec(host, contribution, neighbourhood, ops, k, seed, op_options)
     try:
         nb = Neighbourhood(spec, host.make_operator)
     except NeighbourhoodSpecError as exc:
@@ -197,9 +216,12 @@ def generate_command(
     overwrite: bool = False,
     max_failures: int = 100,
     max_counterfactuals: int | None = None,
+    op_options: dict[str, str] | None = None,
 ) -> int:
     """Write ``k`` counterfactuals per case (operators / editors from ``ops`` or a neighbourhood
-    spec, default the dataset's) with provenance into ``out``; returns the exit code."""
+    spec, default the dataset's) with provenance into ``out``; returns the exit code.
+    ``op_options`` (``--op-option KEY=VALUE``) go to the constructor of every ``ops`` entry, e.g.
+    ``weights=PATH`` of an editor fitted with ``c3 editor fit``."""
     from c3_core.batch import check_finite, collate
     from c3_core.evaluation.output import OutputError, write_csv, write_json
     from c3_core.evaluation.runner import EvaluationInputError, check_counterfactual_budget
@@ -219,7 +241,8 @@ def generate_command(
         check_claimable(out, "generate", overwrite=overwrite, signature=(DONE_FILE,))
         if (Path(out) / DONE_FILE).exists() and not overwrite:
             raise GenerateInputError(f"{out} already holds generated counterfactuals; choose another --out (or --overwrite)")
-        modality, dataset, n, nb = _prepare(host, modality, data, neighbourhood, list(ops), k, seed, limit, data_options)
+        modality, dataset, n, nb = _prepare(host, modality, data, neighbourhood, list(ops), k, seed, limit, data_options,
+                                            op_options)
         check_counterfactual_budget(n, nb.k, max_counterfactuals, modality)
     except (GenerateInputError, EvaluationInputError, UnknownContributionError, ContributionError, FileNotFoundError,
             PseudonymKeyError, OutputFolderError, ValueError) as exc:
