@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -68,6 +70,20 @@ def test_scatter_lowers_contrast_and_attenuation() -> None:
     out = Scatter().apply(_batch(mu), [ScatterParams(0.5, 20.0)]).image
     assert float(out.max() - out.min()) < float(mu.max() - mu.min())
     assert bool((out <= mu + 1e-6).all())  # added photons can only lower the line integral
+    assert float(out.max()) > 1.5  # no floor clips the dense region (versions <= 2 capped it at ln 2)
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_scatter_matches_its_closed_forms_over_the_whole_attenuation_range(grad: bool) -> None:
+    # SPR 0 adds nothing: every line integral of the demo window [0, 4] and beyond comes back
+    mu = torch.linspace(0.0, 6.0, 64 * 64).view(1, 1, 64, 64).requires_grad_(grad)
+    out = Scatter().apply(_batch(mu), [ScatterParams(0.0, 30.0)]).image
+    torch.testing.assert_close(out, mu.detach(), rtol=0, atol=1e-5)
+    # a uniform object: blur(P) = P, so S = SPR · P and μ' = μ − ln(1 + SPR) exactly
+    flat = torch.full((2, 1, 48, 48), 3.0).requires_grad_(grad)
+    out = Scatter().apply(_batch(flat), [ScatterParams(0.5, 25.0), ScatterParams(0.8, 40.0)]).image
+    expect = torch.tensor([3.0 - math.log(1.5), 3.0 - math.log(1.8)]).view(2, 1, 1, 1).expand_as(out)
+    torch.testing.assert_close(out, expect, rtol=0, atol=1e-5)
 
 
 def test_tone_and_beam_hardening_are_monotone() -> None:

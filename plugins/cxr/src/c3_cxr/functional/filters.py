@@ -56,13 +56,21 @@ def _axis_pads(n: int, pad: int, fast: bool) -> tuple[int, int]:
 
 
 def _padded_spectrum_filter(
-    image: Tensor, transfer: Callable[[Tensor, Tensor], Tensor], pad: int, fast: bool = False
+    image: Tensor,
+    transfer: Callable[[Tensor, Tensor], Tensor],
+    pad: int,
+    fast: bool = False,
+    band: Callable[[int, int], tuple[int, int] | None] | None = None,
 ) -> Tensor:
     """Multiply the spectrum of reflect-padded ``image`` by ``transfer(fy, fx)`` (cycles/px).
 
     ``pad`` (px each side) must not depend on the other cases of the batch beyond what the
     filter's support makes immaterial (results must be batch-invariant). ``fast``: pad a little
     more, up to a fast FFT length (only for filters whose kernel is negligible beyond ``pad``).
+    ``band(hp, wp)``: for a low-pass ``transfer`` that is exactly zero beyond ``ky`` rows (either
+    sign, DFT order) and ``kx`` columns of the padded spectrum, ``(ky, kx)`` (``None``: no such
+    band); ``transfer`` is then evaluated on the band only and the spectrum outside it is zeroed,
+    the same product without a full-size transfer.
     """
     h, w = image.shape[-2:]
     top, bottom = _axis_pads(h, pad, fast)
@@ -72,11 +80,52 @@ def _padded_spectrum_filter(
     fy = torch.fft.fftfreq(hp, device=image.device, dtype=image.dtype).view(1, 1, -1, 1)
     fx = torch.fft.rfftfreq(wp, device=image.device, dtype=image.dtype).view(1, 1, 1, -1)
     spectrum = torch.fft.rfft2(x)
-    out = torch.fft.irfft2(spectrum.mul_(transfer(fy, fx)), s=(hp, wp))  # in place: no second spectrum
+    box = None if band is None else band(hp, wp)
+    if box is None or 2 * box[0] + 1 >= hp or box[1] + 1 >= fx.shape[-1]:
+        spectrum.mul_(transfer(fy, fx))  # in place: no second spectrum
+    else:  # in place on the band's two row blocks (positive and negative fy), zeros elsewhere
+        ky, kx = box
+        spectrum[..., : ky + 1, : kx + 1].mul_(transfer(fy[..., : ky + 1, :], fx[..., : kx + 1]))
+        if ky:
+            spectrum[..., hp - ky :, : kx + 1].mul_(transfer(fy[..., hp - ky :, :], fx[..., : kx + 1]))
+        spectrum[..., ky + 1 : hp - ky, :].zero_()
+        spectrum[..., kx + 1 :].zero_()
+    out = torch.fft.irfft2(spectrum, s=(hp, wp))
     return out[..., top : top + h, left : left + w]
 
 
 COMPACT_SIGMA_PX = 1.5  # from here the Gaussian MTF at Nyquist is below 2e-5: a compact kernel
+
+
+def _gaussian_mtf(coefficient: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+    """The Gaussian MTF exp(c (fy² + fx²)), c = −2π²σ² per case, as a ``transfer``; values below
+    the dtype's smallest normal number (exponent below ln(tiny): −87.3 for float32) are exactly 0.
+
+    Those values (subnormal, at most 1.2e-38 of the DC gain) cannot reach a float32 result, but
+    on the CPU ``exp`` takes a scalar path for such underflowing arguments that is ~90× slower
+    than its vector path, and a wide kernel's MTF underflows over almost all of its spectrum.
+    """
+    floor = math.log(torch.finfo(coefficient.dtype).tiny)
+
+    def transfer(fy: Tensor, fx: Tensor) -> Tensor:
+        arg = coefficient * (fy**2 + fx**2)
+        mtf = torch.exp(arg.clamp_min(floor))
+        return mtf.masked_fill(arg < floor, 0.0) if mtf.requires_grad else mtf.masked_fill_(arg < floor, 0.0)
+
+    return transfer
+
+
+def _gaussian_band(sigma_px: Tensor, dtype: torch.dtype) -> Callable[[int, int], tuple[int, int] | None]:
+    """``band`` of :func:`_padded_spectrum_filter` for Gaussian MTFs of σ ``sigma_px`` (host values,
+    every σ > 0): the rows and columns outside which every case's MTF is below the dtype's smallest
+    normal number (a margin of e⁻¹ on the narrowest MTF; :func:`_gaussian_mtf` zeroes the rest)."""
+    exponent = 1.0 - math.log(torch.finfo(dtype).tiny)  # 2π²σ²f² where the MTF is e⁻¹ · the smallest normal
+    reach = math.sqrt(exponent / (2.0 * math.pi**2)) / float(sigma_px.min())  # cycles/px
+
+    def band(hp: int, wp: int) -> tuple[int, int] | None:
+        return math.floor(reach * hp) + 1, math.floor(reach * wp) + 1
+
+    return band
 
 
 def gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
@@ -87,7 +136,9 @@ def gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
     Nyquist and the kernel beyond 6σ below 1.6e-8 of its peak, so 6σ + 2 px of padding (of the
     widest case, rounded up to a fast FFT length) give the same result to float32 precision, at
     a fraction of the cost; below 1.5 px the MTF's cut at Nyquist gives the kernel long ripples
-    and the half-size padding stays.
+    and the half-size padding stays. MTF values below the smallest normal float are zero
+    (:func:`_gaussian_mtf`); for a wide kernel that leaves a small low-frequency band, the only
+    part of the spectrum where the MTF is evaluated and multiplied.
     """
     s = sigma_px.to(image.dtype).view(-1, 1, 1, 1)
     pad = min(image.shape[-2:]) // 2
@@ -95,7 +146,9 @@ def gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
     compact = bool(blurring.numel()) and float(blurring.min()) >= COMPACT_SIGMA_PX
     if compact:
         pad = min(pad, math.ceil(6.0 * float(blurring.max())) + 2)
-    return _padded_spectrum_filter(image, lambda fy, fx: torch.exp(-2 * math.pi**2 * s**2 * (fy**2 + fx**2)), pad, fast=compact)
+    every_case_blurs = blurring.numel() == sigma_px.numel()
+    band = _gaussian_band(sigma_px.detach().cpu(), image.dtype) if compact and every_case_blurs else None
+    return _padded_spectrum_filter(image, _gaussian_mtf(-2 * math.pi**2 * s**2), pad, fast=compact, band=band)
 
 
 def aperture_change(image: Tensor, ratio: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ class BeamHardeningParams:
 
 class BeamHardening(RadiographOperator[BeamHardeningParams]):
     id = "cxr.beam_hardening"
-    version = "1"
+    version = "2"  # 2: mu − β·min(mu, mu_max)² as one fused multiply-add (the same map, float rounding)
     severity = Severity(
         "beta", "1 / line-integral unit", 0.0, 0.03, (0.0075, 0.015, 0.0225, 0.03),
         source=SeveritySource(
@@ -46,10 +46,21 @@ class BeamHardening(RadiographOperator[BeamHardeningParams]):
         return BeamHardeningParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[BeamHardeningParams]) -> Batch:
-        beta = torch.tensor([p.beta for p in params], device=batch.device, dtype=batch.image.dtype).view(-1, 1, 1, 1)
+        dev, dt = batch.device, batch.image.dtype
+        betas = {p.beta for p in params}
+        grad = torch.is_grad_enabled() and batch.image.requires_grad
+        # mu − β·h², h = min(mu, mu_max) (mu_max keeps the map monotone), as one multiply-add:
+        # mu + (−β·h)·h (β = 0: an exact 0, mu unchanged), in place on a fresh buffer
+        if len(betas) == 1 and not grad:  # one β for the batch (the usual case: β is the severity): scalars
+            beta = betas.pop()
+            mu_max = float(1.0 / (2.0 * torch.tensor(beta, dtype=dt).clamp_min(1e-9)))  # rounded as below
+            h = batch.image.clamp(0.0, mu_max)
+            if dev.type == "cpu" and float(batch.image.max()) <= mu_max:  # line integrals: h is mu, one buffer
+                return batch.replace(image=h.addcmul_(h, h, value=-beta))
+            return batch.replace(image=batch.image.clamp_min(0).addcmul_(h, h, value=-beta))
         mu = batch.image.clamp_min(0)
-        mu_max = 1.0 / (2.0 * beta.clamp_min(1e-9))  # keep the map monotone
-        hardening = torch.minimum(mu, mu_max).square_().mul_(beta)  # β = 0: an exact 0, mu unchanged
-        if torch.is_grad_enabled() and batch.image.requires_grad:  # autograd needs mu as minimum saw it
-            return batch.replace(image=mu - hardening)
-        return batch.replace(image=mu.sub_(hardening))  # mu − β·min(mu, mu_max)² on two fresh buffers
+        beta_t = torch.tensor([p.beta for p in params], device=dev, dtype=dt).view(-1, 1, 1, 1)
+        h = torch.minimum(mu, 1.0 / (2.0 * beta_t.clamp_min(1e-9)))
+        if grad:  # autograd: out of place
+            return batch.replace(image=torch.addcmul(mu, h * -beta_t, h))
+        return batch.replace(image=mu.addcmul_(h * -beta_t, h))  # the same float ops as the scalar path

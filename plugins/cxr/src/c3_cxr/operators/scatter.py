@@ -10,7 +10,7 @@ import torch
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
-from c3_cxr.domains import from_counts, to_counts
+from c3_cxr.domains import to_counts
 from c3_cxr.functional.filters import gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
 
@@ -22,10 +22,16 @@ class ScatterParams:
 
 
 class Scatter(RadiographOperator[ScatterParams]):
-    """Detected = P + S, S = SPR · mean(P) · blur(P) / mean(blur(P)); μ' = −ln(P + S) (I0 = 1)."""
+    """Detected = P + S, S = SPR · mean(P) · blur(P) / mean(blur(P)); μ' = −ln(P + S).
+
+    P and S are *relative* fluence (P = e^(−μ), unattenuated = 1), not photon counts, so the only
+    floor is the smallest normal float (where e^(−μ) underflows): a photon floor (half a photon,
+    as :func:`c3_cxr.domains.from_counts` applies to counts) would clip every line integral above
+    ln 2 here. Version 3 removed that clipping (versions ≤ 2 capped μ' at 0.693 even at SPR = 0).
+    """
 
     id = "cxr.scatter"
-    version = "2"
+    version = "3"
     severity = Severity(
         "scatter_to_primary", "ratio", 0.0, 0.8, (0.1, 0.25, 0.5, 0.8),
         source=SeveritySource(
@@ -57,8 +63,17 @@ class Scatter(RadiographOperator[ScatterParams]):
         dev, dt = batch.device, batch.image.dtype
         spr = torch.tensor([p.scatter_to_primary for p in params], device=dev, dtype=dt).view(-1, 1, 1, 1)
         sigma_px = torch.tensor([p.kernel_sigma_mm / s[-1] for p, s in zip(params, batch.spacing, strict=True)], device=dev, dtype=dt)
-        primary = to_counts(batch.image, 1.0)
+        if torch.is_grad_enabled() and batch.image.requires_grad:  # autograd: the reference chain, out of place
+            primary = to_counts(batch.image, 1.0)
+            broad = gaussian_blur_batched(primary, sigma_px)
+            mean_p = primary.mean(dim=(1, 2, 3), keepdim=True)
+            scatter = spr * mean_p * broad / broad.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+            return batch.replace(image=-torch.log((primary + scatter).clamp_min(torch.finfo(dt).tiny)))
+        # the same values with fewer passes, in place on fresh buffers: P = exp(−μ), μ' = −ln(max(P + S,
+        # tiny)) with P + S as one addcdiv
+        primary = torch.neg(batch.image).exp_()
         broad = gaussian_blur_batched(primary, sigma_px)
         mean_p = primary.mean(dim=(1, 2, 3), keepdim=True)
-        scatter = spr * mean_p * broad / broad.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
-        return batch.replace(image=from_counts(primary + scatter, 1.0).to(dt))
+        mean_b = broad.mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+        counts = primary.addcdiv_(torch.mul(spr * mean_p, broad), mean_b)  # P + (SPR mean(P) blur(P)) / mean(blur(P))
+        return batch.replace(image=counts.clamp_min_(torch.finfo(dt).tiny).log_().neg_())

@@ -155,7 +155,15 @@ def slice_matrix(n: int, fwhm_px: Tensor, kind: str, thick: bool) -> Tensor:
 
 
 def apply_along_axis(volume: Tensor, matrix: Tensor, axis: int) -> Tensor:
-    """``volume (B, C, *sp)`` multiplied by per-case ``matrix (B, n, n)`` along spatial ``axis``."""
+    """``volume (B, C, *sp)`` multiplied by per-case ``matrix (B, n, n)`` along spatial ``axis``.
+
+    Weights below the volume dtype's smallest normal number are zero: a profile's far tail
+    (|offset| > 13σ for a Gaussian) is subnormal in float32, weighs less than 1e-38 of the peak,
+    and only ever gave voxels far outside the object subnormal values instead of 0, while making
+    the matrix product ~10x slower on the CPU (subnormal arithmetic).
+    """
     x = volume.movedim(2 + axis, -1)
-    out = torch.einsum("b...j,bij->b...i", x, matrix.to(x.dtype))
+    m = matrix.to(x.dtype)
+    m = m.masked_fill(m.abs() < torch.finfo(m.dtype).tiny, 0.0)
+    out = torch.einsum("b...j,bij->b...i", x, m)
     return out.movedim(-1, 2 + axis)

@@ -193,7 +193,7 @@ class Spike(MriOperator[SpikeParams]):
     """One corrupt k-space sample (a spike): a herringbone stripe pattern over the image."""
 
     id = "mri.spike"
-    version = "2"  # 2: the spike as its image-space plane wave, no FFT (the same DFT pair, float rounding)
+    version = "3"  # 3: the magnitude as sqrt(re² + im²), not hypot (the same value, 1 ulp); 2: no FFT
     severity = Severity(
         "spike_amplitude", "stripe amplitude / mean image intensity", 0.0, 0.2, (0.05, 0.1, 0.15, 0.2),
         source=SeveritySource(

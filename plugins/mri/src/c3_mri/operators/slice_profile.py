@@ -32,7 +32,7 @@ class SliceProfileParams:
 
 class SliceProfile(MriOperator[SliceProfileParams]):
     id = "mri.slice_profile"
-    version = "2"
+    version = "3"  # 3: subnormal weights (a Gaussian's tail beyond 13σ) are 0: voxels below 1e-30 move < 1.2e-38
     spatial_dims = (3,)
     severity = Severity(
         "fwhm", "mm", 0.0, 5.0, (2.0, 3.0, 4.0, 5.0),
