@@ -296,6 +296,12 @@ class Neighbourhood:
         self._cum_weights = torch.cumsum(w / w.sum(), 0)
         self._cum_weights_list = self._cum_weights.tolist()  # the same float64 values, for bisect
 
+    def operator_versions(self) -> dict[str, str]:
+        """``{operator id: version}`` of every operator and editor the neighbourhood draws from:
+        what a stored result made with it depends on besides the spec (a resumed run or a cached
+        result must not mix outputs of two versions of an operator)."""
+        return {op.id: str(op.version) for chain in self._ops for op in chain}
+
     @property
     def k(self) -> int:
         return self.spec.k

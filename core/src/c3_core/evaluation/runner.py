@@ -104,6 +104,7 @@ class PreparedModality:
             "teacher": self.teacher_id,
             **({"gate": self.gate.to_dict()} if self.gate is not None else {}),
             "spec": self.spec.to_dict(),
+            "operator_versions": self.neighbourhood.operator_versions(),
             **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
                if self.probe is not None or self.probe_note else {}),
         }

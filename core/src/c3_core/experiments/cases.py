@@ -41,6 +41,7 @@ class Shifted(Dataset):
     def __init__(self, base: Dataset, shift: Neighbourhood) -> None:
         if shift.k != 1:
             raise ValueError(f"the held-out shift must draw one image per case, not K = {shift.k}")
+        self.shift = shift
         self.samples: list[Sample] = []
         self.rejections: list[tuple[str, str]] = []
         for i in range(len(base)):  # type: ignore[arg-type]

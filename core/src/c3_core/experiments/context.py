@@ -99,6 +99,14 @@ class ModalityContext:
             raise ExperimentInputError(f"{self.train_spec.source}: no {members} member")
         return NeighbourhoodSpec(keep, k, self.train_spec.seed, f"{self.train_spec.source} [{members}]")
 
+    def operator_versions(self) -> dict[str, str]:
+        """Versions of every operator and editor the runs draw from (evaluation, training, shift)."""
+        from c3_core.neighbourhood import Neighbourhood
+
+        train = Neighbourhood(self.train_spec, self.make_operator).operator_versions()
+        shift = self.shifted_set.shift.operator_versions()
+        return dict(sorted({**self.eval_nb.operator_versions(), **train, **shift}.items()))
+
     def describe(self) -> dict[str, Any]:
         return {
             "modality": self.modality, "dataset": self.dataset_id, "model": self.model_id, "task": self.task,

@@ -24,6 +24,8 @@ from c3_core.experiments.failure_study import (
     StudyInputError,
     StudySource,
     config_record,
+    inputs_record,
+    resolve_modality,
     run_modality,
     verdict_test,
 )
@@ -197,6 +199,14 @@ def render(intro: str, facts: Mapping[str, Any], results: Sequence[Mapping[str, 
     return "\n".join(out).rstrip() + "\n"
 
 
+def _inputs(host: Any, modality: str, config: StudyConfig, source: StudySource | None) -> dict[str, Any] | None:
+    """The modality's current :func:`~c3_core.experiments.failure_study.inputs_record` (None if it cannot resolve)."""
+    try:
+        return inputs_record(resolve_modality(host, modality, config, source))
+    except StudyInputError:
+        return None
+
+
 def _command(modalities: Sequence[str] | None, quick: bool, seeds: int | None, cases: int | None, out: str,
              results: str | None, device: str | None, threads: int | None) -> str:
     parts = ["c3", "experiment", "--study", "failure"] + (["--quick"] if quick else [])
@@ -287,7 +297,7 @@ def failure_command(
             if stored.is_file():
                 prev = json.loads(stored.read_text(encoding="utf-8"))
                 same = prev.get("config") == config_record(config, prev.get("task")) | {"seeds": list(config.seeds)}
-                if same and prev.get("source") == _source_record(source):
+                if same and prev.get("source") == _source_record(source) and prev.get("inputs") == _inputs(host, m, config, source):
                     echo(f"{m}: reusing {stored.name}")
                     done.append(_in_shift_order(host, m, prev))
                     continue

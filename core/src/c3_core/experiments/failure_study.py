@@ -228,6 +228,21 @@ def resolve_modality(host: Any, modality: str, config: StudyConfig, source: Stud
     return _user_inputs(host, modality, config, source)
 
 
+def inputs_record(ms: ModalityStudy) -> dict[str, Any]:
+    """What a modality's numbers depend on besides the study's configuration and source: the gate's
+    teacher and thresholds and the version of every operator and editor drawn (the neighbourhood's
+    and the held-out shifts'); a checkpoint or stored result made with other inputs is recomputed."""
+    from c3_core.neighbourhood import Neighbourhood
+
+    versions = Neighbourhood(ms.spec, ms.make_operator).operator_versions()
+    for h in ms.shifts:
+        for step in h.steps:
+            op = ms.make_operator(step.op, dict(step.options))
+            versions[op.id] = str(op.version)
+    return {"teacher": ms.teacher_id, "gate": None if ms.gate is None else ms.gate.to_dict(),
+            "operator_versions": dict(sorted(versions.items()))}
+
+
 def _member(ref: str, seed: int, device: str) -> Any:
     """The plugin's seeded demo model (``ExperimentSpec.members``, ``"package.module:factory"``)."""
     import importlib
@@ -317,13 +332,15 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     echo(f"{modality}: {len(ms.cases)} {noun}, teacher {ms.teacher_id}, shifts {[h.name for h in ms.shifts]}")
     signals = for_task(task)
     compute = compute_segmentation_tables if task == "segmentation" else compute_seed_tables
+    recorded_inputs = inputs_record(ms)
     tables: list[SeedTables] = []
     generic_desc: dict[str, Any] = {}
     for seed in config.seeds:
         t0 = time.perf_counter()
         stored = None if checkpoints is None else checkpoints / f"failure-{modality}-seed{seed}.safetensors"
         key = hashlib.sha256(json.dumps(  # a digest: the source's paths stay out of the checkpoint file
-            {"config": config_record(config, task), "source": None if source is None else repr(source), "seed": seed},
+            {"config": config_record(config, task), "source": None if source is None else repr(source), "seed": seed,
+             "inputs": recorded_inputs},
             sort_keys=True, default=str).encode()).hexdigest()
         if stored is not None and stored.is_file():
             loaded = load_tables(stored, key)
@@ -366,7 +383,7 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
         "generic": generic_desc, "shifts": shifts, "curves": curves, "shift_order": list(shifts),
         "seed_seconds": [t.stats.get("seconds") for t in tables],
         "seconds": round(time.perf_counter() - started + sum(t.stats.get("seconds", 0.0) for t in tables if t.stats.get("reused")), 1),
-        "config": config_record(config, task),
+        "config": config_record(config, task), "inputs": recorded_inputs,
     }
 
 

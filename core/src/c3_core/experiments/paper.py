@@ -105,7 +105,7 @@ def run_modality_experiment(
     _check_fingerprint(config.out, modality, {
         "budget": asdict(budget), "shift": described["shift"], "train_neighbourhood": described["train_neighbourhood"],
         "eval_neighbourhood": described["eval_neighbourhood"], "in_domain_split": ctx.in_domain_split,
-        "teacher": described["teacher"], "gate": described["gate"],
+        "teacher": described["teacher"], "gate": described["gate"], "operator_versions": ctx.operator_versions(),
     })
     keys = [r.key for r in config.rows]
     notes = {r.key: row_note(ctx, r, keys) for r in config.rows}
