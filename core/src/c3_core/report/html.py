@@ -342,10 +342,11 @@ def _cases(name: str, mod: ModalityResults) -> str:
         f"<h3>Per-exam robustness profiles ({mod.n_cases_total} exams)</h3>\n{note}"
         "<p>Click a column header to sort (first click ascending). Exam ids are keyed pseudonyms. "
         "<em>Margin</em>: the distance of the exam's probabilities to its decision boundary (small: likely to fail "
-        "under a new site; on the demo cohorts the best-supported single predictor of failure, see "
-        "docs/failure-study.md); <em>worst margin</em>: the smallest margin over the exam and its admitted "
+        "under a new site); <em>worst margin</em>: the smallest margin over the exam and its admitted "
         "counterfactuals (negative: one of them changes the decision), with the worst shift naming the acquisition "
-        "change that does it.</p>\n"
+        "change that does it. Neither predicts failure best under every held-out shift of the demo cohorts (the "
+        "margin on the fundus shifts, the worst margin on a gridless bedside CXR; docs/failure-study.md): read "
+        "them together.</p>\n"
         f'<div class="scroll"><table class="sortable cases" id="cases-{anchor(name)}" data-modality="{esc(name)}">'
         f"<thead><tr>{head}</tr></thead><tbody>\n{body}</tbody></table></div>\n"
     )
