@@ -101,7 +101,18 @@ def _percentile10(u: Tensor) -> float:
     return float(percentile(u, 10.0))
 
 
-def _neighbourhood(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
+Wanted = frozenset[str] | None  # the metrics to compute (None: every one)
+
+
+def _keep(wanted: Wanted, out: Metrics) -> Metrics:
+    return out if wanted is None else {k: v for k, v in out.items() if k in wanted}
+
+
+def _neighbourhood(t: CaseTable, idx: Tensor, why: Reasons, wanted: Wanted = None) -> Metrics:
+    if wanted is not None:  # the utility's 10th percentile alone is selectable
+        u = t.utility[idx]
+        return _keep(wanted, {"utility_p10": why.compute(("utility_p10",), unless(
+            non_finite_reason(u, "utility"), "utility p10", lambda: _percentile10(u)))})
     adm, flip = t.n_admitted[idx], t.n_flipped[idx]
     total = int(adm.sum())
     with_cf = adm > 0
@@ -124,26 +135,36 @@ def _macro_auroc(p: Tensor, y: Tensor, names: list[str], problem: str | None) ->
     return MacroResult.all_undefined(names, problem)
 
 
-def _classification(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
+def _classification(t: CaseTable, idx: Tensor, why: Reasons, wanted: Wanted = None) -> Metrics:
     p, y = t.probs[idx], t.labels[idx]  # type: ignore[index]
     names = list(t.class_names)
     problem = probability_problem(p)
+
+    def want(key: str) -> bool:
+        return wanted is None or key in wanted
+
     out: Metrics = {}
-    roc = _macro_auroc(p, y, names, problem)
-    out["auroc_macro"] = why.keep(("auroc_macro",), roc.value, roc.reason)
+    if want("auroc_macro"):
+        roc = _macro_auroc(p, y, names, problem)
+        out["auroc_macro"] = why.keep(("auroc_macro",), roc.value, roc.reason)
     if t.task == "multilabel":
-        for name in names:
-            out[f"auroc[{name}]"] = why.keep((f"auroc[{name}]",), roc.per_class[name], roc.reasons.get(name))
-        out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: multilabel_ece(p, y, n_bins=ECE_BINS)))
+        if wanted is None:
+            for name in names:
+                out[f"auroc[{name}]"] = why.keep((f"auroc[{name}]",), roc.per_class[name], roc.reasons.get(name))
+        if want("ece"):
+            out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: multilabel_ece(p, y, n_bins=ECE_BINS)))
     else:
-        out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: expected_calibration_error(
-            p, y, n_bins=ECE_BINS, mode="top_label")))
-        out["accuracy"] = why.compute(("accuracy",), unless(
-            problem, "accuracy", lambda: cohort_mean((p.argmax(1) == y).double(), "accuracy")))
-        if len(names) > 2:  # referable: classes with index >= 2 against the rest (the summary's definition)
+        if want("ece"):
+            out["ece"] = why.compute(("ece",), unless(problem, "ECE", lambda: expected_calibration_error(
+                p, y, n_bins=ECE_BINS, mode="top_label")))
+        if want("accuracy"):
+            out["accuracy"] = why.compute(("accuracy",), unless(
+                problem, "accuracy", lambda: cohort_mean((p.argmax(1) == y).double(), "accuracy")))
+        if len(names) > 2 and want("referable_auroc"):  # classes with index >= 2 against the rest (the summary's)
             out["referable_auroc"] = why.compute(("referable_auroc",), unless(
                 problem, "referable AUROC", lambda: auroc(p[:, 2:].sum(1), (y >= 2).double())))
-    out["brier"] = why.compute(("brier",), unless(problem, "Brier score", lambda: brier_score(p, y)))
+    if want("brier"):
+        out["brier"] = why.compute(("brier",), unless(problem, "Brier score", lambda: brier_score(p, y)))
     return out
 
 
@@ -164,42 +185,17 @@ def _segmentation(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
     }
 
 
-def _metrics(t: CaseTable, idx: Tensor, why: Reasons) -> Metrics:
-    """The values of every metric on cases ``idx``; reasons for the undefined ones into ``why``."""
+def _metrics(t: CaseTable, idx: Tensor, why: Reasons, wanted: Wanted = None) -> Metrics:
+    """The values of every metric (or of ``wanted``) on cases ``idx``; reasons for the undefined ones into ``why``."""
     with one_thread():
-        task_metrics = _segmentation(t, idx, why) if t.task == "segmentation" else _classification(t, idx, why)
-        return {**task_metrics, **_neighbourhood(t, idx, why)}
+        if t.task == "segmentation":
+            task_metrics = _keep(wanted, _segmentation(t, idx, why))
+        else:
+            task_metrics = _classification(t, idx, why, wanted)
+        return {**task_metrics, **_neighbourhood(t, idx, why, wanted)}
 
 
 SELECTABLE = frozenset({"auroc_macro", "referable_auroc", "ece", "utility_p10", "lesion_dice", "dice"})
-
-
-def _selected(t: CaseTable, idx: Tensor, keys: frozenset[str], why: Reasons) -> Metrics:
-    """The metrics ``keys`` (a subset of :data:`SELECTABLE`) with the same formulas as :func:`_metrics`."""
-    out: Metrics = {}
-    if "utility_p10" in keys:
-        u = t.utility[idx]
-        out["utility_p10"] = why.compute(("utility_p10",), unless(non_finite_reason(u, "utility"), "utility p10",
-                                                                  lambda: _percentile10(u)))
-    if t.task == "segmentation":
-        for key, column, what in (("lesion_dice", "lesion_dice", "lesion-wise Dice"), ("dice", "dice", "Dice")):
-            if key in keys:
-                col = t.seg[column][idx]  # type: ignore[index]
-                out[key] = why.compute((key,), lambda col=col, what=what: cohort_mean(col, what))
-        return out
-    p, y = t.probs[idx], t.labels[idx]  # type: ignore[index]
-    problem = probability_problem(p)
-    if "auroc_macro" in keys:
-        roc = _macro_auroc(p, y, list(t.class_names), problem)
-        out["auroc_macro"] = why.keep(("auroc_macro",), roc.value, roc.reason)
-    if "ece" in keys:
-        out["ece"] = why.compute(("ece",), unless(problem, "ECE", (lambda: multilabel_ece(p, y, n_bins=ECE_BINS))
-                                                  if t.task == "multilabel" else (lambda: expected_calibration_error(
-                                                      p, y, n_bins=ECE_BINS, mode="top_label"))))
-    if "referable_auroc" in keys and t.task == "multiclass" and len(t.class_names) > 2:
-        out["referable_auroc"] = why.compute(("referable_auroc",), unless(
-            problem, "referable AUROC", lambda: auroc(p[:, 2:].sum(1), (y >= 2).double())))
-    return out
 
 
 def selected_metrics(t: CaseTable, idx: Tensor, keys: Iterable[str]) -> Metrics:
@@ -209,8 +205,7 @@ def selected_metrics(t: CaseTable, idx: Tensor, keys: Iterable[str]) -> Metrics:
     wanted = frozenset(keys)
     if not wanted <= SELECTABLE:
         raise ValueError(f"selected_metrics: {sorted(wanted - SELECTABLE)} not selectable (choose from {sorted(SELECTABLE)})")
-    with one_thread():
-        return _selected(t, idx, wanted, Reasons())
+    return _metrics(t, idx, Reasons(), wanted)
 
 
 def table_metrics(t: CaseTable, idx: Tensor | None = None) -> dict[str, Any]:

@@ -93,7 +93,8 @@ class SeedTables:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-def _probs(bundle: ModelBundle, image: Tensor, chunk: int) -> Tensor:
+def chunked_probabilities(bundle: ModelBundle, image: Tensor, chunk: int) -> Tensor:
+    """The model's probabilities on ``image`` (``chunk`` images per forward), float32 on the CPU."""
     with torch.no_grad():
         outs = [bundle.probabilities(bundle.logits(image[i : i + chunk])) for i in range(0, image.shape[0], chunk)]
     return torch.cat(outs, 0).float().cpu()
@@ -142,6 +143,17 @@ class FailureInputs:
     chunk: int = 256
 
 
+def put_severity_margins(put: Callable[[str, Tensor], None], scan: ScanPlan, margins: Tensor, admitted: Tensor,
+                         shifts: Sequence[Any], families: Sequence[set[str]]) -> None:
+    """``severity_margin|all`` and, per held-out shift, ``severity_margin|<shift>`` over the scanned
+    operators outside the shift's family (negated: higher = more likely to fail). ``margins`` and
+    ``admitted`` are ``(B, operators, levels, ...)``, as :meth:`ScanPlan.realise` draws them."""
+    for tag, fam in [("all", set())] + [(h.name, f) for h, f in zip(shifts, families)]:
+        keep = [i for i, op in enumerate(scan.ops) if op.id not in fam]
+        if keep:
+            put(f"severity_margin|{tag}", -S.severity_margin(margins[:, keep], admitted[:, keep], scan.fractions[keep]))
+
+
 def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size: int,
                         progress: Callable[[int, int], None] | None = None) -> SeedTables:
     """Every signal and failure of ``cases`` (Samples) for one model seed."""
@@ -164,7 +176,7 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
     for start in range(0, len(cases), batch_size):
         batch = collate(list(cases[start : start + batch_size]))
         b = batch.size
-        p = _probs(inputs.model, batch.image, inputs.chunk)
+        p = chunked_probabilities(inputs.model, batch.image, inputs.chunk)
         ref = S.reference_decision(task, p, thr)
         m0 = S.decision_margin(task, p, ref, thr)
         put("confidence", -m0)
@@ -173,7 +185,7 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
 
         # default neighbourhood, gated
         cf, plans, rejections = nb.draw(batch)
-        pcf = _probs(inputs.model, cf.image, inputs.chunk)
+        pcf = chunked_probabilities(inputs.model, cf.image, inputs.chunk)
         decision = gate_counterfactuals(task, batch, cf, b, k, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
         admitted = decision.with_extra_rejections(rejections).admitted.bool().cpu()
         mcf = S.decision_margin(task, pcf, ref.repeat_interleave(k, 0), thr).view(b, k, *m0.shape[1:])
@@ -194,22 +206,19 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
             ms_parts, adm_parts = [], []
             for o in range(o_n):
                 scf, srej = scan.realise(batch, inputs.seed, o)
-                ps = _probs(inputs.model, scf.image, inputs.chunk)
+                ps = chunked_probabilities(inputs.model, scf.image, inputs.chunk)
                 sdec = gate_counterfactuals(task, batch, scf, b, lv, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
                 adm_parts.append(sdec.with_extra_rejections([srej[i * lv : (i + 1) * lv] for i in range(b)]).admitted.bool().cpu())
                 ms_parts.append(S.decision_margin(task, ps, ref.repeat_interleave(lv, 0), thr).view(b, lv, *shape_u))
             ms = torch.stack(ms_parts, 1)
             sadm = torch.stack(adm_parts, 1)
-            for tag, fam in [("all", set())] + [(h.name, f) for h, f in zip(inputs.shifts, families)]:
-                keep_ops = [i for i, op in enumerate(scan.ops) if op.id not in fam]
-                if keep_ops:
-                    put(f"severity_margin|{tag}", -S.severity_margin(ms[:, keep_ops], sadm[:, keep_ops], scan.fractions[keep_ops]))
+            put_severity_margins(put, scan, ms, sadm, inputs.shifts, families)
 
         # generic corruptions at matched strength, gated by the same teacher
         gimg, _labels = inputs.generic.draw(batch)
         kg = inputs.generic.k
         gcf = batch.repeat_interleave(kg).replace(image=gimg)
-        pg = _probs(inputs.model, gimg, inputs.chunk)
+        pg = chunked_probabilities(inputs.model, gimg, inputs.chunk)
         gdec = gate_counterfactuals(task, batch, gcf, b, kg, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
         gadm = gdec.admitted.bool().cpu()
         mg = S.decision_margin(task, pg, ref.repeat_interleave(kg, 0), thr).view(b, kg, *shape_u)
@@ -218,13 +227,13 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
 
         # TTA and ensemble
         views = _tta_views(batch.image, inputs.tta_views, g_tta)
-        put("tta_variance", S.spread(task, torch.stack([_probs(inputs.model, v, inputs.chunk) for v in views])))
-        put("ensemble_variance", S.spread(task, torch.stack([_probs(mb, batch.image, inputs.chunk) for mb in inputs.members])))
+        put("tta_variance", S.spread(task, torch.stack([chunked_probabilities(inputs.model, v, inputs.chunk) for v in views])))
+        put("ensemble_variance", S.spread(task, torch.stack([chunked_probabilities(mb, batch.image, inputs.chunk) for mb in inputs.members])))
 
         # the held-out shifts: the failures
         for h, snb in zip(inputs.shifts, shift_nbs):
             shifted, _pl, _rej = snb.draw(batch)
-            psh = _probs(inputs.model, shifted.image, inputs.chunk)
+            psh = chunked_probabilities(inputs.model, shifted.image, inputs.chunk)
             dsh = S.reference_decision(task, psh, thr)
             if task == "multiclass":
                 flip = (dsh != ref).float()

@@ -56,7 +56,14 @@ import torch
 from torch import Tensor
 
 from c3_core.batch import Batch, collate
-from c3_core.experiments.failure_cases import FailureInputs, ScanPlan, SeedTables, family_mask
+from c3_core.experiments.failure_cases import (
+    FailureInputs,
+    ScanPlan,
+    SeedTables,
+    chunked_probabilities,
+    family_mask,
+    put_severity_margins,
+)
 from c3_core.gate import SegmentationGate
 from c3_core.metrics import margins as S
 from c3_core.model import ModelBundle
@@ -107,9 +114,7 @@ def undo_view(y: Tensor, mirrored: bool, shifts: Sequence[int], flip_axis: int =
 
 def _probs(bundle: ModelBundle, image: Tensor, chunk: int) -> Tensor:
     """Lesion probabilities ``(N, 1, *sp)`` on the CPU, ``chunk`` volumes per forward."""
-    with torch.no_grad():
-        outs = [bundle.probabilities(bundle.logits(image[i : i + chunk]))[:, :1] for i in range(0, image.shape[0], chunk)]
-    return torch.cat(outs, 0).float().cpu()
+    return chunked_probabilities(bundle, image, chunk)[:, :1]
 
 
 def _admitted(teacher: ModelBundle | None, teacher_ref: Tensor | None, cf_image: Tensor, b: int, k: int, gate: Any,
@@ -214,10 +219,7 @@ def compute_segmentation_tables(cases: Sequence[Any], inputs: FailureInputs, bat
                 ms_parts.append(S.mask_dice(ps, s_pred).view(b, lv) - SAME_DICE)
             ms = torch.stack(ms_parts, 1)
             sadm = torch.stack(adm_parts, 1)
-            for tag, fam in [("all", set())] + [(h.name, f) for h, f in zip(inputs.shifts, families)]:
-                keep_ops = [i for i, op in enumerate(scan.ops) if op.id not in fam]
-                if keep_ops:
-                    put(f"severity_margin|{tag}", -S.severity_margin(ms[:, keep_ops], sadm[:, keep_ops], scan.fractions[keep_ops]))
+            put_severity_margins(put, scan, ms, sadm, inputs.shifts, families)
 
         # generic corruptions at matched strength (intensity only: the clean prediction stays in place)
         gimg, _labels = inputs.generic.draw(batch)
