@@ -55,7 +55,8 @@ def scores(signal: Tensor, failure: Tensor) -> dict[str, float]:
     return {"auroc": _safe(auroc, s, f), "auprc": _safe(auprc, s, f), "aurc": aurc(s, f)}
 
 
-def _interval(values: Tensor) -> list[float]:
+def percentile_interval(values: Tensor) -> list[float]:
+    """The 2.5th and 97.5th percentiles of the non-NaN ``values`` (NaN, NaN when there is none)."""
     v = values[~torch.isnan(values)]
     if v.numel() == 0:
         return [float("nan"), float("nan")]
@@ -114,9 +115,9 @@ def bootstrap(
     out: dict[str, Any] = {"signals": {}, "pairs": {}, "n_units": int(tables[0][1].numel()), "n_exams": n_groups,
                            "n_seeds": len(tables), "failure_rate": float(failures.mean()), "n_boot": int(n_boot)}
     for name in point:
-        out["signals"][name] = {m: {"value": point[name][m], "ci": _interval(torch.tensor(reps[name][m], dtype=torch.float64))}
+        out["signals"][name] = {m: {"value": point[name][m], "ci": percentile_interval(torch.tensor(reps[name][m], dtype=torch.float64))}
                                 for m in keys}
     for p, (a, b) in pairs.items():
         out["pairs"][p] = {"a": a, "b": b} | {
-            m: {"value": diff(point, a, b, m), "ci": _interval(torch.tensor(diffs[p][m], dtype=torch.float64))} for m in keys}
+            m: {"value": diff(point, a, b, m), "ci": percentile_interval(torch.tensor(diffs[p][m], dtype=torch.float64))} for m in keys}
     return out

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from c3_core.experiments.casemetrics import SELECTABLE, CaseTable, case_table, selected_metrics, table_metrics
+from c3_core.experiments.failure_stats import percentile_interval
 from c3_core.experiments.rows import BASELINE
 from c3_core.reference_training import one_thread
 from c3_core.seeding import derive_seed, generator_from_seed
@@ -68,10 +69,8 @@ def _values(t: CaseTable, idx: Tensor, keys: Sequence[str]) -> Tensor:
 
 
 def _interval(values: Tensor) -> list[float] | None:
-    v = values[~torch.isnan(values)]
-    if v.numel() < 2:
-        return None
-    return torch.quantile(v, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    """The percentile 95 % interval of the defined replicates; None where fewer than two are defined."""
+    return percentile_interval(values) if int((~torch.isnan(values)).sum()) >= 2 else None
 
 
 def paired_over_rows(
