@@ -184,7 +184,7 @@ def test_evaluate_verdict_is_negative_exactly_when_an_admitted_counterfactual_fl
 
 
 def test_generated_commands_show_no_absolute_path(tmp_path) -> None:
-    from c3_core.experiments.shown_paths import shown_args, shown_path
+    from c3_core.shown_paths import shown_args, shown_path
 
     inside = tmp_path / "repo"
     (inside / "docs").mkdir(parents=True)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import c3_core
+from c3_core.shown_paths import portable_source
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED = 0, 2, 3
 DONE_FILE = "generate.json"
@@ -281,7 +282,7 @@ def generate_command(
         write_json(root, DONE_FILE, {
             "c3_core": c3_core.__version__, "modality": modality, "n_cases": n, "k": nb.k,
             "n_failed": len(failures), "pseudonym_key": key.fingerprint,
-            "neighbourhood": nb.spec.to_dict() | {"source": Path(nb.spec.source).name if nb.spec.source else nb.spec.source},
+            "neighbourhood": nb.spec.to_dict() | {"source": portable_source(nb.spec.source)},
             "n_images": len(manifest),
             "plugins": {pl.name: pl.version for pl in host.plugins},
             "formats": "16-bit PNG (2-D, value = offset + scale * stored), NIfTI-1 float32 or .npy (3-D)",

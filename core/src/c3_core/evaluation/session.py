@@ -15,6 +15,7 @@ import c3_core
 from c3_core.evaluation.output import OutputError, prepare_output_dir, write_json
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import ContributionError, UnknownContributionError
+from c3_core.shown_paths import portable_source
 
 EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED = 0, 2, 3
 EXIT_DONE = -1  # internal: a resumed run that was already complete
@@ -318,7 +319,7 @@ def _evaluate_all(
         "unavailable_modalities": {m: scrub_paths(why) for m, why in broken.items()},
         "pseudonym_key": key_fingerprint,
         "request": _portable_request(req),
-        "neighbourhoods": {m: p.spec.to_dict() | {"source": Path(p.spec.source).name if p.spec.source else p.spec.source}
+        "neighbourhoods": {m: p.spec.to_dict() | {"source": portable_source(p.spec.source)}
                            for m, p in prepared.items()},
         "gate": _gate_thresholds(prepared, gate),
         "gates": {m: p.gate_record() for m, p in prepared.items()},

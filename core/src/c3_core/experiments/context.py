@@ -35,6 +35,7 @@ from c3_core.experiments.sizes import EDITOR_LEVELS, Budget
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
 from c3_core.plugins.host import PluginHost
+from c3_core.shown_paths import portable_source
 
 
 def admissible_editors(host: PluginHost, modality: str) -> list[str]:
@@ -114,8 +115,8 @@ class ModalityContext:
             "in_domain_split": self.in_domain_split,
             "n_train": len(self.train_set), "n_test": len(self.test_set),
             "shift": self.shift.to_dict(), "shift_operator_rejections": len(self.shifted_set.rejections),
-            "eval_neighbourhood": self.eval_spec.to_dict() | {"source": self.eval_spec.source},
-            "train_neighbourhood": self.train_spec.to_dict() | {"source": self.train_spec.source},
+            "eval_neighbourhood": self.eval_spec.to_dict() | {"source": portable_source(self.eval_spec.source)},
+            "train_neighbourhood": self.train_spec.to_dict() | {"source": portable_source(self.train_spec.source)},
             "editors_registered": self.editors_registered, "prepare_seconds": round(self.seconds, 2),
         }
 

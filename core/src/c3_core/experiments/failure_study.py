@@ -43,6 +43,7 @@ from c3_core.experiments.failure_segmentation import compute_segmentation_tables
 from c3_core.experiments.failure_signals import CLASSIFICATION, SignalSet, for_task
 from c3_core.experiments.failure_stats import bootstrap
 from c3_core.experiments.generic_neighbourhood import GenericNeighbourhood, mean_display_change
+from c3_core.shown_paths import portable_source
 
 # the classification design (CXR, fundus), by its historical names; segmentation: failure_signals.SEGMENTATION
 VERDICT = CLASSIFICATION.verdict
@@ -378,7 +379,7 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
     return {
         "modality": modality, "dataset": ms.dataset_id, "model": ms.model_id, "teacher": ms.teacher_id,
         "gate": ms.gate.to_dict() if ms.gate is not None else None, "task": tables[0].task,
-        "n_cases": len(ms.cases), "seeds": list(config.seeds), "neighbourhood": ms.spec.to_dict() | {"source": ms.spec.source},
+        "n_cases": len(ms.cases), "seeds": list(config.seeds), "neighbourhood": ms.spec.to_dict() | {"source": portable_source(ms.spec.source)},
         "scan": {"ops": tables[0].stats["scan_ops"], "levels": tables[0].stats["scan_levels"]},
         "generic": generic_desc, "shifts": shifts, "curves": curves, "shift_order": list(shifts),
         "seed_seconds": [t.stats.get("seconds") for t in tables],

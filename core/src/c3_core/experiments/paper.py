@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from c3_core.experiments.rows import BASELINE, ROWS, Row
-from c3_core.experiments.shown_paths import shown_args, shown_path
 from c3_core.experiments.sizes import Size, choose_size
+from c3_core.shown_paths import portable_source, shown_args, shown_path
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -69,7 +69,7 @@ def _check_fingerprint(root: Path, modality: str, fingerprint: dict[str, Any]) -
     path = folder / "experiment.json"
     canonical = json.loads(json.dumps(fingerprint, sort_keys=True))
     if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
+        stored = _portable_sources(json.loads(path.read_text(encoding="utf-8")))
         if stored != canonical:
             changed = sorted(k for k in set(stored) | set(canonical) if stored.get(k) != canonical.get(k))
             raise ExperimentInputError(
@@ -78,6 +78,16 @@ def _check_fingerprint(root: Path, modality: str, fingerprint: dict[str, Any]) -
             )
         return
     write_json(folder, "experiment.json", canonical)
+
+
+def _portable_sources(fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """A stored fingerprint with its neighbourhoods' ``source`` as :func:`portable_source` writes it
+    (folders made before sources were portable recorded the absolute path of the spec file)."""
+    out = dict(fingerprint)
+    for key in ("eval_neighbourhood", "train_neighbourhood"):
+        if isinstance(out.get(key), dict) and "source" in out[key]:
+            out[key] = out[key] | {"source": portable_source(out[key]["source"])}
+    return out
 
 
 def _eval_batch_size(ctx: Any) -> int:

@@ -25,6 +25,7 @@ from c3_core.experiments.rows import Row
 from c3_core.experiments.sizes import Budget
 from c3_core.model import ModelBundle, load_state_dict_safely
 from c3_core.seeding import derive_seed, generator_from_seed
+from c3_core.shown_paths import portable_source
 
 CONDITIONS = ("in_domain", "held_out")
 
@@ -101,7 +102,7 @@ def train_row(
     save_weights(weights, bundle.network, {"modality": ctx.modality, "row": row.key, "seed": str(seed)})
     write_json(folder, "train.json", _finite({
         "row": row.key, "seed": seed, "options": options.__dict__, "init": budget.init,
-        "neighbourhood": None if nb is None else nb.spec.to_dict() | {"source": nb.spec.source},
+        "neighbourhood": None if nb is None else nb.spec.to_dict() | {"source": portable_source(nb.spec.source)},
         "teacher": ctx.teacher_id if row.use_gate and nb is not None else None,
         "history": history, "seconds_this_session": round(time.perf_counter() - started, 2),
     }))

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from c3_core.plugins.host import PluginHost
+from c3_core.shown_paths import portable_source
 
 EXIT_OK, EXIT_USAGE, EXIT_RUN_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 MEMBERS = ("all", "operators", "editors")
@@ -294,7 +295,7 @@ def run_training(
         write_json(out, "train.json", {
             **card, "request": _portable_request(req), "options": asdict(options), "versions": versions,
             "teacher": prepared.teacher_id, "gate": prepared.gate.to_dict() if options.use_gate else None,
-            "neighbourhood": prepared.neighbourhood.spec.to_dict() | {"source": Path(prepared.neighbourhood.spec.source or "").name},
+            "neighbourhood": prepared.neighbourhood.spec.to_dict() | {"source": portable_source(prepared.neighbourhood.spec.source)},
             "heldout_consistency": consistency.to_dict(), "history": history,
             "processes": group.world, "seconds_this_session": round(time.time() - started, 2),
             "platform": {"python": platform.python_version(), "machine": platform.machine()},

@@ -1,0 +1,83 @@
+"""Stored results name a neighbourhood spec the same way on every machine (no absolute paths)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from c3_core.experiments.context import ExperimentInputError
+from c3_core.experiments.paper import _check_fingerprint
+from c3_core.shown_paths import portable_source
+
+
+def _packaged_spec(root: Path) -> Path:
+    """A spec file in a data folder (no ``__init__``) of a two-level package under ``root``."""
+    pkg = root / "site" / "mypkg"
+    (pkg / "sub" / "specs").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "sub" / "__init__.py").write_text("")
+    spec = pkg / "sub" / "specs" / "default.toml"
+    spec.write_text("k = 1\n")
+    return spec
+
+
+def test_packaged_spec_is_named_by_package(tmp_path):
+    spec = _packaged_spec(tmp_path)
+    assert portable_source(str(spec)) == "mypkg/sub/specs/default.toml"
+    assert portable_source(f"{spec} minus a.b/c.d [physics]") == "mypkg/sub/specs/default.toml minus a.b/c.d [physics]"
+
+
+def test_the_same_package_in_two_places_gives_one_label(tmp_path):
+    a, b = _packaged_spec(tmp_path / "one"), _packaged_spec(tmp_path / "two")
+    assert portable_source(str(a)) == portable_source(str(b))
+
+
+def test_other_paths_keep_no_machine_layout(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "mine.toml").write_text("k = 1\n")
+    assert portable_source(str(tmp_path / "specs" / "mine.toml")) == "specs/mine.toml"
+    assert portable_source("specs/mine.toml [operators]") == "specs/mine.toml [operators]"
+    assert portable_source("/elsewhere/not/here/spec.toml minus x") == "<outside>/spec.toml minus x"
+    for label in ("--op", "<string>", "held-out shift vendor", None, ""):
+        assert portable_source(label) == label
+
+
+def _fingerprint(source: str) -> dict:
+    return {
+        "budget": {"epochs": 1},
+        "eval_neighbourhood": {"k": 2, "source": source},
+        "train_neighbourhood": {"k": 1, "source": source + " [all]"},
+    }
+
+
+def test_a_folder_from_another_checkout_resumes(tmp_path):
+    """The fingerprint compares portable sources, so the same package elsewhere is the same run,
+    including folders written before sources were portable (absolute paths stored)."""
+    a, b = _packaged_spec(tmp_path / "one"), _packaged_spec(tmp_path / "two")
+    out = tmp_path / "out"
+    folder = out / "runs" / "m"
+    folder.mkdir(parents=True)
+    (folder / "experiment.json").write_text(json.dumps(_fingerprint(str(a)), sort_keys=True))
+    _check_fingerprint(
+        out,
+        "m",
+        _fingerprint(portable_source(str(b)))
+        | {"train_neighbourhood": {"k": 1, "source": portable_source(str(b) + " [all]")}},
+    )
+    with pytest.raises(ExperimentInputError, match="budget"):
+        _check_fingerprint(out, "m", _fingerprint(portable_source(str(b))) | {"budget": {"epochs": 2}})
+
+
+def test_a_new_folder_stores_no_absolute_path(tmp_path):
+    spec = _packaged_spec(tmp_path / "one")
+    out = tmp_path / "out"
+    fp = {
+        k: (v | {"source": portable_source(v["source"])} if isinstance(v, dict) and "source" in v else v)
+        for k, v in _fingerprint(str(spec)).items()
+    }
+    _check_fingerprint(out, "m", fp)
+    text = (out / "runs" / "m" / "experiment.json").read_text()
+    assert str(tmp_path) not in text and "mypkg/sub/specs/default.toml" in text
