@@ -72,7 +72,7 @@ def lint(session: nox.Session) -> None:
     instead of being installed.
     """
     session.install("ruff>=0.6", "import-linter>=2.1")
-    session.run("ruff", "check", *[d for d in PACKAGES.values() if (ROOT / d).exists()], "tests", "noxfile.py")
+    session.run("ruff", "check", *[d for d in PACKAGES.values() if (ROOT / d).exists()], "tests", "scripts", "noxfile.py")
     sources = [str(ROOT / d / "src") for d in PACKAGES.values() if (ROOT / d / "src").exists()]
     session.run("lint-imports", "--no-cache", env={"PYTHONPATH": os.pathsep.join(sources)})
 

@@ -26,7 +26,6 @@ import torch
 
 def main(argv: list[str] | None = None) -> int:
     from c3_core.editors.structure_stages import (
-        TuneSettings,
         fine_tune_stage,
         generator_stage,
         regressor_measure,
@@ -38,7 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from c3_core.editors.volume_structure_kernels import voxel_volume_ml
     from c3_core.editors.volume_structure_metrics import evaluate_volume_interventions
     from c3_core.editors.volume_structure_model import _quiet, check_volume_data, volume_statistics
-    from c3_core.editors.volume_structure_nets import VolumeCVAE, VolumeRegressor, VolumeSegmentor, init_parameters3d, init_segmentor3d
+    from c3_core.editors.volume_structure_nets import (
+        VolumeCVAE,
+        VolumeRegressor,
+        VolumeSegmentor,
+        init_parameters3d,
+        init_segmentor3d,
+    )
     from c3_mri.editors.lesion_volume import CONFIG, MIN_VOLUME_ML, TUNE, demo_arrays
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -105,10 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     for seed in a.seeds:
         g = torch.Generator().manual_seed(int(seed))
         stages = [
-            ("gen", lambda d: generator_stage(lambda: _quiet(lambda: VolumeCVAE(cfg)), init_parameters3d, u, (frac - mean) / std,
-                                              cfg.beta, cfg.gen_epochs, cfg.batch_size, cfg.lr, g)),
-            ("segcft", lambda d: fine_tune_stage(d["gen"], segmentor_measure(inst["seg"]), u, frac, m, mean, std, tune, g)),
-            ("regcft", lambda d: fine_tune_stage(d["gen"], regressor_measure(inst["reg"], mean, std), u, frac, m, mean, std, tune, g)),
+            ("gen", lambda d, g=g: generator_stage(lambda: _quiet(lambda: VolumeCVAE(cfg)), init_parameters3d, u, (frac - mean) / std,
+                                                   cfg.beta, cfg.gen_epochs, cfg.batch_size, cfg.lr, g)),
+            ("segcft", lambda d, g=g: fine_tune_stage(d["gen"], segmentor_measure(inst["seg"]), u, frac, m, mean, std, tune, g)),
+            ("regcft", lambda d, g=g: fine_tune_stage(d["gen"], regressor_measure(inst["reg"], mean, std), u, frac, m, mean, std, tune, g)),
         ]  # fmt: skip
         done, _ = run_stages(stages, g, progress=progress)
         for method, gen in (("untuned", done["gen"]), ("segcft", done["segcft"]), ("regressor", done["regcft"])):

@@ -1,10 +1,12 @@
 """Write docs/operators.md from the installed plugins (`python scripts/operator_catalogue.py`).
 
-tests/test_docs_catalogue.py fails when the file and the installed operators disagree.
+`--check` only reports whether the file is stale (exit 1). tests/test_docs_catalogue.py fails
+when the file and the installed operators disagree.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -71,7 +73,21 @@ def _sources(host: PluginHost) -> str:
     return "\n".join(out)
 
 
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="report whether docs/operators.md is stale; write nothing")
+    args = parser.parse_args(argv)
+    root = Path(__file__).resolve().parents[1]
+    target = root / "docs" / "operators.md"
+    text = render()
+    if args.check:
+        stale = not target.is_file() or target.read_text(encoding="utf-8") != text
+        sys.stdout.write(f"{target.relative_to(root)}: {'stale' if stale else 'up to date'}\n")
+        return 1 if stale else 0
+    target.write_text(text, encoding="utf-8")
+    sys.stdout.write(f"wrote {target.relative_to(root)}\n")
+    return 0
+
+
 if __name__ == "__main__":
-    target = Path(__file__).resolve().parents[1] / "docs" / "operators.md"
-    target.write_text(render(), encoding="utf-8")
-    sys.stdout.write(f"wrote {target}\n")
+    sys.exit(main(sys.argv[1:]))

@@ -6,6 +6,7 @@ Run it after changing an operator or editor class (its describe()) or a plugin's
 
 from __future__ import annotations
 
+import argparse
 import sys
 from importlib import resources
 from pathlib import Path
@@ -28,10 +29,13 @@ def repo_plugins(host: PluginHost) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="only report drift (exit 1); write nothing")
+    args = parser.parse_args(argv)
     host = PluginHost().load()
     problems = []
     for plugin in repo_plugins(host):
-        if "--check" in argv:
+        if args.check:
             problems += drift(host, plugin)
         else:
             sys.stdout.write(f"wrote {write(host, plugin)}\n")
