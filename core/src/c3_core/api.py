@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors; kept equal t
     from c3_core.domains import Domain, DomainRegistry, IntensityDomain, parse_domain
     from c3_core.editors.concepts import ConceptEditor, ConceptModel, ConceptModelConfig, ConceptSpec, fit_concept_model
     from c3_core.editors.diffusion import DiffusionEditor, DiffusionEditParams, encode_labels
+    from c3_core.editors.diffusion_demo import DemoDiffusionEditor
     from c3_core.editors.diffusion_fit import FitSettings, cached_default_model
     from c3_core.editors.diffusion_model import DiffusionConfig, DiffusionModel, model_from_state
     from c3_core.editors.interventions import HealthyControl, LesionOnly, LesionRemoved
@@ -37,6 +38,10 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors; kept equal t
         StructureModelConfig,
         fit_structure_model,
     )
+    from c3_core.editors.structure_stages import TuneSettings
+    from c3_core.editors.volume_structure_editor import VolumeStructureEditor
+    from c3_core.editors.volume_structure_model import VolumeStructureModel, load_volume_model
+    from c3_core.editors.volume_structure_nets import VolumeStructureConfig
     from c3_core.experiment_spec import ExperimentSpec, HeldOutShift, ShiftStep
     from c3_core.functional.photon import photon_counts
     from c3_core.model import ModelBundle, WeightsError, load_state_dict_safely
@@ -73,25 +78,31 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     # the generic editor families a plugin subclasses
     "c3_core.editors.interventions": ("HealthyControl", "LesionOnly", "LesionRemoved"),
     "c3_core.editors.diffusion": ("DiffusionEditParams", "DiffusionEditor", "encode_labels"),
+    "c3_core.editors.diffusion_demo": ("DemoDiffusionEditor",),
     "c3_core.editors.diffusion_model": ("DiffusionConfig", "DiffusionModel", "model_from_state"),
     "c3_core.editors.diffusion_fit": ("FitSettings", "cached_default_model"),
     "c3_core.editors.scorer": ("Scorer", "TaskModelScorer"),
     "c3_core.editors.structure": (
         "FineTuneConfig", "StructureAreaEditor", "StructureModel", "StructureModelConfig", "fit_structure_model",
     ),
+    "c3_core.editors.volume_structure_editor": ("VolumeStructureEditor",),
+    "c3_core.editors.volume_structure_nets": ("VolumeStructureConfig",),
+    "c3_core.editors.volume_structure_model": ("VolumeStructureModel", "load_volume_model"),
+    "c3_core.editors.structure_stages": ("TuneSettings",),
     "c3_core.editors.concepts": ("ConceptEditor", "ConceptModel", "ConceptModelConfig", "ConceptSpec", "fit_concept_model"),
 }
 
 __all__ = [
     "Batch", "CaseInfo", "CohortPathError", "ConceptEditor", "ConceptModel", "ConceptModelConfig", "ConceptSpec",
-    "DatasetMeta", "DiffusionConfig", "DiffusionEditParams", "DiffusionEditor", "DiffusionModel", "Domain",
+    "DatasetMeta", "DemoDiffusionEditor", "DiffusionConfig", "DiffusionEditParams", "DiffusionEditor", "DiffusionModel", "Domain",
     "DomainRegistry", "Editor", "EditorMeta", "ExperimentSpec", "FineTuneConfig", "FitSettings", "HealthyControl",
     "HeldOutShift", "IntensityDomain", "LesionOnly", "LesionRemoved", "MetricMeta", "ModelBundle", "ModelMeta",
     "Operator", "OperatorMeta", "P", "PoolResNet", "Registry", "Sample", "Scorer", "Severity", "SeverityError", "SeveritySource",
     "ShiftStep", "SmallCNN", "StructureAreaEditor", "StructureModel", "StructureModelConfig", "TaskModelScorer",
+    "TuneSettings", "VolumeStructureConfig", "VolumeStructureEditor", "VolumeStructureModel",
     "WeightsError", "cache_dir", "cached_default_model", "cached_weights", "collate", "derive_seed", "draw_seed",
     "encode_labels", "fit_concept_model", "fit_structure_model", "generator_from_seed", "hookimpl",
-    "load_state_dict_safely", "model_from_state", "one_thread", "parse_domain", "photon_counts", "refuse_duplicate_ids",
+    "load_state_dict_safely", "load_volume_model", "model_from_state", "one_thread", "parse_domain", "photon_counts", "refuse_duplicate_ids",
     "resolve_inside", "stable_id", "train_reference", "uniform",
 ]  # the promise: equal to the names in _EXPORTS (checked by a test)
 
