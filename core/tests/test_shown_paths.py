@@ -46,8 +46,12 @@ def test_other_paths_keep_no_machine_layout(tmp_path, monkeypatch):
 
 
 def _fingerprint(source: str) -> dict:
+    from dataclasses import asdict
+
+    from c3_core.experiments.sizes import Budget
+
     return {
-        "budget": {"epochs": 1},
+        "budget": asdict(Budget()),
         "eval_neighbourhood": {"k": 2, "source": source},
         "train_neighbourhood": {"k": 1, "source": source + " [all]"},
     }
@@ -56,6 +60,10 @@ def _fingerprint(source: str) -> dict:
 def test_a_folder_from_another_checkout_resumes(tmp_path):
     """The fingerprint compares portable sources, so the same package elsewhere is the same run,
     including folders written before sources were portable (absolute paths stored)."""
+    from dataclasses import asdict
+
+    from c3_core.experiments.sizes import Budget
+
     a, b = _packaged_spec(tmp_path / "one"), _packaged_spec(tmp_path / "two")
     out = tmp_path / "out"
     folder = out / "runs" / "m"
@@ -68,7 +76,7 @@ def test_a_folder_from_another_checkout_resumes(tmp_path):
         | {"train_neighbourhood": {"k": 1, "source": portable_source(str(b) + " [all]")}},
     )
     with pytest.raises(ExperimentInputError, match="budget"):
-        _check_fingerprint(out, "m", _fingerprint(portable_source(str(b))) | {"budget": {"epochs": 2}})
+        _check_fingerprint(out, "m", _fingerprint(portable_source(str(b))) | {"budget": asdict(Budget(epochs=2))})
 
 
 def test_a_new_folder_stores_no_absolute_path(tmp_path):
@@ -81,3 +89,24 @@ def test_a_new_folder_stores_no_absolute_path(tmp_path):
     _check_fingerprint(out, "m", fp)
     text = (out / "runs" / "m" / "experiment.json").read_text()
     assert str(tmp_path) not in text and "mypkg/sub/specs/default.toml" in text
+
+
+def test_a_budget_field_added_later_reads_as_its_default(tmp_path):
+    """A folder written before ``lam_warmup_epochs`` existed resumes when the run uses the default
+    (0) and is refused when the run ramps λ in."""
+    from dataclasses import asdict
+
+    from c3_core.experiments.sizes import Budget, choose_size
+
+    budget = asdict(choose_size(quick=False, full=False, powered=True).base)
+    old = {k: v for k, v in budget.items() if k != "lam_warmup_epochs"}
+    folder = tmp_path / "runs" / "m"
+    folder.mkdir(parents=True)
+    (folder / "experiment.json").write_text(json.dumps({"budget": old}, sort_keys=True))
+    _check_fingerprint(tmp_path, "m", {"budget": budget})
+    ramped = asdict(choose_size(quick=False, full=False, powered=True, lam_warmup_epochs=3).base)
+    assert ramped["lam_warmup_epochs"] == 3.0 and Budget().lam_warmup_epochs == 0.0
+    with pytest.raises(ExperimentInputError, match="budget"):
+        _check_fingerprint(tmp_path, "m", {"budget": ramped})
+    with pytest.raises(ValueError, match="lam-warmup-epochs"):
+        choose_size(quick=False, full=False, powered=True, lam_warmup_epochs=-1)

@@ -351,3 +351,21 @@ def test_dataset_wrapper_matches_the_trainer_draws_and_feeds_a_plain_loop() -> N
             opt.step()
             losses.append(float(terms.total.detach()))
     assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("warmup", [0.0, 2.0])
+def test_augmix_jsd_weight_ramps_in_with_the_consistency_warmup(warmup: float) -> None:
+    """One step per epoch: with a 2-epoch linear warm-up the JSD term weighs 0 at the first step
+    and half at the second; without one it weighs ``jsd_weight`` from the start."""
+    from toy_plugin import ToyDataset, make_model
+
+    from c3_core.training.trainer import Trainer, TrainOptions
+
+    ds = ToyDataset(n=8, seed=1)
+    options = TrainOptions(epochs=2, batch_size=8, augment="augmix", lam=0.0, lam_shape="linear",
+                           lam_warmup_epochs=warmup, seed=3)  # fmt: skip
+    history = Trainer(make_model(), ds, None, options, echo=lambda m: None).fit()
+    assert len(history) == 2 and all(h["jsd"] > 0 for h in history)
+    ramps = (0.0, 0.5) if warmup else (1.0, 1.0)
+    for h, ramp in zip(history, ramps, strict=True):
+        assert h["loss"] == pytest.approx(h["supervised"] + options.jsd_weight * ramp * h["jsd"], rel=1e-5, abs=1e-7)

@@ -458,6 +458,7 @@ def experiment(
     device: Annotated[str | None, typer.Option(help="cpu or cuda[:i] (default: the size's).")] = None,
     rows: Annotated[str | None, typer.Option(help="Comma-separated row keys (default: every row).")] = None,
     threads: Annotated[int | None, typer.Option(min=1, help="torch intra-op threads (1 is faster on a CPU shared with other jobs).")] = None,
+    lam_warmup_epochs: Annotated[float | None, typer.Option(min=0.0, help="Ramp λ of the C³ rows and AugMix's JSD weight in linearly over this many epochs (default 0: full weight from the first step).")] = None,
     study: Annotated[str, typer.Option(help="paper: the paper's comparison of training rows; failure: whether each exam's verdict predicts its failure under the held-out shifts.")] = "paper",
     cases: Annotated[int | None, typer.Option(min=1, help="--study failure: test cases per modality (default 1000 exams, 120 volumes for a segmentation modality; --quick 120 and 12).")] = None,
     data: Annotated[str | None, typer.Option(help="--study failure on your own cohort: dataset id or path (one --modality).")] = None,
@@ -480,8 +481,8 @@ def experiment(
         from c3_core.experiments.failure_report import failure_command
         from c3_core.experiments.failure_study import StudySource
 
-        if full or powered or rows:
-            raise _fail("--study failure takes neither --full, --powered nor --rows")
+        if full or powered or rows or lam_warmup_epochs is not None:
+            raise _fail("--study failure takes neither --full, --powered, --rows nor --lam-warmup-epochs")
         source = StudySource(
             data=_absolute(data), split=split, data_options=_pairs(data_option, "--data-option"),
             models=tuple(_absolute(m) or m for m in model or ()), teacher=_absolute(teacher),
@@ -503,7 +504,7 @@ def experiment(
         modalities=list(modality or []) or None, seeds=seeds, full=full, out=str(out),
         results=str(results) if results is not None else None, device=device, quick=quick,
         echo=lambda m: typer.echo(m, err=True), rows=rows.split(",") if rows else None, threads=threads,
-        powered=powered,
+        powered=powered, lam_warmup_epochs=lam_warmup_epochs,
     )
     raise typer.Exit(code)
 

@@ -21,13 +21,13 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from c3_core.experiments.rows import BASELINE, ROWS, Row
-from c3_core.experiments.sizes import Size, choose_size
+from c3_core.experiments.sizes import Budget, Size, choose_size
 from c3_core.shown_paths import portable_source, shown_args, shown_path
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
@@ -81,9 +81,12 @@ def _check_fingerprint(root: Path, modality: str, fingerprint: dict[str, Any]) -
 
 
 def _portable_sources(fingerprint: dict[str, Any]) -> dict[str, Any]:
-    """A stored fingerprint with its neighbourhoods' ``source`` as :func:`portable_source` writes it
-    (folders made before sources were portable recorded the absolute path of the spec file)."""
+    """A stored fingerprint as this version writes it: its neighbourhoods' ``source`` as
+    :func:`portable_source` gives it (folders made before recorded the spec file's absolute path)
+    and every budget field it lacks at the field's default (fields added since)."""
     out = dict(fingerprint)
+    if isinstance(out.get("budget"), dict):  # a budget field added since the folder was made had its default
+        out["budget"] = json.loads(json.dumps(asdict(Budget()))) | out["budget"]
     for key in ("eval_neighbourhood", "train_neighbourhood"):
         if isinstance(out.get(key), dict) and "source" in out[key]:
             out[key] = out[key] | {"source": portable_source(out[key]["source"])}
@@ -98,8 +101,6 @@ def run_modality_experiment(
     host: Any, modality: str, config: ExperimentConfig, echo: Callable[[str], None]
 ) -> dict[str, Any]:
     """All rows and seeds of one modality; returns what :func:`tables.render` needs."""
-    from dataclasses import asdict
-
     from c3_core.experiments.context import ExperimentInputError, declared_experiment, prepare_context
     from c3_core.experiments.runs import finished_run, run_one
 
@@ -225,7 +226,7 @@ def _invocation() -> str:
 
 def _canonical_command(
     modalities: Sequence[str] | None, seeds: int | None, full: bool, quick: bool, out: str, results: str | None,
-    device: str | None, threads: int | None = None, powered: bool = False,
+    device: str | None, threads: int | None = None, powered: bool = False, lam_warmup_epochs: float | None = None,
 ) -> str:
     parts = ["c3", "experiment"]
     parts += ["--quick"] if quick else ["--full"] if full else ["--powered"] if powered else []
@@ -240,20 +241,23 @@ def _canonical_command(
         parts += ["--device", device]
     if threads is not None:
         parts += ["--threads", str(threads)]
+    if lam_warmup_epochs is not None:
+        parts += ["--lam-warmup-epochs", f"{float(lam_warmup_epochs):g}"]
     return shlex.join(parts)
 
 
 def experiment_command(
     *, modalities: Sequence[str] | None, seeds: int | None, full: bool, out: str, results: str | None,
     device: str | None, quick: bool, echo: Callable[[str], None] = print, rows: Sequence[str] | None = None,
-    threads: int | None = None, powered: bool = False,
+    threads: int | None = None, powered: bool = False, lam_warmup_epochs: float | None = None,
 ) -> int:
     """`c3 experiment`: returns the exit code (0 ok, 2 bad input, 3 a run failed, 130 interrupted).
 
     ``results`` is the Markdown file to (re)write (default ``OUT/results.md``); ``seeds`` and
     ``device`` override the size's defaults; ``rows`` picks a subset of the rows by key;
     ``threads`` sets torch's intra-op threads for the run (on a CPU shared with other jobs, 1 is
-    faster: small reductions otherwise wait for a descheduled second thread).
+    faster: small reductions otherwise wait for a descheduled second thread); ``lam_warmup_epochs``
+    ramps λ of the C³ rows and AugMix's JSD weight in linearly over that many epochs.
     """
     from c3_core.evaluation.output import OutputError
     from c3_core.experiments.context import ExperimentInputError
@@ -261,7 +265,8 @@ def experiment_command(
     from c3_core.plugins.host import PluginHost
 
     try:
-        size = choose_size(quick=quick, full=full, seeds=seeds, device=device, powered=powered)
+        size = choose_size(quick=quick, full=full, seeds=seeds, device=device, powered=powered,
+                           lam_warmup_epochs=lam_warmup_epochs)
         left_out = dict(size.left_out or {}) if rows is None else {}
         chosen_rows = rows_by_key(rows if rows is not None or not left_out
                                   else [r.key for r in rows_by_key() if r.key not in left_out])
@@ -277,7 +282,7 @@ def experiment_command(
             echo(f"error: --device {size.device}: no CUDA device here (the --full size is meant for a GPU; "
                  "add --device cpu to run it on the CPU anyway)")
             return EXIT_USAGE
-    command = _canonical_command(modalities, seeds, full, quick, out, results, device, threads, powered)
+    command = _canonical_command(modalities, seeds, full, quick, out, results, device, threads, powered, lam_warmup_epochs)
     config = ExperimentConfig(
         size, Path(out), Path(results) if results else Path(out) / "results.md",
         tuple(modalities) if modalities else None, chosen_rows, command,
@@ -329,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--rows", default=None, help="comma-separated row keys (default: all)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch intra-op threads (default: torch's; 1 is faster on a CPU shared with other jobs)")
+    p.add_argument("--lam-warmup-epochs", type=float, default=None,
+                   help="ramp λ of the C³ rows and AugMix's JSD weight in over this many epochs (default: the size's, 0)")
     p.add_argument("--render-only", action="store_true",
                    help="only rewrite the results file from OUT/experiment.json of a finished experiment")
     a = p.parse_args(argv)
@@ -346,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return experiment_command(
         modalities=a.modalities, seeds=a.seeds, full=a.full, out=a.out, results=a.results, device=a.device,
         quick=a.quick, rows=a.rows.split(",") if a.rows else None, threads=a.threads, powered=a.powered,
+        lam_warmup_epochs=a.lam_warmup_epochs,
     )
 
 

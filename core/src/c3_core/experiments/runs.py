@@ -78,7 +78,8 @@ def train_row(
         return weights
     nb = None
     options = TrainOptions(
-        epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, seed=seed, **row.train_options(budget.lam)
+        epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, seed=seed,
+        lam_warmup_epochs=budget.lam_warmup_epochs, **row.train_options(budget.lam),
     )
     if options.lam > 0:
         from c3_core.neighbourhood import Neighbourhood

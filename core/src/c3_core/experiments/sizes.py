@@ -32,6 +32,8 @@ class Budget:
         tta_views: augmented views averaged by the TTA row.
         n_boot: bootstrap replicates of the seed-0 confidence intervals.
         lam: consistency weight λ of the C³ rows.
+        lam_warmup_epochs: epochs over which λ (C³ rows) and AugMix's JSD weight ramp linearly
+            from 0 to their value (0: full weight from the first step).
         init: starting weights of every row: ``"demo"`` (fine-tune the plugin's demo reference
             model, trained on the same train split) or None (random initialisation, seeded).
     """
@@ -47,11 +49,14 @@ class Budget:
     n_boot: int = 200
     lam: float = 1.0
     init: str | None = "demo"
+    lam_warmup_epochs: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "k_train", "k_eval", "tta_views", "n_boot"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"budget: {name} must be >= 1, got {getattr(self, name)}")
+        if not float(self.lam_warmup_epochs) >= 0.0:
+            raise ValueError(f"budget: lam_warmup_epochs must be >= 0, got {self.lam_warmup_epochs}")
         for name in ("train_cases", "test_cases"):
             v = getattr(self, name)
             if v is not None and int(v) < 1:
@@ -126,9 +131,11 @@ SIZES: Mapping[str, Size] = {"quick": QUICK, "default": DEFAULT, "powered": POWE
 
 
 def choose_size(
-    *, quick: bool, full: bool, seeds: int | None = None, device: str | None = None, powered: bool = False
+    *, quick: bool, full: bool, seeds: int | None = None, device: str | None = None, powered: bool = False,
+    lam_warmup_epochs: float | None = None,
 ) -> Size:
-    """The size the command's flags ask for (``--quick``, ``--powered`` and ``--full`` exclude each other)."""
+    """The size the command's flags ask for (``--quick``, ``--powered`` and ``--full`` exclude each other);
+    ``lam_warmup_epochs`` replaces the size's warm-up of the consistency terms."""
     if sum((quick, full, powered)) > 1:
         raise ValueError("--quick, --powered and --full exclude each other")
     size = QUICK if quick else FULL if full else POWERED if powered else DEFAULT
@@ -138,4 +145,8 @@ def choose_size(
         size = replace(size, seeds=int(seeds))
     if device is not None:
         size = replace(size, device=device)
+    if lam_warmup_epochs is not None:
+        if not float(lam_warmup_epochs) >= 0.0:
+            raise ValueError(f"--lam-warmup-epochs must be >= 0, got {lam_warmup_epochs}")
+        size = replace(size, base=replace(size.base, lam_warmup_epochs=float(lam_warmup_epochs)))
     return size

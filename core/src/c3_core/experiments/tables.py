@@ -200,7 +200,9 @@ def render(
             f"- Cohort `{ctx['dataset']}`: {ctx['n_train']} training cases, {ctx['n_test']} test cases "
             f"(split `{ctx['in_domain_split']}`); model `{ctx['model']}`"
             + (" fine-tuned from its demo reference weights" if b.get("init") == "demo" else " from a seeded random init")
-            + f"; {b['epochs']} epoch{'s' if b['epochs'] != 1 else ''}, batch {b['batch_size']}, lr {b['lr']:g}, λ = {b['lam']:g}, K = {b['k_train']} in training.",
+            + f"; {b['epochs']} epoch{'s' if b['epochs'] != 1 else ''}, batch {b['batch_size']}, lr {b['lr']:g}, λ = {b['lam']:g}"
+            + (f" (λ and AugMix's JSD weight ramped in over {b['lam_warmup_epochs']:g} epochs)" if b.get("lam_warmup_epochs") else "")
+            + f", K = {b['k_train']} in training.",
             f"- Held-out shift ({shift['name']}): {steps}. {shift['why']}."
             + (f" {ctx['shift_operator_rejections']} shifted cases were flagged by an operator check and kept."
                if ctx.get("shift_operator_rejections") else ""),

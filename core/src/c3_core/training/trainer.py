@@ -190,6 +190,8 @@ class Trainer:
             options.lam, options.lam_shape,  # type: ignore[arg-type]
             round(options.lam_warmup_epochs * self.steps_per_epoch),
         )
+        # AugMix's JSD term ramps in over the same warm-up (a factor 0 -> 1; constant 1 without one)
+        self.jsd_ramp = LambdaSchedule(1.0, options.lam_shape, round(options.lam_warmup_epochs * self.steps_per_epoch))  # type: ignore[arg-type]
         net = bundle.network.to(self.device)
         if self.group.world > 1 and self.device.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -271,7 +273,7 @@ class Trainer:
             from c3_core.training.baselines import jensen_shannon_consistency
 
             jsd = jensen_shannon_consistency(out_ref, logits[b : 2 * b], logits[2 * b : 3 * b], self.bundle.task)
-            total = total + o.jsd_weight * jsd
+            total = total + o.jsd_weight * self.jsd_ramp(self.state.global_step) * jsd
         cons = torch.zeros((), device=self.device)
         if cf_images is not None:
             out_cf = logits[len(logits) - n_admitted :] if n_admitted else logits[:0]
