@@ -19,6 +19,7 @@ ROOT = Path(__file__).parent
 TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6", "scipy>=1.10"]
 BENCH_TOOLS = ["monai>=1.3", "torchio>=0.19", "albumentations>=2", "imagecorruptions>=1.1", "setuptools<81", "medmnistc>=0.1"]  # the reference implementations the benchmarks compare against (imagecorruptions imports pkg_resources)
+BENCH_VALUE_OPTIONS = ("--device", "--sizes", "--k", "--batch-size", "--repeats", "--only", "--modality")  # bench options taking a value
 PACKAGES = {
     "core": "core",
     "cxr": "plugins/cxr",
@@ -113,13 +114,21 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks that print ratios measured side by side in one run.
 
-    ``nox -s bench -- mri`` runs only the scripts whose path contains ``mri``; ``--quick`` after
-    the words is passed to every script (a smoke run on tiny inputs).
+    ``nox -s bench -- mri`` runs only the scripts whose path contains ``mri``; options after
+    the words are passed to every script: ``--quick`` (a smoke run on tiny inputs), ``--device
+    cuda`` (every script takes ``--device``).
     """
     _install(session, "core", *[d for k, d in PACKAGES.items() if k != "core" and (ROOT / d).exists()])
     session.install(*BENCH_TOOLS)
-    words = [a for a in session.posargs if not a.startswith("-")]
-    flags = [a for a in session.posargs if a.startswith("-")]
+    words, flags, args = [], [], list(session.posargs)
+    while args:  # an option's value travels with it: `-- evaluation --device cuda` picks no script "cuda"
+        a = args.pop(0)
+        if not a.startswith("-"):
+            words.append(a)
+            continue
+        flags.append(a)
+        if a in BENCH_VALUE_OPTIONS and args:
+            flags.append(args.pop(0))
     scripts = [s for s in sorted(ROOT.glob("**/bench/bench_*.py")) if ".nox" not in s.parts and ".venv" not in s.parts]
     chosen = [s for s in scripts if not words or any(w in str(s.relative_to(ROOT)) for w in words)]
     if not chosen:

@@ -37,10 +37,10 @@ from typing import Any
 
 import torch
 
-from c3_core.batch import Batch
+from c3_core.batch import Batch, _CheckedSpacing
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
-from c3_core.seeding import derive_seed, uniform
+from c3_core.seeding import derive_seeds
 from c3_core.truth import plan_changes, unknown_like
 
 if sys.version_info >= (3, 11):
@@ -326,31 +326,54 @@ class Neighbourhood:
             op.check_input(batch)
 
     # -- planning -------------------------------------------------------------------------
-    def _severity(self, step: StepSpec, op: Operator[Any], g: torch.Generator) -> float:
-        if step.levels:
-            i = int(torch.randint(0, len(step.levels), (1,), generator=g).item())
-            return step.levels[i]
-        if step.low is not None:
-            return uniform(g, step.low, step.high)  # type: ignore[arg-type]
-        if op.severity.levels:
-            i = int(torch.randint(0, len(op.severity.levels), (1,), generator=g).item())
-            return op.severity.levels[i]
-        return uniform(g, op.severity.identity, op.severity.extreme)
+    def _member_steps(self) -> list[list[tuple[StepSpec, Operator[Any], tuple[float, ...], float | None, float | None]]]:
+        """Per member, per step: (step spec, operator, levels, low, high), resolved once. A step's
+        severity is one of ``levels`` (the step's, else the operator's), drawn uniformly, or with
+        no levels a uniform draw on [low, high) (the step's range, else identity to extreme)."""
+        cached = self.__dict__.get("_member_steps_cache")
+        if cached is None or cached[0] is not self.spec.members:
+            table = []
+            for member, chain in zip(self.spec.members, self._ops):
+                rows = []
+                for step, op in zip(member.steps, chain):
+                    if step.levels:
+                        rows.append((step, op, tuple(step.levels), None, None))
+                    elif step.low is not None:
+                        rows.append((step, op, (), step.low, step.high))
+                    elif op.severity.levels:
+                        rows.append((step, op, tuple(op.severity.levels), None, None))
+                    else:
+                        rows.append((step, op, (), op.severity.identity, op.severity.extreme))
+                table.append(rows)
+            cached = (self.spec.members, table)
+            self.__dict__["_member_steps_cache"] = cached
+        return cached[1]
 
     def plan_case(self, batch: Batch, index: int) -> list[Plan]:
         """The K plans of case ``index``: a pure function of (spec seed, exam id, k)."""
         info = batch.case_info(index)
         plans = []
-        g = torch.Generator()  # one per case, reseeded per counterfactual: manual_seed resets the whole
-        for k in range(self.spec.k):  # state (and any cached normal), so each draw is as from a fresh one
-            seed = derive_seed(self.spec.seed, info.exam_id, k)
+        members = self._member_steps()
+        cum, last = self._cum_weights_list, len(self._ops) - 1
+        # one generator per case, reseeded per counterfactual: manual_seed resets the whole state
+        # (and any cached normal), so each draw is as from a fresh one. The draws write into
+        # scalar tensors made once per case: ``t.uniform_(0, 1, generator=g)`` and
+        # ``t.random_(0, n, generator=g)`` are what ``torch.rand`` and ``torch.randint`` run on a
+        # new tensor, so the values are theirs
+        g = torch.Generator()
+        u64 = torch.empty((), dtype=torch.float64, device="cpu")
+        u = torch.empty((), device="cpu")  # the default dtype, as torch.rand in seeding.uniform
+        pick = torch.empty((1,), dtype=torch.long, device="cpu")
+        for k, seed in enumerate(derive_seeds(self.spec.seed, info.exam_id, self.spec.k)):
             g.manual_seed(seed)
-            u = float(torch.rand((), generator=g, dtype=torch.float64))
             # == torch.searchsorted(cum_weights, u, right=True) on the same float64 values
-            member = min(bisect.bisect_right(self._cum_weights_list, u), len(self._ops) - 1)
+            member = min(bisect.bisect_right(cum, u64.uniform_(0, 1, generator=g).item()), last)
             steps = []
-            for step_spec, op in zip(self.spec.members[member].steps, self._ops[member]):
-                sev = self._severity(step_spec, op, g)
+            for step_spec, op, levels, low, high in members[member]:
+                if levels:
+                    sev = levels[int(pick.random_(0, len(levels), generator=g).item())]
+                else:  # seeding.uniform's arithmetic on the same draw
+                    sev = low + (high - low) * float(u.uniform_(0, 1, generator=g).item())  # type: ignore[operator]
                 params = op.sample_params(info, g, sev)
                 steps.append(PlannedStep(op, sev, params, dict(step_spec.options)))
             plans.append(Plan(info.exam_id, k, member, seed, tuple(steps)))
@@ -366,8 +389,11 @@ class Neighbourhood:
         flat = [p for case in plans for p in case]
         if any(len(case) != k for case in plans):
             raise ValueError("every case must have the same number of plans")
-        original = batch.repeat_interleave(k)
-        return apply_plans(original, flat)
+        if k == 0 or not all(p.steps for p in flat):
+            return apply_plans(batch.repeat_interleave(k), flat)
+        # every row is written by its first step, which reads the row from ``batch``: the K copies
+        # of each image are never made, and the repeated buffers are this call's own (no clone)
+        return _apply_plans(_repeated_without_pixels(batch, k), flat, source=batch, k=k)
 
     def draw(self, batch: Batch) -> tuple[Batch, list[list[Plan]], list[list[str | None]]]:
         """Plan and realise: ``(counterfactuals (B*K rows), plans (B x K), rejections (B x K))``."""
@@ -375,6 +401,28 @@ class Neighbourhood:
         cf, rejections = self.realise(batch, plans)
         k = self.spec.k
         return cf, plans, [rejections[i * k : (i + 1) * k] for i in range(batch.size)]  # type: ignore[misc]
+
+
+def _repeated_without_pixels(batch: Batch, k: int) -> Batch:
+    """``batch.repeat_interleave(k)`` with an uninitialised image (label, mask, extras, ids and
+    spacing repeated as there): for :func:`_apply_plans` with ``source=batch``, which writes every row."""
+    idx = torch.arange(batch.size, device=batch.image.device).repeat_interleave(k)
+    return Batch(
+        image=torch.empty((batch.size * k, *batch.image.shape[1:]), dtype=batch.image.dtype, device=batch.image.device),
+        exam_ids=tuple(e for e in batch.exam_ids for _ in range(k)),
+        modality=batch.modality,
+        domain=batch.domain,
+        spacing=_CheckedSpacing(s for s in batch.spacing for _ in range(k)),
+        label=None if batch.label is None else batch.label.index_select(0, idx.to(batch.label.device)),
+        mask=None if batch.mask is None else batch.mask.index_select(0, idx),
+        extras={key: v.index_select(0, idx.to(v.device)) for key, v in batch.extras.items()},
+    )
+
+
+def _group_key(step: PlannedStep) -> tuple[str, str]:
+    """Steps that run as one batch: same operator id and same options."""
+    options = step.options
+    return step.operator.id, repr(sorted(options.items())) if options else "[]"
 
 
 def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str | None]]:
@@ -386,12 +434,25 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
     indices), so no row carries the original's value for something its edit changed. Each step
     sees the mask and label the previous steps left.
     """
+    return _apply_plans(original, plans)
+
+
+def _apply_plans(
+    original: Batch, plans: Sequence[Plan], *, source: Batch | None = None, k: int = 1
+) -> tuple[Batch, list[str | None]]:
+    """:func:`apply_plans`. With ``source``, ``original`` is ``source.repeat_interleave(k)`` whose
+    buffers belong to this call (they are updated in place, not cloned) and whose image need not
+    hold pixels: the first step reads row r from row r // k of ``source`` (the same values) and
+    every plan has a first step, so every row of the image is written."""
     if len(plans) != original.size:
         raise ValueError(f"{len(plans)} plans for {original.size} rows")
-    image = original.image.clone()
-    mask = None if original.mask is None else original.mask.clone()
-    label = None if original.label is None else original.label.clone()
-    extras = {k: v.clone() for k, v in original.extras.items()}
+    if source is None:
+        image = original.image.clone()
+        mask = None if original.mask is None else original.mask.clone()
+        label = None if original.label is None else original.label.clone()
+        extras = {key: v.clone() for key, v in original.extras.items()}
+    else:
+        image, mask, label, extras = original.image, original.mask, original.label, dict(original.extras)
     reasons: list[str | None] = [None] * len(plans)
     depth = max((len(p.steps) for p in plans), default=0)
     current = original
@@ -399,11 +460,10 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
         groups: dict[tuple[str, str], list[int]] = {}
         for r, plan in enumerate(plans):
             if s < len(plan.steps):
-                op = plan.steps[s].operator
-                groups.setdefault((op.id, repr(sorted(plan.steps[s].options.items()))), []).append(r)
+                groups.setdefault(_group_key(plan.steps[s]), []).append(r)
         for rows in groups.values():
             op = plans[rows[0]].steps[s].operator
-            sub = current.select(rows)
+            sub = source.select([r // k for r in rows]) if source is not None and s == 0 else current.select(rows)
             params = [plans[r].steps[s].params for r in rows]
             out = op.apply(sub, params)
             for r, why in zip(rows, op.check(sub, out, params)):

@@ -24,7 +24,12 @@ def params_from_dict(params_type: type, data: dict[str, Any]) -> Any:
     return params_type(**{k: _tuplify(v) for k, v in data.items()})
 
 
+_SCALARS = frozenset({float, int, str, bool, type(None)})
+
+
 def _jsonable(value: Any) -> Any:
+    if type(value) in _SCALARS:  # the common case, returned as below
+        return value
     if isinstance(value, tuple | list):
         return [_jsonable(v) for v in value]
     if isinstance(value, float | int | str | bool) or value is None:

@@ -12,10 +12,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from c3_core._jsonenc import dumps_sorted
 from c3_core.batch import Batch
 from c3_core.gate import ClassificationGate, GateDecision, SegmentationGate
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Plan
+from c3_core.provenance import params_to_dict
 from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
 
 
@@ -172,18 +174,22 @@ def score_batch(
     label_l = batch.label.tolist() if task != "segmentation" else None  # type: ignore[union-attr]
 
     ids = list(written_ids) if written_ids is not None else list(batch.exam_ids)
+    class_keys = [f"prob_{name}" for name in bundle.class_names] if probs_l is not None else []
     case_rows: list[dict[str, Any]] = []
     cf_rows: list[dict[str, Any]] = []
     for i in range(b):
         n_adm = int(n_adm_l[i])
         worst = int(worst_l[i])
+        exam = ids[i]
+        # each plan's label and provenance record, built once (the worst plan's label is one of them)
+        records = [_provenance_record(plan, exam) for plan in plans[i]]
         worst_plan = plans[i][worst] if worst >= 0 else None
         row: dict[str, Any] = {
-            "exam_id": ids[i],
+            "exam_id": exam,
             "score": score_l[i],
             "utility": util_l[i],
             "worst_k": worst,
-            "worst_ops": worst_plan.provenance().label if worst_plan else "original",
+            "worst_ops": records[worst][0] if worst_plan else "original",
             "worst_operator": worst_plan.steps[0].operator.id if worst_plan else "",
             "worst_severity": float(worst_plan.steps[0].severity) if worst_plan else 0.0,
             "n_counterfactuals": k,
@@ -202,29 +208,47 @@ def score_batch(
             row["label"] = [None if not math.isfinite(v) else float(v) for v in label_l[i]]  # type: ignore[index]
             row["pred"] = [int(v) for v in pred_l[i]]  # type: ignore[index]
         if probs_l is not None:
-            for c, name in enumerate(bundle.class_names):
-                row[f"prob_{name}"] = probs_l[i][c]
+            probs_i = probs_l[i]
+            for c, key in enumerate(class_keys):
+                row[key] = probs_i[c]
         case_rows.append(row)
+        adm_i, reasons_i, stat_i, score_cf_i, drop_i, same_i = (
+            adm_l[i], decision.reasons[i], stat_l[i], score_cf_l[i], drop_l[i], same_l[i])
         for j in range(k):
-            prov = plans[i][j].provenance()
+            ops, first_op, first_severity, provenance = records[j]
             cf_rows.append(
                 {
-                    "exam_id": ids[i],
+                    "exam_id": exam,
                     "k": j,
-                    "ops": prov.label,
-                    "operator": prov.steps[0].op_id,
-                    "severity": prov.steps[0].severity,
-                    "admitted": bool(adm_l[i][j]),
-                    "reason": decision.reasons[i][j] or "",
-                    "gate_statistic": float(stat_l[i][j]),
-                    "score": score_cf_l[i][j],
-                    "score_drop": drop_l[i][j],
-                    "flipped": not same_l[i][j],
-                    "provenance": json.dumps(prov.to_dict() | {"exam_id": ids[i]}, sort_keys=True),
+                    "ops": ops,
+                    "operator": first_op,
+                    "severity": first_severity,
+                    "admitted": bool(adm_i[j]),
+                    "reason": reasons_i[j] or "",
+                    "gate_statistic": float(stat_i[j]),
+                    "score": score_cf_i[j],
+                    "score_drop": drop_i[j],
+                    "flipped": not same_i[j],
+                    "provenance": provenance,
                 }
             )
     raw = {"probs": probs.cpu(), "pred": pred.cpu(), "score": score.cpu(), "utility": util.utility.cpu()}
     return case_rows, cf_rows, raw
+
+
+def _provenance_record(plan: Plan, written_id: str) -> tuple[str, str, float, str]:
+    """(label, first operator id, first severity, provenance JSON naming the exam ``written_id``)
+    of one plan: the values ``plan.provenance()`` gives (``.label``, ``.steps[0]``,
+    ``json.dumps(.to_dict() | {"exam_id": written_id}, sort_keys=True)``), without building the
+    Provenance and Step objects (one per counterfactual, used once)."""
+    steps = [
+        {"op_id": s.operator.id, "op_version": s.operator.version, "severity": s.severity,
+         "params": params_to_dict(s.params), "options": dict(s.options)}
+        for s in plan.steps
+    ]
+    record = {"exam_id": written_id, "index": plan.index, "member": plan.member, "seed": plan.seed, "steps": steps}
+    label = " + ".join(f"{s['op_id']}@{s['severity']:g}" for s in steps)
+    return label, steps[0]["op_id"], steps[0]["severity"], dumps_sorted(record)
 
 
 def _counterfactual_truth(task: str, batch: Batch, cf: Batch, k: int) -> tuple[Batch, list[bool]]:
@@ -235,23 +259,27 @@ def _counterfactual_truth(task: str, batch: Batch, cf: Batch, k: int) -> tuple[B
     only so the score stays finite; such counterfactuals never enter the utility."""
     from c3_core.truth import label_known, mask_known
 
-    base = batch.repeat_interleave(k)
-    n = base.size
+    # the originals' truth, row i*k+j from case i (as batch.repeat_interleave(k) holds it); the
+    # returned batch carries the counterfactuals' pixels, which no score reads
+    rep = torch.arange(batch.size, device=batch.image.device).repeat_interleave(k)
+    base_label = None if batch.label is None else batch.label.index_select(0, rep.to(batch.label.device))
+    base_mask = None if batch.mask is None else batch.mask.index_select(0, rep)
+    n = batch.size * k
     unknown = torch.zeros(n, dtype=torch.bool)
-    label, mask = base.label, base.mask
-    if task == "segmentation" and cf.mask is not None and base.mask is not None and cf.mask.shape == base.mask.shape:
+    label, mask = base_label, base_mask
+    if task == "segmentation" and cf.mask is not None and base_mask is not None and cf.mask.shape == base_mask.shape:
         known = mask_known(cf.mask)  # (N, M): channels that describe the edited image
         unknown |= ~known.all(1).cpu()
-        mask = torch.where(known.view(*known.shape, *[1] * (cf.mask.ndim - 2)), cf.mask, base.mask)
-    if task != "segmentation" and cf.label is not None and base.label is not None and cf.label.shape == base.label.shape:
+        mask = torch.where(known.view(*known.shape, *[1] * (cf.mask.ndim - 2)), cf.mask, base_mask)
+    if task != "segmentation" and cf.label is not None and base_label is not None and cf.label.shape == base_label.shape:
         known = label_known(cf.label)
         if task == "multiclass":
             unknown |= ~known.cpu()
-            label = torch.where(known, cf.label, base.label)
+            label = torch.where(known, cf.label, base_label)
         else:  # multi-label: an unknown finding is ignored (NaN), like an uncertain one
-            unknown |= (~known.any(1) & label_known(base.label).any(1)).cpu()
-            label = torch.where(known.any(1, keepdim=True), cf.label, base.label)
-    return base.replace(label=label, mask=mask), unknown.tolist()
+            unknown |= (~known.any(1) & label_known(base_label).any(1)).cpu()
+            label = torch.where(known.any(1, keepdim=True), cf.label, base_label)
+    return cf.replace(label=label, mask=mask), unknown.tolist()
 
 
 def gate_counterfactuals(

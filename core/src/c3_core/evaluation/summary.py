@@ -84,15 +84,53 @@ def segmentation_case_metrics(probs: Tensor, batch: Batch, threshold: float) -> 
 Outcome = tuple[str, float, bool, float, bool, str]  # operator, severity, admitted, score_drop, flipped, reason
 
 
-def _severity_edges(outcomes: Iterable[Outcome]) -> dict[str, tuple[list[float], bool]]:
+class _OperatorOutcomes:
+    """One operator's counterfactuals in stream order: severity and score drop (float64), admitted
+    and flipped (one byte each)."""
+
+    __slots__ = ("severity", "drop", "admitted", "flipped")
+
+    def __init__(self) -> None:
+        self.severity, self.drop = array("d"), array("d")
+        self.admitted, self.flipped = bytearray(), bytearray()
+
+
+class _GateCounts:
+    """Counterfactuals drawn and admitted, and rejections per reason (its first word)."""
+
+    def __init__(self) -> None:
+        self.n = self.admitted = 0
+        self.reasons: dict[str, int] = defaultdict(int)
+
+
+def _collect(outcomes: Iterable[Outcome], gate: _GateCounts) -> dict[str, _OperatorOutcomes]:
+    """One pass over the counterfactuals (SQLite extracting each field from a row's JSON is the
+    cost): per operator, in order of first appearance, what the severity response needs; the
+    gate's decisions counted into ``gate``. Memory: two floats and two bytes per counterfactual."""
+    by_op: dict[str, _OperatorOutcomes] = defaultdict(_OperatorOutcomes)
+    reasons, n, admitted = gate.reasons, 0, 0
+    for op, sev, adm, drop, flipped, reason in outcomes:
+        o = by_op[op]
+        o.severity.append(sev)
+        o.drop.append(drop)
+        o.admitted.append(1 if adm else 0)
+        o.flipped.append(1 if flipped else 0)
+        n += 1
+        if adm:
+            admitted += 1
+        else:
+            reasons[reason.split(" ")[0] if reason else "unspecified"] += 1
+    gate.n += n
+    gate.admitted += admitted
+    return by_op
+
+
+def _severity_edges(by_op: dict[str, _OperatorOutcomes]) -> dict[str, tuple[list[float], bool]]:
     """Per operator, the bin of a severity: its level when the operator has at most 6 distinct
     levels, else its quintile (inner quantile edges, right-closed bins)."""
-    sev_by_op: dict[str, array] = defaultdict(lambda: array("d"))
-    for op, sev, *_ in outcomes:
-        sev_by_op[op].append(sev)
     edges: dict[str, tuple[list[float], bool]] = {}
-    for op, values in sev_by_op.items():
-        sev = torch.tensor(values, dtype=torch.float64)
+    for op, o in by_op.items():
+        sev = torch.tensor(o.severity, dtype=torch.float64)
         levels = torch.unique(sev)
         if len(levels) > 6:
             edges[op] = (torch.quantile(sev, torch.linspace(0, 1, 6, dtype=torch.float64))[1:-1].tolist(), True)
@@ -101,19 +139,22 @@ def _severity_edges(outcomes: Iterable[Outcome]) -> dict[str, tuple[list[float],
     return edges
 
 
-def _severity_sums(outcomes: Iterable[Outcome], edges: dict[str, tuple[list[float], bool]]) -> dict[str, dict[int, list[float]]]:
-    """Per operator and bin: n, severity sum, admitted, score-drop sum, flips (over admitted)."""
+def _severity_sums(by_op: dict[str, _OperatorOutcomes], edges: dict[str, tuple[list[float], bool]]) -> dict[str, dict[int, list[float]]]:
+    """Per operator and bin: n, severity sum, admitted, score-drop sum, flips (over admitted); each
+    bin adds its counterfactuals in the order of the store."""
     acc: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(lambda: [0, 0.0, 0, 0.0, 0]))
-    for op, sev, admitted, drop, flipped, _reason in outcomes:
+    for op, o in by_op.items():
         e, quantiles = edges[op]
-        b = bisect.bisect_right(e, sev) if quantiles else bisect.bisect_left(e, sev)
-        a = acc[op][b]
-        a[0] += 1
-        a[1] += sev
-        if admitted:
-            a[2] += 1
-            a[3] += drop
-            a[4] += int(flipped)
+        place = bisect.bisect_right if quantiles else bisect.bisect_left
+        bins = acc[op]
+        for sev, drop, admitted, flipped in zip(o.severity, o.drop, o.admitted, o.flipped):
+            a = bins[place(e, sev)]
+            a[0] += 1
+            a[1] += sev
+            if admitted:
+                a[2] += 1
+                a[3] += drop
+                a[4] += flipped
     return acc
 
 
@@ -128,13 +169,9 @@ def _severity_point(a: list[float]) -> dict[str, float | None]:
     }
 
 
-def _severity_response(outcomes: Callable[[], Iterable[Outcome]], why: Reasons) -> dict[str, list[dict[str, float | None]]]:
-    """Per operator: mean score drop, flip and admission rate per severity level (or quintile).
-
-    Two streaming passes over the counterfactuals (severities first, to place the bin edges; then
-    the sums per bin), so memory holds one float per counterfactual, not its row.
-    """
-    acc = _severity_sums(outcomes(), _severity_edges(outcomes()))
+def _severity_response(by_op: dict[str, _OperatorOutcomes], why: Reasons) -> dict[str, list[dict[str, float | None]]]:
+    """Per operator: mean score drop, flip and admission rate per severity level (or quintile)."""
+    acc = _severity_sums(by_op, _severity_edges(by_op))
     curves: dict[str, list[dict[str, float | None]]] = {}
     for op in sorted(acc):
         points = sorted((_severity_point(a) for _, a in sorted(acc[op].items())), key=lambda p: p["severity"])
@@ -147,15 +184,8 @@ def _severity_response(outcomes: Callable[[], Iterable[Outcome]], why: Reasons) 
     return curves
 
 
-def _gate_stats(outcomes: Iterable[Outcome], why: Reasons) -> dict[str, Any]:
-    reasons: dict[str, int] = defaultdict(int)
-    n = admitted = 0
-    for _op, _sev, adm, _drop, _flip, reason in outcomes:
-        n += 1
-        if adm:
-            admitted += 1
-        else:
-            reasons[reason.split(" ")[0] if reason else "unspecified"] += 1
+def _gate_stats(counts: _GateCounts, why: Reasons) -> dict[str, Any]:
+    reasons, n, admitted = counts.reasons, counts.n, counts.admitted
     rate = why.compute(("gate", "admission_rate"),
                        lambda: ratio(admitted, n, "the admission rate", "no counterfactual was drawn"))
     return {"counterfactuals": n, "admitted": admitted, "admission_rate": rate, "rejections": dict(reasons)}
@@ -217,8 +247,9 @@ def summarise(
     """The modality summary: task metrics on originals plus neighbourhood robustness metrics.
 
     Computed from the per-case table alone, streamed once (``cases``, in dataset order) plus
-    two passes over the counterfactual outcomes, so a merged (sharded) or resumed table gives
-    exactly the numbers of one uninterrupted run, and memory holds a few numbers per case.
+    one pass over the counterfactual outcomes, so a merged (sharded) or resumed table gives
+    exactly the numbers of one uninterrupted run, and memory holds a few numbers per case
+    (two floats and two bytes per counterfactual).
     Undefined metrics are None with their reasons under ``"undefined"``; raises ValueError
     only when there is no case at all.
     """
@@ -229,6 +260,8 @@ def summarise(
     why = Reasons()
     util = torch.tensor(columns["utility"], dtype=torch.float64)
     scores = torch.tensor(columns["score"], dtype=torch.float64)
+    gate_counts = _GateCounts()
+    by_op = _collect(outcomes(), gate_counts)  # the one pass over the counterfactuals
     out: dict[str, Any] = {
         "modality": run.modality,
         "task": run.task,
@@ -240,8 +273,8 @@ def summarise(
         "score_mean": why.compute(("score_mean",), lambda: cohort_mean(scores, "score")),
         "utility": _utility(util, torch.Generator().manual_seed(seed), why),
         **_neighbourhood(columns, why),
-        "gate": _gate_stats(outcomes(), why),
-        "severity_response": _severity_response(outcomes, why),
+        "gate": _gate_stats(gate_counts, why),
+        "severity_response": _severity_response(by_op, why),
         "conventions": {
             "utility": "U(x) = min of the case score over the original and its admitted counterfactuals",
             "flip_rate": "share of cases with >= 1 admitted counterfactual whose prediction differs from the original's",

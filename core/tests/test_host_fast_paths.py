@@ -1,0 +1,95 @@
+"""The host work's shortcuts give the values of the plain code they replace (issue 18): the same
+seeds, draws, JSON text and realised counterfactuals, so no stored result changes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import pytest
+import torch
+
+from c3_core._jsonenc import dumps, dumps_sorted
+from c3_core.provenance import params_to_dict
+from c3_core.seeding import derive_seed, derive_seeds
+
+
+@pytest.mark.parametrize("base", [0, 7, -3, 2**70])
+@pytest.mark.parametrize("key", ["bench-000001", "a'b\"c", "é", 12, None, ("x", 1)])
+def test_derive_seeds_equal_derive_seed(base: int, key: object) -> None:
+    assert derive_seeds(base, key, 9) == [derive_seed(base, key, i) for i in range(9)]
+
+
+def test_json_encoders_write_what_json_dumps_writes() -> None:
+    values = ["x", 'é"\n', 1, 1.5, float("nan"), float("inf"), -0.0, 1e300, 5e-324, 2**70, True, None, [], {},
+              {"b": 1, "a": [1.0, 2, None, "é"], "c": {"z": 0.1, "y": (1, 2)}}, [{"k": {"a": 1}}]]
+    for v in values:
+        assert dumps(v) == json.dumps(v)
+        assert dumps_sorted(v) == json.dumps(v, sort_keys=True)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        dumps({"a": object()})
+
+
+def test_params_to_dict_passes_scalars_and_lists_tuples() -> None:
+    @dataclass(frozen=True)
+    class P:
+        a: float
+        b: tuple[int, ...] = (1, 2)
+
+    assert params_to_dict(P(0.5)) == {"a": 0.5, "b": [1, 2]}
+    assert params_to_dict(P(1.5, (3,))) == {"a": 1.5, "b": [3]}
+    with pytest.raises(TypeError):
+        params_to_dict(object())
+
+
+def test_realise_equals_apply_plans_on_the_repeated_batch() -> None:
+    """realise never makes the K copies of each image; the rows equal apply_plans' on them
+    (a spatial operator with a mask, a composition, an operator-check rejection)."""
+    import toy_plugin
+
+    from c3_core.batch import collate
+    from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, apply_plans
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost(autoload=False, modules={"toy": toy_plugin}).load()
+    spec = NeighbourhoodSpec.from_toml_string(
+        'k = 6\nseed = 3\n[[members]]\nop = "toy.gain"\nlevels = [1.0, 6.0]\n'
+        '[[members]]\nsteps = [ { op = "toy.gain", severity = [0.5, 3.0] }, { op = "toy.noise", severity = [0.05, 0.2] } ]\n'
+        '[[members]]\nop = "toy.shift"\nseverity = 2\n'
+    )
+    nb = Neighbourhood(spec, host.make_operator)
+    ds = toy_plugin.make_dataset(n=5)
+    batch = collate([ds[i] for i in range(5)])
+    plans = nb.plan(batch)
+    cf, reasons = nb.realise(batch, plans)
+    ref, ref_reasons = apply_plans(batch.repeat_interleave(spec.k), [p for case in plans for p in case])
+    assert torch.equal(cf.image, ref.image) and reasons == ref_reasons
+    for a, b in ((cf.mask, ref.mask), (cf.label, ref.label)):
+        assert (a is None and b is None) or torch.equal(a.nan_to_num(-7), b.nan_to_num(-7))
+    assert cf.exam_ids == ref.exam_ids and cf.spacing == ref.spacing
+    assert torch.equal(batch.image, collate([ds[i] for i in range(5)]).image)  # the source is left as it was
+
+
+def test_the_scored_provenance_record_is_the_plans_provenance() -> None:
+    """score_batch writes each counterfactual's provenance without building Provenance objects;
+    the label, first step and JSON text are those of ``plan.provenance()`` (one format, checked)."""
+    import toy_plugin
+
+    from c3_core.batch import collate
+    from c3_core.evaluation.scoring import _provenance_record
+    from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost(autoload=False, modules={"toy": toy_plugin}).load()
+    spec = NeighbourhoodSpec.from_toml_string(
+        'k = 4\nseed = 9\n[[members]]\nop = "toy.gain"\nlevels = [1.0, 6.0]\n'
+        '[[members]]\nsteps = [ { op = "toy.gain", severity = [0.5, 3.0] }, { op = "toy.noise", severity = [0.05, 0.2] } ]\n'
+        '[[members]]\nop = "toy.shift"\nseverity = 2\n'
+    )
+    ds = toy_plugin.make_dataset(n=3)
+    plans = Neighbourhood(spec, host.make_operator).plan(collate([ds[i] for i in range(3)]))
+    for plan in (p for case in plans for p in case):
+        prov = plan.provenance()
+        expected = (prov.label, prov.steps[0].op_id, prov.steps[0].severity,
+                    json.dumps(prov.to_dict() | {"exam_id": "written-id"}, sort_keys=True))  # fmt: skip
+        assert _provenance_record(plan, "written-id") == expected
