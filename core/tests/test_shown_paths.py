@@ -110,3 +110,22 @@ def test_a_budget_field_added_later_reads_as_its_default(tmp_path):
         _check_fingerprint(tmp_path, "m", {"budget": ramped})
     with pytest.raises(ValueError, match="lam-warmup-epochs"):
         choose_size(quick=False, full=False, powered=True, lam_warmup_epochs=-1)
+
+
+def test_a_warmup_budget_trains_with_a_ramp():
+    """``--lam-warmup-epochs`` reaches the trainer as a linear ramp (a constant schedule has none)."""
+    from c3_core.experiments.rows import rows_by_key
+    from c3_core.experiments.runs import row_train_options
+    from c3_core.experiments.sizes import choose_size
+    from c3_core.training.schedule import LambdaSchedule
+
+    plain = choose_size(quick=False, full=False, powered=True).base
+    ramped = choose_size(quick=False, full=False, powered=True, lam_warmup_epochs=2).base
+    rows = {r.key: r for r in rows_by_key(["c3", "augmix"])}
+    c3, augmix = rows["c3"], rows["augmix"]
+    o = row_train_options(c3, ramped, 0)
+    assert (o.lam, o.lam_warmup_epochs, o.lam_shape) == (1.0, 2.0, "linear")
+    assert LambdaSchedule(o.lam, o.lam_shape, 10)(0) == 0.0 and LambdaSchedule(o.lam, o.lam_shape, 10)(5) == 0.5
+    assert row_train_options(augmix, ramped, 1).lam_shape == "linear"
+    o = row_train_options(c3, plain, 0)
+    assert (o.lam_warmup_epochs, o.lam_shape) == (0.0, "constant")

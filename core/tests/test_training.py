@@ -366,6 +366,8 @@ def test_augmix_jsd_weight_ramps_in_with_the_consistency_warmup(warmup: float) -
                            lam_warmup_epochs=warmup, seed=3)  # fmt: skip
     history = Trainer(make_model(), ds, None, options, echo=lambda m: None).fit()
     assert len(history) == 2 and all(h["jsd"] > 0 for h in history)
+    with pytest.raises(ValueError, match="lam-schedule"):  # a constant schedule would ignore the warm-up
+        TrainOptions(augment="augmix", lam_warmup_epochs=2.0)
     ramps = (0.0, 0.5) if warmup else (1.0, 1.0)
     for h, ramp in zip(history, ramps, strict=True):
         assert h["loss"] == pytest.approx(h["supervised"] + options.jsd_weight * ramp * h["jsd"], rel=1e-5, abs=1e-7)

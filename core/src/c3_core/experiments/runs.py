@@ -66,21 +66,30 @@ def fresh_model(ctx: ModalityContext, init: str | None, seed: int) -> ModelBundl
         return ctx.make_model(init)
 
 
+def row_train_options(row: Row, budget: Budget, seed: int) -> Any:
+    """The :class:`~c3_core.training.trainer.TrainOptions` of one row and seed under ``budget``
+    (a warm-up ramps λ and AugMix's JSD weight in linearly)."""
+    from c3_core.training.trainer import TrainOptions
+
+    return TrainOptions(
+        epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, seed=seed,
+        lam_warmup_epochs=budget.lam_warmup_epochs, lam_shape="linear" if budget.lam_warmup_epochs else "constant",
+        **row.train_options(budget.lam),
+    )
+
+
 def train_row(
     ctx: ModalityContext, row: Row, seed: int, budget: Budget, folder: Path, echo: Callable[[str], None]
 ) -> Path:
     """Train (or resume, or reuse) the row's model; returns the weights file."""
     from c3_core.training.checkpoint import save_weights
-    from c3_core.training.trainer import Trainer, TrainOptions
+    from c3_core.training.trainer import Trainer
 
     weights = folder / "model.safetensors"
     if weights.is_file() and (folder / "train.json").is_file():
         return weights
     nb = None
-    options = TrainOptions(
-        epochs=budget.epochs, batch_size=budget.batch_size, lr=budget.lr, seed=seed,
-        lam_warmup_epochs=budget.lam_warmup_epochs, **row.train_options(budget.lam),
-    )
+    options = row_train_options(row, budget, seed)
     if options.lam > 0:
         from c3_core.neighbourhood import Neighbourhood
 

@@ -75,6 +75,8 @@ class TrainOptions:
             raise ValueError(f"--lr must be > 0, got {self.lr}")
         if self.lam_warmup_epochs < 0:
             raise ValueError(f"--lam-warmup-epochs must be >= 0, got {self.lam_warmup_epochs}")
+        if self.lam_warmup_epochs > 0 and self.lam_shape == "constant":  # a constant schedule has no ramp
+            raise ValueError("--lam-warmup-epochs needs --lam-schedule linear or cosine (constant has no warm-up)")
         LambdaSchedule(self.lam, self.lam_shape, 0)  # type: ignore[arg-type]  # validates lam and shape
 
 
