@@ -74,6 +74,28 @@ def test_segcft_objective_matches_its_formula() -> None:
     torch.testing.assert_close(st.segcft_objective(measured, target, u, u_cf, region, 0.7), expected)
 
 
+def test_shifted_target_moves_the_soft_area_by_the_hard_area_to_add() -> None:
+    soft = torch.tensor([[0.30, 0.12], [0.25, 0.10]])  # soft areas: the hard ones plus the sigmoid's tails
+    hard = torch.tensor([[0.24, 0.06], [0.20, 0.05]])
+    target, scale = st.shifted_target(soft, hard, torch.tensor([1, 0]), torch.tensor([1.2, 0.5], dtype=torch.float64))
+    torch.testing.assert_close(target, torch.tensor([[0.30, 0.12 + 0.2 * 0.06], [0.25 - 0.5 * 0.20, 0.10]]))
+    torch.testing.assert_close(scale, torch.tensor([[0.24, 1.2 * 0.06], [0.5 * 0.20, 0.05]]))
+    # the relative error is scaled by the intended hard area; nothing to set (scale 0) counts 0
+    err = st.relative_area_error(torch.tensor([[0.3, 0.2]]), torch.tensor([[0.2, 0.1]]), torch.tensor([[0.5, 0.0]]))
+    torch.testing.assert_close(err, torch.tensor([[0.2, 0.0]]))
+    seg = toy_structure.ThresholdSegmentor(gain=4.0)
+    u, m = toy_structure.disks(3, seed=2)
+    measure = st.segmentor_measure(seg)
+    torch.testing.assert_close(measure.reading(u), m.flatten(2).mean(2))  # the toy threshold is exact
+    assert bool((measure(u) > measure.reading(u) + 0.1).all())  # a soft segmentor's tails: soft >> hard
+    sharp = st.segmentor_measure(seg, 4.0)  # the soft area of sigmoid(4 * logit): closer to the hard one
+    assert bool((sharp(u) - sharp.reading(u)).abs().lt(measure(u) - measure.reading(u)).all())
+    with pytest.raises(ValueError, match="target must be"):
+        st.FineTuneConfig(target="ratio")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="sharpness must be"):
+        st.FineTuneConfig(sharpness=0.0)
+
+
 def test_counterfactual_keeps_the_residual_and_is_identity_at_the_same_condition() -> None:
     cfg = toy_structure.CONFIG
     gen = st.ConditionalVAE(cfg).eval()
@@ -127,6 +149,27 @@ def test_segmentor_guided_fine_tuning_lowers_area_error_and_keeps_abduction(toy_
         assert torch.equal(tuned.abduct(ut), gen.abduct(ut))
         assert not torch.equal(tuned.decode(gen.abduct(ut), ft), gen.decode(gen.abduct(ut), ft))
     assert all(p.requires_grad for p in gen.parameters())  # the original was not modified
+
+
+def test_fine_tuning_sets_the_segmented_area_not_the_soft_area(toy_generator) -> None:  # noqa: ANN001
+    """A shallow segmentor (logit 4 (u - 0.5): the exact mask, but a quarter of a pixel of sigmoid
+    on every background pixel) guides the fine-tuning; the exact segmentor judges. The first
+    version (``ratio`` times the plain soft area) asks the border to move several times too far;
+    the default (the sharpened soft area moved by the area to add or remove) lands near the ratio."""
+    gen, u, m, frac, mean, std = toy_generator
+    shallow = toy_structure.ThresholdSegmentor(gain=4.0)
+    judge = toy_structure.ThresholdSegmentor()
+    ut, mt = toy_structure.disks(48, seed=9)
+    ft = mt.flatten(2).mean(2)
+    kw = dict(structures=("disk",), ratios=(0.8, 1.25), pixel_mm2=0.25, margin_px=2)
+    tune = st.FineTuneConfig(steps=60, batch_size=16, lr=2e-3, margin_px=2)
+    errors = {}
+    for name, cfg in (("default", tune), ("first", st.FineTuneConfig(**{**tune.__dict__, "target": "scale", "sharpness": 1.0}))):
+        measure = st.segmentor_measure(shallow, cfg.sharpness)
+        tuned = st.fine_tune(gen, measure, u, frac, m, mean, std, cfg, torch.Generator().manual_seed(1))
+        errors[name] = st.evaluate_interventions(tuned, judge, ut, ft, mt, mean, std, **kw)[0].mape_percent
+    before = st.evaluate_interventions(gen, judge, ut, ft, mt, mean, std, **kw)[0].mape_percent
+    assert errors["default"] < 0.6 * before and errors["default"] < 0.6 * errors["first"], (before, errors)
 
 
 def test_regressor_guided_baseline_runs_on_the_same_loop(toy_generator) -> None:  # noqa: ANN001

@@ -27,8 +27,8 @@ SIZE = 32
 SPACING = (0.5, 0.5)
 CONFIG = StructureModelConfig(
     size=SIZE, channels=1, structures=1, widths=(8, 16), seg_widths=(4, 8, 8), latent_dim=8,
-    gen_epochs=40, seg_epochs=8, reg_epochs=8, batch_size=16, lr=5e-3,
-)  # fmt: skip
+    gen_epochs=40, seg_epochs=24, reg_epochs=8, batch_size=16, lr=5e-3,
+)  # fmt: skip  # seg_epochs 24: at 8 the segmentor's logits spanned only -1.3..2.3 (no border to set)
 TUNE = FineTuneConfig(steps=40, batch_size=16, lr=2e-3, margin_px=2)
 
 

@@ -8,13 +8,17 @@ The pieces, on a square working grid of ``size`` px (images in model units ``u``
   the abducted exogenous terms of ``u`` — its code ``z`` *and* its reconstruction residual
   ``u - decode(z, c)`` — and changes only the parents: ``u' = u + decode(z, c') - decode(z, c)``,
   so an edit with ``a' = a`` is exactly the identity;
-* a frozen **area measure** ``A(u) -> (B, S)`` area fractions: the soft area (mean sigmoid) of a
-  segmentor's logits (Seg-CFT) or the output of an area regressor (the regressor-guided baseline);
+* a frozen **area measure** ``A(u) -> (B, S)`` area fractions: the soft area
+  ``mean sigmoid(sharpness * logit)`` of a segmentor's logits (Seg-CFT; ``FineTuneConfig.sharpness``,
+  4: a plain sigmoid of a shallow segmentor lets the hard area overshoot) or the output of an area
+  regressor (the regressor-guided baseline);
 * **fine-tuning** of the decoder (the encoder stays frozen, so abduction does not move) on
-  ``L = mean_s |A(u')_s - a'_s| / a'_s + lambda * mean(|u' - u| outside R) + rho * MSE(decode(z, c), u)``,
-  where ``a'`` is ``ratio`` times the measure's own reading of the intervened structure on the
-  original (the other structures keep their reading), and ``R`` is the intervened structure's
-  mask, dilated by ``margin_px`` (the closeness constraint);
+  ``L = mean_s |A(u')_s - a'_s| / h'_s + lambda * mean(|u' - u| outside R) + rho * MSE(decode(z, c), u)``,
+  where ``h'`` is ``ratio`` times the measure's reading of the intervened structure's area on the
+  original (a segmentor: pixels with logit > 0; the other structures keep theirs), ``a'`` the soft
+  area ``A(u)`` with that structure's entry moved by ``h' - h`` (:func:`shifted_target`: the
+  sigmoid's tails off the structure do not scale with it), and ``R`` is the intervened
+  structure's mask, dilated by ``margin_px`` (the closeness constraint);
 * **metrics**: MAPE (percent) and MAE of the area (working-grid px and mm² from the spacing),
   and leakage, the share of ``sum |x' - x|`` that lies outside the dilated structure.
 
@@ -41,6 +45,7 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.editors.nets import init_parameters, model_on_device
 from c3_core.editors.structure_kernels import (
+    SegmentorMeasure,
     dilate,
     from_grid,
     hard_area_px,
@@ -50,6 +55,7 @@ from c3_core.editors.structure_kernels import (
     region_weight,
     relative_area_error,
     segcft_objective,
+    shifted_target,
     soft_area,
     standardise,
     to_grid,
@@ -88,11 +94,11 @@ from c3_core.truth import set_unknown
 
 __all__ = [  # the editor, and every piece this module held before the split (imported from here)
     "AreaMeasure", "AreaParams", "AreaRegressor", "ConditionalVAE", "FineTuneConfig", "InterventionMetrics",
-    "StructureAreaEditor", "StructureModel", "StructureModelConfig", "StructureSegmentor", "area_statistics",
+    "SegmentorMeasure", "StructureAreaEditor", "StructureModel", "StructureModelConfig", "StructureSegmentor", "area_statistics",
     "counterfactual", "dilate", "evaluate_interventions", "fine_tune", "fit_structure_model", "freeze",
     "from_grid", "hard_area_px", "init_parameters", "intervene", "leakage", "mae", "mape", "mask_to_grid",
     "outside_change", "pixel_area_mm2", "region_weight", "regressor_measure", "relative_area_error",
-    "segcft_objective", "segmentor_measure", "soft_area", "standardise", "to_grid", "train_generator",
+    "segcft_objective", "segmentor_measure", "shifted_target", "soft_area", "standardise", "to_grid", "train_generator",
     "train_regressor", "train_segmentor",
 ]  # fmt: skip
 

@@ -74,6 +74,15 @@ def load_area_model(path: str | Path) -> Any:
 
 
 # -- the stages of each family ---------------------------------------------------------------------
+def _tune_fingerprint(tune: Any) -> dict[str, Any]:
+    """The fine-tuning settings as recorded (``target`` only when not the first version's ``"scale"``,
+    so checkpoints written before that option existed still resume)."""
+    out = asdict(tune)
+    if out.get("target") == "scale":
+        del out["target"]
+    return out
+
+
 def _area_plan(cls: Any, size: int | None, epochs: int | None, batch_size: int | None, lr: float | None,
                limit: int | None, g: torch.Generator, device: torch.device) -> tuple[list[Any], Callable[[dict[str, Any]], Any], dict[str, Any], int]:
     from c3_core.editors.nets import built_quietly, init_parameters
@@ -95,7 +104,8 @@ def _area_plan(cls: Any, size: int | None, epochs: int | None, batch_size: int |
     config = replace(config, **over)
     ft = cls.tune_config
     tune = TuneSettings(steps=ft.steps, epochs=min(5, ft.steps), batch_size=ft.batch_size, lr=ft.lr, closeness=ft.closeness,
-                        reconstruction=ft.reconstruction, ratio_low=ft.ratio_low, ratio_high=ft.ratio_high, margin=ft.margin_px)  # fmt: skip
+                        reconstruction=ft.reconstruction, ratio_low=ft.ratio_low, ratio_high=ft.ratio_high, margin=ft.margin_px,
+                        target=ft.target)  # fmt: skip
     u, masks, info = cls.fit_arrays(limit=limit, size=config.size)
     u, masks = u.to(device), masks.float().to(device)
     frac = masks.flatten(2).mean(2)
@@ -106,13 +116,13 @@ def _area_plan(cls: Any, size: int | None, epochs: int | None, batch_size: int |
                                           config.seg_epochs, config.batch_size, config.lr, g)),
         ("gen", lambda d: generator_stage(lambda: built_quietly(lambda: ConditionalVAE(config)), init_parameters, u, (frac - mean) / std,
                                           config.beta, config.gen_epochs, config.batch_size, config.lr, g)),
-        ("tuned", lambda d: fine_tune_stage(d["gen"], segmentor_measure(d["seg"]), u, frac, masks, mean, std, tune, g)),
+        ("tuned", lambda d: fine_tune_stage(d["gen"], segmentor_measure(d["seg"], ft.sharpness), u, frac, masks, mean, std, tune, g)),
     ]  # fmt: skip
 
     def finish(done: dict[str, Any]) -> Any:
         return StructureModel(config, tuple(structures), done["tuned"], done["seg"], mean.cpu(), std.cpu())
 
-    described = {"config": asdict(config), "tune": asdict(tune), **info}
+    described = {"config": asdict(config), "tune": {**_tune_fingerprint(tune), "sharpness": ft.sharpness}, **info}
     return stages, finish, described, int(u.shape[0])
 
 
@@ -136,7 +146,7 @@ def _volume_plan(cls: Any, grid: tuple[int, int, int] | None, epochs: int | None
     def finish(done: dict[str, Any]) -> Any:
         return model_from_stages(done, masks.cpu(), config, structures, cls.min_volume_ml)
 
-    return stages, finish, {"config": config.to_json(), "tune": asdict(tune), **info}, int(u.shape[0])
+    return stages, finish, {"config": config.to_json(), "tune": _tune_fingerprint(tune), **info}, int(u.shape[0])
 
 
 def fit_command(

@@ -8,8 +8,8 @@ from torch import Tensor
 from c3_core.functional.grid import dilate, feather, from_grid, to_grid
 
 __all__ = [
-    "dilate", "from_grid", "hard_area_px", "intervene", "mask_to_grid", "outside_change", "region_weight",
-    "relative_area_error", "segcft_objective", "soft_area", "standardise", "to_grid",
+    "SegmentorMeasure", "dilate", "from_grid", "hard_area_px", "intervene", "mask_to_grid", "outside_change",
+    "region_weight", "relative_area_error", "segcft_objective", "shifted_target", "soft_area", "standardise", "to_grid",
 ]  # fmt: skip
 
 
@@ -40,9 +40,29 @@ def intervene(frac: Tensor, structure: Tensor, ratio: Tensor) -> Tensor:
     return frac * scale
 
 
-def relative_area_error(measured: Tensor, target: Tensor) -> Tensor:
-    """``|measured - target| / target`` elementwise (the Seg-CFT area term); targets must be > 0."""
-    return (measured - target).abs() / target.clamp_min(1e-6)
+def relative_area_error(measured: Tensor, target: Tensor, scale: Tensor | None = None) -> Tensor:
+    """``|measured - target| / scale`` elementwise (the Seg-CFT area term; ``scale`` defaults to
+    ``target``, which must then be > 0); an entry whose ``scale`` is 0 (nothing to set) counts 0."""
+    den = target if scale is None else scale
+    err = (measured - target).abs() / den.clamp_min(1e-6)
+    return err if scale is None else torch.where(scale > 0, err, torch.zeros_like(err))
+
+
+def shifted_target(soft: Tensor, reading: Tensor, structure: Tensor, ratio: Tensor) -> tuple[Tensor, Tensor]:
+    """Seg-CFT target for a segmentor's *soft* area when the area being set is its *hard* one.
+
+    ``soft (B, S)``: the measure's differentiable reading of the originals (mean sigmoid);
+    ``reading (B, S)``: the area it stands for (the fraction of pixels with logit > 0). The soft
+    area also counts the sigmoid's tails off the structure, which an edit of the border barely
+    moves, so ``ratio * soft`` asks the border to move ``soft / reading`` times too far. Here
+    structure ``structure[b]``'s soft area moves by the area to add or remove,
+    ``(ratio[b] - 1) * reading``, the other entries keep theirs. Returns the target and the scale
+    of the relative error, ``intervene(reading, structure, ratio)`` (the intended area).
+    """
+    rows = torch.arange(soft.shape[0], device=soft.device)
+    target = soft.clone()
+    target[rows, structure] = soft[rows, structure] + (ratio.to(soft.dtype) - 1.0) * reading[rows, structure]
+    return target, intervene(reading, structure, ratio)
 
 
 def outside_change(u: Tensor, u_cf: Tensor, region: Tensor) -> Tensor:
@@ -57,7 +77,39 @@ def region_weight(structure: Tensor, region_px: int) -> Tensor:
 
 
 def segcft_objective(
-    measured: Tensor, target: Tensor, u: Tensor, u_cf: Tensor, region: Tensor, closeness: float
+    measured: Tensor,
+    target: Tensor,
+    u: Tensor,
+    u_cf: Tensor,
+    region: Tensor,
+    closeness: float,
+    scale: Tensor | None = None,
 ) -> Tensor:
-    """``mean |A(u') - a'| / a' + closeness * mean |u' - u| outside region`` (a scalar)."""
-    return relative_area_error(measured, target).mean() + closeness * outside_change(u, u_cf, region).mean()
+    """``mean |A(u') - a'| / scale + closeness * mean |u' - u| outside region`` (a scalar; ``scale``
+    defaults to ``a'``, see :func:`relative_area_error`)."""
+    return relative_area_error(measured, target, scale).mean() + closeness * outside_change(u, u_cf, region).mean()
+
+
+class SegmentorMeasure:
+    """The Seg-CFT measure of a frozen segmentor (images ``(B, C, *spatial)`` -> logits): called, its
+    soft size fractions ``(B, S)``, ``mean sigmoid(sharpness * logit)`` (differentiable);
+    :meth:`reading`, the fractions of pixels with logit > 0 — the size that is set and judged.
+
+    ``sharpness`` > 1 narrows the sigmoid around the segmented border: with a segmentor whose
+    logits are shallow, the soft area counts wide tails, and pushing border pixels just past
+    logit 0 flips them while the soft area barely moves, so a soft-area target leaves the hard
+    area free to overshoot (see :func:`shifted_target` for the tails' offset)."""
+
+    def __init__(self, segmentor: torch.nn.Module, sharpness: float = 1.0) -> None:
+        if not (float(sharpness) > 0 and float(sharpness) < float("inf")):
+            raise ValueError(f"sharpness must be a finite number > 0, got {sharpness!r}")
+        self.segmentor = segmentor
+        self.sharpness = float(sharpness)
+
+    def __call__(self, v: Tensor) -> Tensor:
+        logits = self.segmentor(v)
+        return torch.sigmoid(logits if self.sharpness == 1.0 else self.sharpness * logits).flatten(2).mean(2)
+
+    @torch.no_grad()
+    def reading(self, v: Tensor) -> Tensor:
+        return (self.segmentor(v) > 0).flatten(2).to(v.dtype).mean(2)

@@ -12,7 +12,9 @@ the generator's state; ``resume`` continues from such a state to the same bytes 
 The losses are dimension-generic (images ``(N, C, *spatial)``): the segmentor's BCE + soft Dice,
 the conditional VAE's MSE + beta KL, the regressor's scaled MSE and the Seg-CFT objective
 ``mean |A(u') - a'| / a' + closeness * mean |u' - u| outside R + reconstruction * MSE(decode(z, c), u)``
-(see :mod:`c3_core.editors.structure`). Every random draw comes from one ``torch.Generator``.
+(see :mod:`c3_core.editors.structure`; with ``TuneSettings.target == "shift"``, what the 2-D fit
+uses, ``a'`` moves the soft size by ``ratio - 1`` times the segmentor's hard reading instead).
+Every random draw comes from one ``torch.Generator``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from c3_core.editors.fit_checkpoint import FitState
+from c3_core.editors.structure_kernels import SegmentorMeasure, relative_area_error, shifted_target
 from c3_core.editors.volume_structure_kernels import dilate
 
 Measure = Callable[[Tensor], Tensor]  # images -> (B, S) size fractions
@@ -228,7 +231,10 @@ def regressor_stage(
 class TuneSettings:
     """Counterfactual fine-tuning: ``steps`` AdamW steps in ``epochs`` checkpointed chunks, minibatches
     of ``batch_size``; ratios uniform in ``[ratio_low, ratio_high]``; ``closeness`` (lambda),
-    ``reconstruction`` (rho), ``margin`` (dilation of the intervened structure in working-grid voxels)."""
+    ``reconstruction`` (rho), ``margin`` (dilation of the intervened structure in working-grid voxels);
+    ``target``: ``"scale"`` (``ratio`` times the measure's soft size; the 3-D default) or ``"shift"``
+    (the soft size moves by ``ratio - 1`` times the measure's ``reading``, see
+    :func:`~c3_core.editors.structure_kernels.shifted_target`; the 2-D area editors)."""
 
     steps: int = 120
     epochs: int = 4
@@ -239,10 +245,13 @@ class TuneSettings:
     ratio_low: float = 0.7
     ratio_high: float = 1.3
     margin: int = 2
+    target: str = "scale"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio_low <= self.ratio_high:
             raise ValueError(f"need 0 < ratio_low <= ratio_high, got {self.ratio_low}, {self.ratio_high}")
+        if self.target not in ("scale", "shift"):
+            raise ValueError(f"target must be 'scale' or 'shift', got {self.target!r}")
         if self.steps < 1 or self.epochs < 1 or self.batch_size < 1 or self.margin < 0:
             raise ValueError("steps, epochs and batch_size must be >= 1 and margin >= 0")
         if self.closeness < 0 or self.reconstruction < 0:
@@ -274,6 +283,8 @@ def fine_tune_stage(
     with torch.no_grad():
         z_all = torch.cat([tuned.abduct(chunk) for chunk in u.split(16)])
         a_all = torch.cat([measure(chunk) for chunk in u.split(16)])
+        reading = getattr(measure, "reading", None)
+        h_all = a_all if reading is None or cfg.target == "scale" else torch.cat([reading(chunk) for chunk in u.split(16)])
     c_all = (frac - mean) / std
     per_epoch = -(-cfg.steps // cfg.epochs)
     b = min(cfg.batch_size, n)
@@ -293,19 +304,23 @@ def fine_tune_stage(
         c_tgt = (_intervene(frac[idx], s, r) - mean) / std
         recon = tuned.decode(z, c)
         u_cf = x + (tuned.decode(z, c_tgt) - recon)
-        target = _intervene(a_all[idx], s, r)
         region = dilate(masks[idx, s].unsqueeze(1), cfg.margin)
-        rel = ((measure(u_cf) - target).abs() / target.clamp_min(1e-6)).mean()
+        if cfg.target == "shift":
+            target, scale = shifted_target(a_all[idx], h_all[idx], s, r)
+            rel = relative_area_error(measure(u_cf), target, scale).mean()
+        else:
+            target = _intervene(a_all[idx], s, r)
+            rel = ((measure(u_cf) - target).abs() / target.clamp_min(1e-6)).mean()
         outside = ((u_cf - x).abs() * (1.0 - region)).flatten(1).mean(1).mean()
         return rel + cfg.closeness * outside + cfg.reconstruction * F.mse_loss(recon, x)
 
     return Stage(tuned, params, cfg.epochs, batches, loss, cfg.lr, per_epoch)
 
 
-def segmentor_measure(seg: nn.Module) -> Measure:
-    """The Seg-CFT measure: soft size fractions (mean sigmoid) of a frozen segmentor."""
-    freeze(seg)
-    return lambda v: torch.sigmoid(seg(v)).flatten(2).mean(2)
+def segmentor_measure(seg: nn.Module, sharpness: float = 1.0) -> SegmentorMeasure:
+    """The Seg-CFT measure: soft size fractions (mean ``sigmoid(sharpness * logit)``) of a frozen
+    segmentor, with its hard ``reading`` (the fraction of voxels with logit > 0)."""
+    return SegmentorMeasure(freeze(seg), sharpness)
 
 
 def regressor_measure(reg: nn.Module, mean: Tensor, std: Tensor) -> Measure:

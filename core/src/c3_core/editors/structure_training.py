@@ -5,13 +5,21 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
 from torch.nn import functional as F
 
 from c3_core.editors.nets import built_quietly, fit_one_cycle, init_parameters, minibatches, segmentation_loss
-from c3_core.editors.structure_kernels import dilate, intervene, segcft_objective, soft_area, standardise
+from c3_core.editors.structure_kernels import (
+    SegmentorMeasure,
+    dilate,
+    intervene,
+    segcft_objective,
+    shifted_target,
+    standardise,
+)
 from c3_core.editors.structure_model import StructureModel
 from c3_core.editors.structure_nets import (
     AreaRegressor,
@@ -32,6 +40,14 @@ class FineTuneConfig:
     Each case intervenes on one structure (uniformly chosen) with an area ratio drawn uniformly
     from ``[ratio_low, ratio_high]``; ``closeness`` is lambda, ``reconstruction`` is rho,
     ``margin_px`` the dilation of the intervened structure (working-grid px) for the closeness term.
+    ``target``: ``"shift"`` (default) — the measure's soft area of the intervened structure must
+    move by ``(ratio - 1)`` times the area it stands for (:func:`shifted_target`; a measure without a
+    ``reading``, such as a regressor, reads its own output, which makes this ``ratio`` times it);
+    ``"scale"`` — ``ratio`` times the soft area (the first version: with a segmentor it moved the
+    border about ``soft / hard`` times too far, 1.8x for the CXR heart). ``sharpness``: the guiding
+    segmentor's soft area is ``mean sigmoid(sharpness * logit)`` (:class:`SegmentorMeasure`; used by
+    :func:`fit_structure_model` and ``c3 editor fit``, which build the measure; 1 is the first
+    version's plain sigmoid).
     """
 
     steps: int = 150
@@ -42,10 +58,16 @@ class FineTuneConfig:
     ratio_low: float = 0.7
     ratio_high: float = 1.3
     margin_px: int = 3
+    target: Literal["shift", "scale"] = "shift"
+    sharpness: float = 4.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio_low <= self.ratio_high:
             raise ValueError(f"need 0 < ratio_low <= ratio_high, got {self.ratio_low}, {self.ratio_high}")
+        if self.target not in ("shift", "scale"):
+            raise ValueError(f"target must be 'shift' or 'scale', got {self.target!r}")
+        if not 0.0 < self.sharpness < float("inf"):
+            raise ValueError(f"sharpness must be a finite number > 0, got {self.sharpness!r}")
         if self.steps < 0 or self.batch_size < 1 or self.margin_px < 0:
             raise ValueError("steps >= 0, batch_size >= 1 and margin_px >= 0 are required")
         if self.closeness < 0 or self.reconstruction < 0:
@@ -100,10 +122,10 @@ def train_regressor(u: Tensor, frac: Tensor, cfg: StructureModelConfig, generato
     return reg
 
 
-def segmentor_measure(seg: StructureSegmentor) -> AreaMeasure:
-    """The Seg-CFT measure: soft area fractions of a frozen segmentor."""
-    freeze(seg)
-    return lambda v: soft_area(seg(v))
+def segmentor_measure(seg: StructureSegmentor, sharpness: float = 1.0) -> SegmentorMeasure:
+    """The Seg-CFT measure: soft area fractions ``mean sigmoid(sharpness * logit)`` of a frozen
+    segmentor, with its hard ``reading`` (pass ``FineTuneConfig.sharpness``)."""
+    return SegmentorMeasure(freeze(seg), sharpness)
 
 
 def regressor_measure(reg: AreaRegressor) -> AreaMeasure:
@@ -127,8 +149,10 @@ def fine_tune(
 
     ``u (N, C, S, S)`` images, ``frac (N, S)`` their area fractions (the generator's conditions),
     ``masks (N, S, S, S)`` binary structure masks (for the closeness region). Per step and case:
-    one structure ``s`` and a ratio ``r``; target ``a' = A(u)`` with entry ``s`` times ``r``; loss
-    :func:`segcft_objective` plus ``reconstruction * MSE(decode(z, c), u)``. Returns the tuned copy.
+    one structure ``s`` and a ratio ``r``; target ``a'``: ``A(u)`` with entry ``s`` moved by
+    ``(r - 1)`` times the measure's ``reading`` of ``u`` (``cfg.target == "shift"``) or times ``r``
+    (``"scale"``); loss :func:`segcft_objective` plus ``reconstruction * MSE(decode(z, c), u)``.
+    Returns the tuned copy.
     """
     tuned = copy.deepcopy(gen).to(u.device)
     for p in tuned.parameters():
@@ -140,6 +164,8 @@ def fine_tune(
     with torch.no_grad():
         z_all = torch.cat([tuned.abduct(chunk) for chunk in u.split(128)])
         a_all = torch.cat([measure(chunk) for chunk in u.split(128)])
+        reading = getattr(measure, "reading", None)
+        h_all = a_all if reading is None else torch.cat([reading(chunk) for chunk in u.split(128)])
     c_all = standardise(frac, mean, std)
     draws = []
     for _ in range(cfg.steps):
@@ -155,9 +181,12 @@ def fine_tune(
         c_tgt = standardise(intervene(frac[idx], s, r), mean, std)
         recon = tuned.decode(z, c)
         u_cf = x + (tuned.decode(z, c_tgt) - recon)
-        target = intervene(a_all[idx], s, r)
+        if cfg.target == "shift":
+            target, scale = shifted_target(a_all[idx], h_all[idx], s, r)
+        else:
+            target, scale = intervene(a_all[idx], s, r), None
         region = dilate(masks[idx, s].unsqueeze(1), cfg.margin_px)  # the intervened structure, per case
-        obj = segcft_objective(measure(u_cf), target, x, u_cf, region, cfg.closeness)
+        obj = segcft_objective(measure(u_cf), target, x, u_cf, region, cfg.closeness, scale)
         return obj + cfg.reconstruction * F.mse_loss(recon, x)
 
     fit_one_cycle(tuned, step_ids, cfg.lr, loss, params=params)
@@ -192,5 +221,5 @@ def fit_structure_model(
     mean, std = area_statistics(frac)
     seg = train_segmentor(u, masks, config, g)
     gen = train_generator(u, frac, mean, std, config, g)
-    tuned = fine_tune(gen, segmentor_measure(seg), u, frac, masks, mean, std, tune, g)
+    tuned = fine_tune(gen, segmentor_measure(seg, tune.sharpness), u, frac, masks, mean, std, tune, g)
     return StructureModel(config, tuple(structures), freeze(tuned).cpu(), freeze(seg).cpu(), mean.cpu(), std.cpu())

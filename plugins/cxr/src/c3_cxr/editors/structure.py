@@ -3,7 +3,9 @@
 The structure model (see :mod:`c3_core.editors.structure`) is fitted on the ``cxr.demo`` training
 split at a 64 x 64 working grid: a segmentor of lungs (mask channel 0) and heart (channel 1), a
 conditional VAE conditioned on both area fractions, then Seg-CFT fine-tuning of its decoder
-against the frozen segmentor. Model units are log attenuation / 4 (the reference display window).
+against the frozen segmentor (the soft area moves by ``ratio - 1`` times the segmented area; see
+:func:`c3_core.editors.structure.shifted_target`). Model units are log attenuation / 4 (the
+reference display window).
 Weights are cached as safetensors in the C3 cache on first use (trained on the CPU, seeded).
 """
 
@@ -34,7 +36,7 @@ INTENSITY_SCALE = 4.0  # log attenuation -> model units (the reference window [0
 CONFIG = StructureModelConfig(size=64, channels=1, structures=len(STRUCTURES))
 TUNE = FineTuneConfig()
 SEED = 0
-WEIGHTS = "c3_cxr-structure-segcft-v1"
+WEIGHTS = "c3_cxr-structure-segcft-v2"  # v2: fine-tuned on the shifted soft-area target (FineTuneConfig.target "shift")
 
 
 def demo_arrays(split: str, size: int = CONFIG.size, n: int | None = None) -> tuple[Tensor, Tensor, tuple[float, float]]:
@@ -77,6 +79,7 @@ class _CxrStructureArea(StructureAreaEditor):
     ``.safetensors`` file from ``c3 editor fit`` (default: the cached demo model)."""
 
     modality = "cxr"
+    version = "2"  # 2: the generator is fine-tuned on the shifted soft-area target (the border no longer moves ~1.8x too far)
     domain = IntensityDomain.LOG_ATTENUATION
     intensity_offset = 0.0
     intensity_scale = INTENSITY_SCALE
