@@ -123,7 +123,7 @@ def test_experiment_writes_the_table_and_resume_skips_finished_runs(site: Path) 
     text = results.read_text()
     assert text.startswith("# My intro\n\nHand-written words.\n") and "old numbers" not in text
     assert "## toy" in text and "Command: `c3 experiment --quick --modality toy --seeds 1" in text
-    assert "Hardware:" in text and "torch threads" in text and "Wall time: total" in text
+    assert "Hardware:" in text and "torch threads" in text and "Wall time of this invocation: total" in text and "Compute the runs recorded" in text
     assert "`toy.gain` @ 6" in text  # derived shift: the first single-operator member at its top level
     for title, extra in (("### toy: In-domain", []), ("### toy: Held-out shift", ["shift flips"])):
         table = _section(text, title)

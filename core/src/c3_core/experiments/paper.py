@@ -102,7 +102,7 @@ def run_modality_experiment(
 ) -> dict[str, Any]:
     """All rows and seeds of one modality; returns what :func:`tables.render` needs."""
     from c3_core.experiments.context import ExperimentInputError, declared_experiment, prepare_context
-    from c3_core.experiments.runs import finished_run, run_one
+    from c3_core.experiments.runs import finished_run, recorded_seconds, run_one
 
     started = time.perf_counter()
     declared = declared_experiment(host, modality)
@@ -152,6 +152,7 @@ def run_modality_experiment(
     return {
         "context": described, "class_names": class_names, "rows": table_rows, "paired": paired,
         "budget": asdict(budget), "seconds": time.perf_counter() - started,
+        "recorded_seconds": sum(recorded_seconds(config.out, modality, r) for rs in runs.values() for r in rs),
     }
 
 

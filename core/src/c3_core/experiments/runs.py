@@ -205,6 +205,20 @@ def run_one(
     return result
 
 
+def recorded_seconds(root: Path, modality: str, result: dict[str, Any]) -> float:
+    """Compute a finished run recorded, whichever sessions made it: its training epochs' seconds
+    (``train.json``'s history; resumed epochs included once) plus its evaluations' seconds."""
+    total = sum(float(c.get("seconds") or 0.0) for c in (result.get("conditions") or {}).values())
+    train = root / "runs" / modality / str(result.get("row")) / f"seed{result.get('seed')}" / "train" / "train.json"
+    if train.is_file():
+        try:
+            history = json.loads(train.read_text(encoding="utf-8")).get("history") or []
+        except (OSError, json.JSONDecodeError):
+            history = []
+        total += sum(float(h.get("seconds") or 0.0) for h in history)
+    return total
+
+
 def finished_run(root: Path, modality: str, row: str, seed: int) -> dict[str, Any] | None:
     """The stored result of a finished run (None if the run has not finished)."""
     path = root / "runs" / modality / row / f"seed{seed}.json"

@@ -180,8 +180,12 @@ def render(
         + f"; torch {hw.get('torch')}, Python {hw.get('python')}",
         f"- Load average (1 min) at start / end: {facts.get('load_start', 'n/a')} / {facts.get('load_end', 'n/a')} "
         "(other jobs shared the machine when this is above the core count)",
-        f"- Wall time: total {_minutes(facts['seconds'])}; "
-        + "; ".join(f"{m['context']['modality']} {_minutes(m['seconds'])}" for m in modalities),
+        f"- Wall time of this invocation: total {_minutes(facts['seconds'])}; "
+        + "; ".join(f"{m['context']['modality']} {_minutes(m['seconds'])}" for m in modalities)
+        + (". Compute the runs recorded (training epochs and evaluations summed over rows and seeds, in every "
+           "session that made them; a resumed folder's runs may come from earlier sessions): "
+           + "; ".join(f"{m['context']['modality']} {_minutes(m['recorded_seconds'])}" for m in modalities)
+           if all("recorded_seconds" in m for m in modalities) else ""),
         "- Cells: mean over seeds; in brackets (AUROC, ECE, Brier, Dice, utility) the percentile-bootstrap "
         f"95 % CI over the test cases of seed 0 ({facts.get('n_boot', 'n/a')} replicates), so a mean over "
         "seeds can lie outside it; every seed's numbers and CIs are in `runs/<modality>/<row>/seed<s>.json` "
@@ -213,7 +217,8 @@ def render(
             f"K = {ctx['eval_neighbourhood']['k']}, "
             + (f"gated by the teacher `{ctx['teacher']}` (one gate for every row; never the rows' starting point)."
                if ctx.get("teacher") else "operator checks only (no teacher that is not the rows' starting point)."),
-            f"- Wall time {_minutes(m['seconds'])} (data, shift and teacher {ctx['prepare_seconds']:.0f} s).",
+            f"- Wall time of this invocation {_minutes(m['seconds'])} (data, shift and teacher {ctx['prepare_seconds']:.0f} s)"
+            + (f"; compute recorded by its runs {_minutes(m['recorded_seconds'])}." if "recorded_seconds" in m else "."),
             "",
         ]
         for condition in ("in_domain", "held_out"):

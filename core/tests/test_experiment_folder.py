@@ -1,4 +1,5 @@
-"""Stored results name a neighbourhood spec the same way on every machine (no absolute paths)."""
+"""What an experiment folder stores and how it resumes: portable spec names (no absolute paths), budget
+fields added later, the warm-up reaching the trainer, the compute its runs recorded."""
 
 from __future__ import annotations
 
@@ -129,3 +130,16 @@ def test_a_warmup_budget_trains_with_a_ramp():
     assert row_train_options(augmix, ramped, 1).lam_shape == "linear"
     o = row_train_options(c3, plain, 0)
     assert (o.lam_warmup_epochs, o.lam_shape) == (0.0, "constant")
+
+
+def test_recorded_seconds_sum_training_epochs_and_evaluations(tmp_path):
+    """A resumed run's epochs count once each, whichever session ran them; a row that does not
+    train (TTA) records its evaluations only."""
+    from c3_core.experiments.runs import recorded_seconds
+
+    train = tmp_path / "runs" / "m" / "c3" / "seed1" / "train"
+    train.mkdir(parents=True)
+    (train / "train.json").write_text(json.dumps({"history": [{"seconds": 10.0}, {"seconds": 12.5}], "seconds_this_session": 12.5}))
+    result = {"row": "c3", "seed": 1, "conditions": {"in_domain": {"seconds": 3.0}, "held_out": {"seconds": 4.0}}}
+    assert recorded_seconds(tmp_path, "m", result) == pytest.approx(29.5)
+    assert recorded_seconds(tmp_path, "m", result | {"row": "tta"}) == pytest.approx(7.0)
