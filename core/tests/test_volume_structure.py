@@ -12,8 +12,14 @@ import torch
 
 from c3_core.domains import IntensityDomain
 from c3_core.editors import fit_checkpoint as ckpt
-from c3_core.editors.structure_fit import fit_command, parse_grid
-from c3_core.editors.structure_stages import TuneSettings, fine_tune_stage, generator_stage, run_stages
+from c3_core.editors.structure_fit import _tune_fingerprint, fit_command, parse_grid
+from c3_core.editors.structure_stages import (
+    TuneSettings,
+    fine_tune_stage,
+    generator_stage,
+    run_stages,
+    segmentor_measure,
+)
 from c3_core.editors.volume_structure_editor import VolumeStructureEditor
 from c3_core.editors.volume_structure_kernels import (
     dilate,
@@ -53,6 +59,18 @@ def threshold_measure(u: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(threshold_logits(u)).flatten(2).mean(2)
 
 
+class ShallowThreshold(torch.nn.Module):
+    """The exact ball mask (logit > 0 where ``u > THRESHOLD``) with shallow logits: at ``gain`` 6 the
+    background sits at logit -2.1, so the soft volume is ~3x the segmented one."""
+
+    def __init__(self, gain: float = 6.0) -> None:
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.gain * (u - THRESHOLD)
+
+
 CFG = VolumeStructureConfig(grid=(12, 12, 12), widths=(8, 16), latent_channels=4, seg_widths=(4, 4), gen_epochs=5, batch_size=4, lr=5e-3,
                             seg_patch=None)
 
@@ -71,7 +89,7 @@ def fitted() -> dict[str, Any]:
     ]  # fmt: skip
     done, _ = run_stages(stages, g)
     ut, mt = phantoms(8, seed=7)
-    return {"done": done, "mean": mean, "std": std, "u": ut, "m": mt}
+    return {"done": done, "mean": mean, "std": std, "u": ut, "m": mt, "train": (u, m, frac)}
 
 
 def _evaluate(f: dict[str, Any], name: str, region_vox: int | None) -> Any:
@@ -86,6 +104,26 @@ def test_segcft_moves_the_volume_toward_the_target(fitted: dict[str, Any]) -> No
     assert tuned.mape_percent < untuned.mape_percent
     assert tuned.mape_percent < 25.0  # doing nothing scores 30 % on ratios 0.7 and 1.3
     assert tuned.leakage < untuned.leakage
+
+
+def test_fine_tuning_sets_the_segmented_volume_not_the_soft_volume(fitted: dict[str, Any]) -> None:
+    """A shallow guide (the exact mask, wide sigmoid tails) steers the fine-tuning; the exact
+    threshold judges. ``ratio`` times the plain soft volume (the first objective) asks the border
+    to move several times too far; the sharpened soft volume moved by the volume to add or remove
+    (what ``mri.lesion_volume`` uses) lands near the ratio."""
+    u, m, frac = fitted["train"]
+    shallow = ShallowThreshold()
+    with torch.no_grad():
+        assert float(torch.sigmoid(shallow(u)).sum()) > 2.5 * float((shallow(u) > 0).sum())
+    errors = {}
+    for name, target, sharpness in (("shift", "shift", 4.0), ("first", "scale", 1.0)):
+        tune = TuneSettings(steps=40, epochs=2, batch_size=4, lr=3e-3, margin=1, target=target, sharpness=sharpness)
+        g = torch.Generator().manual_seed(1)
+        stage = ("tuned", lambda d, tune=tune, g=g: fine_tune_stage(fitted["done"]["gen"], segmentor_measure(shallow, tune.sharpness), u, frac,
+                                                                    m, fitted["mean"], fitted["std"], tune, g))  # fmt: skip
+        errors[name] = _evaluate({**fitted, "done": run_stages([stage], g)[0]}, "tuned", None).mape_percent
+    before = _evaluate(fitted, "gen", None).mape_percent
+    assert errors["shift"] < 0.6 * before and errors["shift"] < 0.6 * errors["first"], (before, errors)
 
 
 def test_the_editor_bound_keeps_leakage_small(fitted: dict[str, Any]) -> None:
@@ -149,7 +187,7 @@ def test_config_rejects_bad_grids() -> None:
 # -- staged fits: checkpoints and resume ---------------------------------------------------------
 TINY = VolumeStructureConfig(grid=(8, 8, 8), widths=(4,), latent_channels=2, seg_widths=(4, 4), gen_epochs=2, seg_epochs=2,
                              reg_epochs=1, batch_size=4, seg_patch=None)  # fmt: skip
-TINY_TUNE = TuneSettings(steps=4, epochs=2, batch_size=4)
+TINY_TUNE = TuneSettings(steps=4, epochs=2, batch_size=4, target="shift", sharpness=4.0)  # the 3-D editor's objective
 
 
 class _TinyVolumeEditor(VolumeStructureEditor):
@@ -214,6 +252,15 @@ def _assert_same_file(a: Any, b: Any) -> None:
     assert ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
     with safe_open(str(a), "pt") as fa, safe_open(str(b), "pt") as fb:
         assert fa.metadata() == fb.metadata()
+
+
+def test_tune_settings_record_the_objective() -> None:
+    first = _tune_fingerprint(TuneSettings(steps=4))  # the first version's objective: recorded as before the options existed
+    assert "target" not in first and "sharpness" not in first
+    assert _tune_fingerprint(TINY_TUNE)["target"] == "shift" and _tune_fingerprint(TINY_TUNE)["sharpness"] == 4.0
+    for bad in (0.0, -1.0, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="sharpness"):
+            TuneSettings(sharpness=bad)
 
 
 def test_fit_command_rejects_bad_input(tmp_path: Any) -> None:

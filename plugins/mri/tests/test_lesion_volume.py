@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from c3_core.batch import collate
-from c3_core.editors.structure_stages import TuneSettings, run_stages
+from c3_core.editors.structure_stages import run_stages
 from c3_core.editors.volume_structure_editor import VolumeParams
 from c3_core.editors.volume_structure_kernels import dilate, from_grid
 from c3_core.editors.volume_structure_model import (
@@ -49,7 +49,8 @@ def small_weights(tmp_dir: Any = None) -> Any:
         b = kit_batch()
         u, m = working_arrays(b.image, b.mask, tuple(b.spacing[0]), SMALL)
         g = torch.Generator().manual_seed(0)
-        done, _ = run_stages(volume_fit_stages(u, m, SMALL, TuneSettings(steps=2, epochs=1, batch_size=2), g), g)
+        tune = replace(MriLesionVolume.tune_settings, steps=2, epochs=1, batch_size=2)  # the editor's objective, two steps
+        done, _ = run_stages(volume_fit_stages(u, m, SMALL, tune, g), g)
         model = model_from_stages(done, m, SMALL, ("lesion",), MIN_VOLUME_ML)
         with torch.no_grad():
             logits = model.segmentor(u)
@@ -163,3 +164,11 @@ def test_missing_weights_say_to_run_editor_fit(tmp_path: Any, monkeypatch: Any) 
 
 def test_default_config_fits_the_demo_grid() -> None:
     assert CONFIG.grid == (36, 40, 20) and replace(CONFIG).arch_vector().tolist()[:4] == [3, 36, 40, 20]
+
+
+def test_fine_tuning_objective_and_version() -> None:
+    """Version 2 fine-tunes on the shifted, sharpened soft volume; its weights file is not version 1's."""
+    from c3_mri.editors.lesion_volume import TUNE, default_weights_path
+
+    assert (TUNE.target, TUNE.sharpness) == ("shift", 4.0) and MriLesionVolume.tune_settings is TUNE
+    assert MriLesionVolume.version == "2" and default_weights_path().name == "c3_mri-lesion-volume-v2.safetensors"

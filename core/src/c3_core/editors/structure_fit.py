@@ -75,11 +75,14 @@ def load_area_model(path: str | Path) -> Any:
 
 # -- the stages of each family ---------------------------------------------------------------------
 def _tune_fingerprint(tune: Any) -> dict[str, Any]:
-    """The fine-tuning settings as recorded (``target`` only when not the first version's ``"scale"``,
-    so checkpoints written before that option existed still resume)."""
+    """The fine-tuning settings as recorded (``target`` only when not the first version's ``"scale"``
+    and ``sharpness`` only when not 1, so checkpoints written before those options existed still
+    resume; the 2-D plan records its own sharpness)."""
     out = asdict(tune)
     if out.get("target") == "scale":
         del out["target"]
+    if out.get("sharpness") == 1.0:
+        del out["sharpness"]
     return out
 
 

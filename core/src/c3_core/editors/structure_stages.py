@@ -12,8 +12,9 @@ the generator's state; ``resume`` continues from such a state to the same bytes 
 The losses are dimension-generic (images ``(N, C, *spatial)``): the segmentor's BCE + soft Dice,
 the conditional VAE's MSE + beta KL, the regressor's scaled MSE and the Seg-CFT objective
 ``mean |A(u') - a'| / a' + closeness * mean |u' - u| outside R + reconstruction * MSE(decode(z, c), u)``
-(see :mod:`c3_core.editors.structure`; with ``TuneSettings.target == "shift"``, what the 2-D fit
-uses, ``a'`` moves the soft size by ``ratio - 1`` times the segmentor's hard reading instead).
+(see :mod:`c3_core.editors.structure`; with ``TuneSettings.target == "shift"``, what the 2-D and
+3-D editors use, ``a'`` moves the soft size by ``ratio - 1`` times the segmentor's hard reading
+instead).
 Every random draw comes from one ``torch.Generator``.
 """
 
@@ -232,9 +233,12 @@ class TuneSettings:
     """Counterfactual fine-tuning: ``steps`` AdamW steps in ``epochs`` checkpointed chunks, minibatches
     of ``batch_size``; ratios uniform in ``[ratio_low, ratio_high]``; ``closeness`` (lambda),
     ``reconstruction`` (rho), ``margin`` (dilation of the intervened structure in working-grid voxels);
-    ``target``: ``"scale"`` (``ratio`` times the measure's soft size; the 3-D default) or ``"shift"``
-    (the soft size moves by ``ratio - 1`` times the measure's ``reading``, see
-    :func:`~c3_core.editors.structure_kernels.shifted_target`; the 2-D area editors)."""
+    ``target``: ``"scale"`` (``ratio`` times the measure's soft size; the default, the first
+    version of both editors) or ``"shift"`` (the soft size moves by ``ratio - 1`` times the
+    measure's ``reading``, see :func:`~c3_core.editors.structure_kernels.shifted_target`; the 2-D
+    area editors and ``mri.lesion_volume``); ``sharpness``: the guiding segmentor's soft size is
+    ``mean sigmoid(sharpness * logit)`` (:func:`segmentor_measure`; read by the 3-D fit — the 2-D
+    fit takes it from its ``FineTuneConfig``)."""
 
     steps: int = 120
     epochs: int = 4
@@ -246,12 +250,15 @@ class TuneSettings:
     ratio_high: float = 1.3
     margin: int = 2
     target: str = "scale"
+    sharpness: float = 1.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.ratio_low <= self.ratio_high:
             raise ValueError(f"need 0 < ratio_low <= ratio_high, got {self.ratio_low}, {self.ratio_high}")
         if self.target not in ("scale", "shift"):
             raise ValueError(f"target must be 'scale' or 'shift', got {self.target!r}")
+        if not 0.0 < float(self.sharpness) < float("inf"):
+            raise ValueError(f"sharpness must be a finite number > 0, got {self.sharpness!r}")
         if self.steps < 1 or self.epochs < 1 or self.batch_size < 1 or self.margin < 0:
             raise ValueError("steps, epochs and batch_size must be >= 1 and margin >= 0")
         if self.closeness < 0 or self.reconstruction < 0:

@@ -187,7 +187,8 @@ def check_volume_data(u: Tensor, masks: Tensor, cfg: VolumeStructureConfig) -> N
 def volume_fit_stages(
     u: Tensor, masks: Tensor, cfg: VolumeStructureConfig, tune: TuneSettings, generator: torch.Generator,
 ) -> list[tuple[str, StageBuilder]]:
-    """The stages of the editor's fit: ``seg`` (guide), ``gen`` (conditional VAE), ``tuned`` (Seg-CFT)."""
+    """The stages of the editor's fit: ``seg`` (guide), ``gen`` (conditional VAE), ``tuned`` (Seg-CFT
+    against the guide read with ``tune.sharpness``, on ``tune.target``)."""
     check_volume_data(u, masks, cfg)
     masks = masks.float()
     frac = masks.flatten(2).mean(2)
@@ -197,7 +198,7 @@ def volume_fit_stages(
                                              cfg.seg_epochs_effective(), cfg.batch_size, cfg.lr, generator, patch=cfg.seg_patch)),
         ("gen", lambda done: generator_stage(lambda: _quiet(lambda: VolumeCVAE(cfg)), init_parameters3d, u, (frac - mean) / std,
                                              cfg.beta, cfg.gen_epochs, cfg.batch_size, cfg.lr, generator)),
-        ("tuned", lambda done: fine_tune_stage(done["gen"], segmentor_measure(done["seg"]), u, frac, masks, mean, std, tune, generator)),
+        ("tuned", lambda done: fine_tune_stage(done["gen"], segmentor_measure(done["seg"], tune.sharpness), u, frac, masks, mean, std, tune, generator)),
     ]  # fmt: skip
 
 

@@ -7,6 +7,9 @@ the editor's structure is **the lesions of at least 0.05 mL (50 mm³)**: the tra
 smaller connected components (26-connectivity) before the block average (``>= 0.5``), the
 segmentor learns those, and only they are edited; smaller lesions lie outside the edit region
 unless they touch a large one. Model units: the image divided by its own 99th percentile.
+The generator's decoder is fine-tuned against the frozen segmentor read as ``sigmoid(4 * logit)``,
+whose soft volume moves by ``ratio - 1`` times the segmented volume (``TUNE``: ``target="shift"``,
+``sharpness=4``, as the 2-D area editors; version 1 set ``ratio`` times the plain soft volume).
 
 Weights are never trained on first use: fit them with ``c3 editor fit mri.lesion_volume --out
 PATH`` and pass ``weights=PATH`` (or write them to the default path in the C3 cache that the
@@ -32,9 +35,9 @@ STRUCTURES = ("lesion",)
 LESION_CHANNEL = 0
 MIN_VOLUME_ML = 0.05  # the size floor: lesions under 50 mm³ are neither trained on nor edited
 CONFIG = VolumeStructureConfig(grid=(36, 40, 20), gen_epochs=10, seg_epochs=10, reg_epochs=10, batch_size=4)
-TUNE = TuneSettings(steps=48, epochs=4, batch_size=4)
+TUNE = TuneSettings(steps=48, epochs=4, batch_size=4, target="shift", sharpness=4.0)
 TRAIN_CASES = 24  # rendered cases of the demo's training sites (A, B); doubled by a left-right flip
-WEIGHTS = "c3_mri-lesion-volume-v1"
+WEIGHTS = "c3_mri-lesion-volume-v2"  # v2: fine-tuned on the shifted, sharpened soft-volume target (TUNE)
 
 
 def default_weights_path() -> Path:
@@ -78,6 +81,7 @@ def fit_arrays(limit: int | None = None, config: VolumeStructureConfig = CONFIG)
 class MriLesionVolume(VolumeStructureEditor):
     id = "mri.lesion_volume"
     modality = "mri"
+    version = "2"  # 2: fine-tuned on the shifted soft volume of sigmoid(4 * logit) (version 1: ratio x the plain soft volume)
     domain = IntensityDomain.MAGNITUDE
     structure = "lesion"
     mask_channels = (LESION_CHANNEL,)
