@@ -314,10 +314,9 @@ def fine_tune_stage(
         region = dilate(masks[idx, s].unsqueeze(1), cfg.margin)
         if cfg.target == "shift":
             target, scale = shifted_target(a_all[idx], h_all[idx], s, r)
-            rel = relative_area_error(measure(u_cf), target, scale).mean()
         else:
-            target = _intervene(a_all[idx], s, r)
-            rel = ((measure(u_cf) - target).abs() / target.clamp_min(1e-6)).mean()
+            target, scale = _intervene(a_all[idx], s, r), None
+        rel = relative_area_error(measure(u_cf), target, scale).mean()
         outside = ((u_cf - x).abs() * (1.0 - region)).flatten(1).mean(1).mean()
         return rel + cfg.closeness * outside + cfg.reconstruction * F.mse_loss(recon, x)
 

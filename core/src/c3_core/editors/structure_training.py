@@ -165,7 +165,7 @@ def fine_tune(
         z_all = torch.cat([tuned.abduct(chunk) for chunk in u.split(128)])
         a_all = torch.cat([measure(chunk) for chunk in u.split(128)])
         reading = getattr(measure, "reading", None)
-        h_all = a_all if reading is None else torch.cat([reading(chunk) for chunk in u.split(128)])
+        h_all = a_all if reading is None or cfg.target == "scale" else torch.cat([reading(chunk) for chunk in u.split(128)])
     c_all = standardise(frac, mean, std)
     draws = []
     for _ in range(cfg.steps):
