@@ -295,6 +295,7 @@ class Neighbourhood:
         w = torch.tensor([m.weight for m in spec.members], dtype=torch.float64)
         self._cum_weights = torch.cumsum(w / w.sum(), 0)
         self._cum_weights_list = self._cum_weights.tolist()  # the same float64 values, for bisect
+        self._steps = self._member_steps()  # resolved once (reseeded copies share members and operators)
 
     def operator_versions(self) -> dict[str, str]:
         """``{operator id: version}`` of every operator and editor the neighbourhood draws from:
@@ -327,33 +328,29 @@ class Neighbourhood:
 
     # -- planning -------------------------------------------------------------------------
     def _member_steps(self) -> list[list[tuple[StepSpec, Operator[Any], tuple[float, ...], float | None, float | None]]]:
-        """Per member, per step: (step spec, operator, levels, low, high), resolved once. A step's
-        severity is one of ``levels`` (the step's, else the operator's), drawn uniformly, or with
-        no levels a uniform draw on [low, high) (the step's range, else identity to extreme)."""
-        cached = self.__dict__.get("_member_steps_cache")
-        if cached is None or cached[0] is not self.spec.members:
-            table = []
-            for member, chain in zip(self.spec.members, self._ops):
-                rows = []
-                for step, op in zip(member.steps, chain):
-                    if step.levels:
-                        rows.append((step, op, tuple(step.levels), None, None))
-                    elif step.low is not None:
-                        rows.append((step, op, (), step.low, step.high))
-                    elif op.severity.levels:
-                        rows.append((step, op, tuple(op.severity.levels), None, None))
-                    else:
-                        rows.append((step, op, (), op.severity.identity, op.severity.extreme))
-                table.append(rows)
-            cached = (self.spec.members, table)
-            self.__dict__["_member_steps_cache"] = cached
-        return cached[1]
+        """Per member, per step: (step spec, operator, levels, low, high). A step's severity is one
+        of ``levels`` (the step's, else the operator's), drawn uniformly, or with no levels a
+        uniform draw on [low, high) (the step's range, else identity to extreme)."""
+        table = []
+        for member, chain in zip(self.spec.members, self._ops):
+            rows = []
+            for step, op in zip(member.steps, chain):
+                if step.levels:
+                    rows.append((step, op, tuple(step.levels), None, None))
+                elif step.low is not None:
+                    rows.append((step, op, (), step.low, step.high))
+                elif op.severity.levels:
+                    rows.append((step, op, tuple(op.severity.levels), None, None))
+                else:
+                    rows.append((step, op, (), op.severity.identity, op.severity.extreme))
+            table.append(rows)
+        return table
 
     def plan_case(self, batch: Batch, index: int) -> list[Plan]:
         """The K plans of case ``index``: a pure function of (spec seed, exam id, k)."""
         info = batch.case_info(index)
         plans = []
-        members = self._member_steps()
+        members = self._steps
         cum, last = self._cum_weights_list, len(self._ops) - 1
         # one generator per case, reseeded per counterfactual: manual_seed resets the whole state
         # (and any cached normal), so each draw is as from a fresh one. The draws write into
