@@ -127,3 +127,17 @@ def test_a_psf_wider_than_the_image_wraps_over_its_mirror_extension() -> None:
     ref = torch.nn.functional.conv2d(torch.nn.functional.conv2d(block, taps.view(1, 1, -1, 1)), taps.view(1, 1, 1, -1))
     assert (out - ref.float()).abs().max() <= 2e-6
     assert torch.allclose(out.mean(), image.mean(), atol=0.05)
+
+
+def test_pixel_pitch_change_of_a_mixed_batch_is_each_case_alone() -> None:
+    from c3_cxr.functional.filters import change_pixel_pitch
+
+    g = torch.Generator().manual_seed(6)
+    image = torch.rand(5, 1, 48, 56, generator=g)
+    ratio = torch.tensor([1.25, 2.0, 1.25, 1.5, 2.0])  # cases sharing a ratio run as one group
+    out = change_pixel_pitch(image, ratio)
+    for i in range(5):  # the aperture FFT of a batch may round differently from one case's: 1e-6
+        assert (out[i : i + 1] - change_pixel_pitch(image[i : i + 1], ratio[i : i + 1])).abs().max() <= 1e-6, i
+    with torch.enable_grad():  # the autograd path (no out= writes) gives the same bytes
+        tracked = change_pixel_pitch(image.clone().requires_grad_(True), ratio)
+    assert torch.equal(tracked.detach(), out)
