@@ -15,6 +15,11 @@ Printed per cohort size: cases per second, peak resident memory of each process 
 flat as the cohort grows: cases stream), overhead = (t_c3 - t_bare) / t_bare, the extra time per
 case (t_c3 - t_bare) / n, the host work alone per case t_host / n (target <= 0.3 ms at K = 8) and
 the 1-minute load average (numbers taken on a loaded machine are not comparable).
+A fourth pass (``--kernels``, on by default, the first 1,000 cases) splits the host work: each
+operator's ``apply`` is timed where the evaluation calls it, on the sub-batch it gets, and beside
+it that operator's physical floor on the same sub-batch (the floors of ``plugins/cxr/bench/bench_cxr.py``:
+a clone, the FFTs, the draws, the interpolation). Printed per operator in ms per case: the kernels,
+their floors, and what is left of the host work (planning, scoring, provenance, store, summary).
 Run: ``nox -s bench -- evaluation`` (add ``--quick`` for a smoke run, ``--device cuda`` on a GPU).
 """
 
@@ -157,6 +162,89 @@ def _one(mode: str, n: int, k: int, batch_size: int, device: str) -> dict[str, A
     return {"mode": mode, "n": n, "seconds": seconds, "peak_mib": peak_mib}
 
 
+def _cxr_floors() -> Any:
+    """``FLOORS`` of plugins/cxr/bench/bench_cxr.py: operator id -> (operator, severity) -> Floor."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "plugins" / "cxr" / "bench" / "bench_cxr.py"
+    spec = importlib.util.spec_from_file_location("bench_cxr", path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module.FLOORS
+
+
+def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
+    """Plan and realise the first ``n`` cases as the evaluation does, timing each operator's
+    ``apply`` on its sub-batch and that operator's floor on the same sub-batch (one call each)."""
+    import torch
+
+    from c3_core.batch import collate
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    floors = _cxr_floors()
+    p = _prepared(n, k, device)
+    nb = p.neighbourhood
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    per_op: dict[str, list[float]] = {}  # id -> [apply s, floor s, calls, rows]
+    timing = {"on": False}
+
+    def timed(cls: Any) -> None:
+        inner = cls.apply
+
+        def apply(self: Any, batch: Any, params: Any) -> Any:
+            if not timing["on"]:
+                return inner(self, batch, params)
+            sync()
+            t0 = time.perf_counter()
+            out = inner(self, batch, params)
+            sync()
+            t1 = time.perf_counter()
+            fractions = [q.dose_fraction for q in params if hasattr(q, "dose_fraction")]  # the counts of a photon floor
+            floor = floors[self.id](self, sum(fractions) / len(fractions) if fractions else 0.0)
+            state = batch if floor.prepare is None else floor.prepare(batch)
+            sync()
+            t2 = time.perf_counter()
+            floor.work(state)
+            sync()
+            row = per_op.setdefault(self.id, [0.0, 0.0, 0, 0])
+            row[0] += t1 - t0
+            row[1] += time.perf_counter() - t2
+            row[2] += 1
+            row[3] += batch.size
+            return out
+
+        cls.apply = apply
+
+    for cls in {type(op) for op in nb.operators()}:  # this process only: the pass is its own process
+        timed(cls)
+    batches = [collate([p.dataset[i] for i in range(j, min(j + batch_size, n))]).to(device) for j in range(0, n, batch_size)]
+    nb.realise(batches[0], nb.plan(batches[0]))  # warm-up
+    timing["on"] = True
+    t0 = time.perf_counter()
+    for b in batches:
+        nb.realise(b, nb.plan(b))
+    sync()
+    total = time.perf_counter() - t0
+    return {"n": n, "seconds": total, "operators": per_op}
+
+
+def _print_kernels(res: dict[str, Any], host_ms: float | None) -> None:
+    n = res["n"]
+    print(f"\noperator kernels where the evaluation calls them (first {n} cases, each apply and its floor timed on the same sub-batch):")
+    print(f"{'operator':<20} {'calls':>6} {'rows/call':>9} {'apply ms/case':>14} {'floor ms/case':>14} {'ratio':>6}")
+    apply_total = floor_total = 0.0
+    for op_id, (a, f, calls, rows) in sorted(res["operators"].items(), key=lambda kv: -kv[1][0]):
+        apply_total += a
+        floor_total += f
+        print(f"{op_id:<20} {calls:>6} {rows / calls:>9.1f} {1000 * a / n:>14.3f} {1000 * f / n:>14.3f} {a / f:>6.1f}")
+    print(f"{'all kernels':<20} {'':>6} {'':>9} {1000 * apply_total / n:>14.3f} {1000 * floor_total / n:>14.3f} {apply_total / floor_total:>6.1f}")
+    print(f"plan + realise (kernels, grouping, copies): {1000 * res['seconds'] / n:.3f} ms per case (timing adds the floors' time)")
+    if host_ms is not None:
+        print(f"host work alone {host_ms:.3f} ms per case - kernels {1000 * apply_total / n:.3f} = "
+              f"{host_ms - 1000 * apply_total / n:.3f} ms per case of planning, grouping, scoring, provenance, store and summary; "
+              f"the kernels' floors alone are {1000 * floor_total / n:.3f} ms per case (load {os.getloadavg()[0]:.1f})")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated cohort sizes")
@@ -164,10 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="tiny cohorts (smoke run)")
+    ap.add_argument("--kernels", type=int, default=1000, help="cases of the per-operator kernel pass (0: skip it)")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(_one(args.one[0], int(args.one[1]), args.k, args.batch_size, args.device)))
+        mode, n = args.one[0], int(args.one[1])
+        res = _kernels(n, args.k, args.batch_size, args.device) if mode == "kernels" else _one(mode, n, args.k, args.batch_size, args.device)
+        print(json.dumps(res))
         return 0
     sizes = [64, 256] if args.quick else [int(s) for s in args.sizes.split(",")]
     print(f"evaluation benchmark: 1x64x64 cases, K={args.k}, batch {args.batch_size}, device {args.device}, "
@@ -200,6 +291,16 @@ def main(argv: list[str] | None = None) -> int:
     growth = rows[-1][1]["c3"]["peak_mib"] / rows[0][1]["c3"]["peak_mib"]
     print(f"overhead target <= {TARGET_OVERHEAD:.0%}: {'PASS' if worst <= TARGET_OVERHEAD else 'FAIL'} (worst {worst:.0%})")
     print(f"peak memory {sizes[0]} -> {sizes[-1]} cases: x{growth:.2f} ({'flat' if growth < 1.25 else 'GROWS'})")
+    n_kernels = min(args.kernels, 64) if args.quick else args.kernels
+    if n_kernels > 0:
+        cmd = [sys.executable, __file__, "--one", "kernels", str(n_kernels), "--k", str(args.k),
+               "--batch-size", str(args.batch_size), "--device", args.device]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        same = [r[3] for r in rows if r[0] == n_kernels]
+        _print_kernels(json.loads(out.stdout.strip().splitlines()[-1]), same[0] if same else None)
     return 0
 
 
