@@ -140,7 +140,7 @@ def _rows(libs: dict[str, Any], sigma_display: float) -> list[Row]:
     dose_op = Dose()
     rows = [
         row("dose", dose_op, DOSE_FRACTION, "ours: photon counts (exact Poisson below 20) + electronic noise, log back"),
-        row("sharpness", Sharpness(), 1.0, f"ours: Gaussian MTF or unsharp mask, sigma 1.5-3 mm = {1.5 / PIXEL_MM:.1f}-{3 / PIXEL_MM:.1f} px"),
+        row("sharpness", Sharpness(), 1.0, f"ours: sampled Gaussian PSF (soft) or unsharp mask (sharp), sigma 1.5-3 mm = {1.5 / PIXEL_MM:.1f}-{3 / PIXEL_MM:.1f} px"),
         row("tone", Tone(), 1.0, "ours: power-law LUT on mu, gamma 2^(+-0.4)"),
         row("resolution", Resolution(), 2.0, "ours: sinc aperture MTF + 2x pitch sampling + bilinear back"),
     ]
