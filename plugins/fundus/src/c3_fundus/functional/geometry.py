@@ -12,7 +12,7 @@ def radial_distance(shape: tuple[int, int], centre: Tensor, device: torch.device
     yy = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1)
     xx = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w)
     cy, cx = centre[:, 0].view(-1, 1, 1), centre[:, 1].view(-1, 1, 1)
-    return torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+    return ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt_()
 
 
 def polar_angle(shape: tuple[int, int], centre: Tensor, device: torch.device) -> Tensor:
@@ -33,6 +33,12 @@ def image_centre(shape: tuple[int, int], batch: int, device: torch.device) -> Te
     """The geometric image centre (row, col) repeated for ``batch`` -> (B, 2)."""
     h, w = shape
     return torch.tensor([(h - 1) / 2, (w - 1) / 2], device=device).expand(batch, 2)
+
+
+def fov_radius(fov: Tensor) -> Tensor:
+    """Radius (B,) (px, from the area) of FOV masks (B, 1, H, W): :func:`fov_geometry`'s radius alone."""
+    area = (fov[:, 0] > 0.5).sum(dim=(1, 2)).to(torch.float32).clamp_min(1.0)
+    return torch.sqrt(area / torch.pi)
 
 
 def fov_geometry(fov: Tensor) -> tuple[Tensor, Tensor]:

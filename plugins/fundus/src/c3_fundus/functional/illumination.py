@@ -16,7 +16,7 @@ def cos4_vignetting(shape: tuple[int, int], centre: Tensor, focal_px: Tensor, de
     u = r / f (the same function, without the trigonometry).
     """
     r = radial_distance(shape, centre, device)
-    u2 = (r / focal_px.view(-1, 1, 1)).square_()
+    u2 = r.div_(focal_px.view(-1, 1, 1)).square_()
     return u2.add_(1.0).square_().reciprocal_().unsqueeze(1)
 
 
@@ -37,6 +37,6 @@ def decentred_illumination(
     All of ``width_px``, ``ring_px``, ``stops`` are (B,). Returns (B, 1, H, W).
     """
     r = radial_distance(shape, centre, device)
-    g = torch.exp(-0.5 * ((r - ring_px.view(-1, 1, 1)) / width_px.view(-1, 1, 1)) ** 2)
-    g = g - g.mean(dim=(1, 2), keepdim=True)
-    return torch.exp2(stops.view(-1, 1, 1) * g).unsqueeze(1)
+    g = r.sub_(ring_px.view(-1, 1, 1)).div_(width_px.view(-1, 1, 1)).square_().mul_(-0.5).exp_()  # in place: one field
+    g.sub_(g.mean(dim=(1, 2), keepdim=True))
+    return g.mul_(stops.view(-1, 1, 1)).exp2_().unsqueeze(1)

@@ -54,6 +54,33 @@ def linear_to_srgb_fast(x: Tensor) -> Tensor:
     return power.add_(toe).clamp_(0.0, 1.0)
 
 
+def srgb_to_linear_(x: Tensor) -> Tensor:
+    """:func:`srgb_to_linear_fast` that may overwrite ``x`` (a buffer the caller owns and drops).
+
+    The same operations on the same values, bit for bit; the power law runs in ``x``'s buffer.
+    When autograd records ``x`` it is :func:`srgb_to_linear_fast` itself.
+    """
+    if records_grad(x):
+        return srgb_to_linear_fast(x)
+    toe = x.clamp(0.0, SRGB_KNEE).sub_(SRGB_KNEE).mul_(1.0 / 12.92)
+    power = x.clamp_(SRGB_KNEE, 1.0).add_(0.055).log_().mul_(2.4).exp_().mul_(_INV_GAIN_POW)
+    return power.add_(toe).clamp_(0.0, 1.0)
+
+
+def linear_to_srgb_(x: Tensor) -> Tensor:
+    """:func:`linear_to_srgb_fast` that may overwrite ``x`` (a buffer the caller owns and drops).
+
+    The same operations on the same values, so the same result bit for bit; the power law runs in
+    ``x``'s own buffer, which saves a fresh allocation of the batch's size (page faults). When
+    autograd records ``x`` it is :func:`linear_to_srgb_fast` itself.
+    """
+    if records_grad(x):
+        return linear_to_srgb_fast(x)
+    toe = x.clamp(0.0, LINEAR_KNEE).sub_(LINEAR_KNEE).mul_(12.92)
+    power = x.clamp_(LINEAR_KNEE, 1.0).log_().mul_(1.0 / 2.4).exp_().mul_(1.055).sub_(0.055)
+    return power.add_(toe).clamp_(0.0, 1.0)
+
+
 def power_law(x: Tensor, exponent: Tensor) -> Tensor:
     """``x.clamp(0, 1) ** exponent`` for exponents > 0 (broadcast), as exp(exponent · log x).
 
@@ -64,3 +91,10 @@ def power_law(x: Tensor, exponent: Tensor) -> Tensor:
     if records_grad(x):
         return torch.exp(torch.log(y).mul_(exponent))
     return y.log_().mul_(exponent).exp_()
+
+
+def power_law_(x: Tensor, exponent: Tensor) -> Tensor:
+    """:func:`power_law` in place on ``x`` (a buffer the caller owns), bit for bit the same values."""
+    if records_grad(x):
+        return power_law(x, exponent)
+    return x.clamp_(torch.finfo(x.dtype).tiny, 1.0).log_().mul_(exponent).exp_()

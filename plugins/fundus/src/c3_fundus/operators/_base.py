@@ -11,7 +11,7 @@ from torch import Tensor
 from c3_core.batch import Batch
 from c3_core.domains import IntensityDomain
 from c3_core.operator import Operator, P
-from c3_fundus.functional.srgb import linear_to_srgb_fast, srgb_to_linear_fast
+from c3_fundus.functional.srgb import linear_to_srgb_, records_grad, srgb_to_linear_fast
 from c3_fundus.functional.visibility import lesion_visibility
 
 MIN_VISIBILITY = 0.5
@@ -71,14 +71,24 @@ class FundusOperator(Operator[P]):
 
     def _apply(self, batch: Batch, params: Sequence[P]) -> Batch:
         linear = self._apply_linear(srgb_to_linear_fast(batch.image), batch, params)
-        return batch.replace(image=linear_to_srgb_fast(linear).to(batch.image.dtype))
+        return batch.replace(image=linear_to_srgb_(linear).to(batch.image.dtype))  # the buffer is ours: encoded in place
 
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[P]) -> Tensor:
-        """Linear light (B, 3, H, W) in -> linear light out. Intensity operators override this."""
+        """Linear light (B, 3, H, W) in -> linear light out. Intensity operators override this.
+
+        ``linear`` is a fresh buffer that this call owns (it may scale it in place when autograd
+        does not record it); the returned tensor is encoded to sRGB in place, so it must be one
+        that no batch holds (``linear`` itself or a new tensor).
+        """
         raise NotImplementedError(f"{self.id} must override _apply or _apply_linear")
 
     def check(self, original: Batch, counterfactual: Batch, params: Sequence[Any]) -> list[str | None]:
         return lesion_check(self.id, original, counterfactual, self.min_visibility)
+
+
+def scale_(linear: Tensor, gain: Tensor) -> Tensor:
+    """``linear · gain`` (broadcast), in place on ``linear`` unless autograd records it."""
+    return linear * gain if records_grad(linear) else linear.mul_(gain)
 
 
 def per_sample(params: Sequence[Any], name: str, device: torch.device) -> Tensor:

@@ -12,8 +12,8 @@ from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
 from c3_fundus.colour import white_balance_gains
-from c3_fundus.functional.srgb import power_law
-from c3_fundus.operators._base import FundusOperator, per_sample
+from c3_fundus.functional.srgb import power_law_
+from c3_fundus.operators._base import FundusOperator, per_sample, scale_
 
 MAX_EXPOSURE_STOPS = 0.7
 MAX_MIRED = 60.0
@@ -69,4 +69,4 @@ class CameraResponse(FundusOperator[CameraResponseParams]):
         exposure = torch.exp2(per_sample(params, "exposure_stops", dev)).view(-1, 1, 1, 1)
         gains = white_balance_gains(per_sample(params, "mired_shift", dev)).view(-1, 3, 1, 1)
         gamma = per_sample(params, "tone_gamma", dev).view(-1, 1, 1, 1)
-        return power_law(linear * (exposure * gains), gamma)  # (.clip(0, 1)) ** gamma
+        return power_law_(scale_(linear, exposure * gains), gamma)  # (.clip(0, 1)) ** gamma

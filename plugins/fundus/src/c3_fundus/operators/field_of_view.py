@@ -11,8 +11,7 @@ import torch
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
-from c3_fundus.colour import linear_to_srgb, srgb_to_linear
-from c3_fundus.functional.field_of_view import resample, zoom_grid
+from c3_fundus.functional.field_of_view import aperture_in_srgb_, resample, zoom_grid
 from c3_fundus.functional.geometry import circular_aperture, image_centre
 from c3_fundus.operators._base import FundusOperator, lesion_check, per_sample
 
@@ -43,7 +42,7 @@ class FieldOfView(FundusOperator[FieldOfViewParams]):
     """
 
     id = "fundus.field_of_view"
-    version = "1"
+    version = "2"
     spatial: ClassVar[bool] = True
     severity = Severity(
         "field_loss", "fraction of the FOV diameter lost", 0.0, 0.25, (0.05, 0.1, 0.15, 0.25),
@@ -85,14 +84,14 @@ class FieldOfView(FundusOperator[FieldOfViewParams]):
         grid = zoom_grid((h, w), zoom, shift)
         radius = per_sample(params, "aperture_radius_frac", dev) * min(h, w) / 2
         aperture = circular_aperture((h, w), image_centre((h, w), b, dev), radius, dev)
-        hard = (aperture > 0.5).to(batch.image.dtype)
+        dtype = batch.image.dtype
+        hard = (aperture > 0.5).to(dtype)
         # resample the encoded values (as the camera's or viewer's resize does, and exactly as the
         # masks are resampled, so thresholds agree); the aperture then cuts light in linear light
-        image = linear_to_srgb(srgb_to_linear(resample(batch.image, grid)) * aperture).to(batch.image.dtype)
+        image = aperture_in_srgb_(resample(batch.image, grid), aperture).to(dtype)
 
-        def move(t: torch.Tensor) -> torch.Tensor:
-            moved = resample(t.to(batch.image.dtype), grid)
-            return ((moved >= 0.5).to(batch.image.dtype) * hard).to(t.dtype)
+        def move(t: torch.Tensor) -> torch.Tensor:  # resampled, thresholded at 0.5 and cut by the aperture, in place
+            return resample(t.to(dtype), grid).ge_(0.5).mul_(hard).to(t.dtype)
 
         mask = None if batch.mask is None else move(batch.mask)
         extras = {k: move(v) if _is_spatial(v, (h, w)) else v for k, v in batch.extras.items()}

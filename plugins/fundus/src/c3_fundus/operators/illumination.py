@@ -11,9 +11,9 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
 from c3_core.seeding import uniform
-from c3_fundus.functional.geometry import fov_geometry
+from c3_fundus.functional.geometry import fov_radius
 from c3_fundus.functional.illumination import cos4_vignetting, decentred_illumination, focal_for_edge_falloff
-from c3_fundus.operators._base import FundusOperator, fov_of, per_sample
+from c3_fundus.operators._base import FundusOperator, fov_of, per_sample, scale_
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ class Illumination(FundusOperator[IlluminationParams]):
             (h, w), centre, per_sample(params, "width_frac", dev) * side, per_sample(params, "ring_frac", dev) * side,
             per_sample(params, "stops", dev), dev,
         )
-        return linear * gain  # (B, 3, H, W) · (B, 1, H, W)
+        return scale_(linear, gain)  # (B, 3, H, W) · (B, 1, H, W)
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ class Vignetting(FundusOperator[VignettingParams]):
         fov = fov_of(batch)
         radius = torch.full((linear.shape[0],), 0.95 * min(h, w) / 2, device=dev)
         if fov is not None:  # the FOV radius of each case (a case with an empty FOV keeps the default)
-            measured = fov_geometry(fov)[1]
+            measured = fov_radius(fov)
             radius = torch.where(measured > 4.0, measured, radius)
         focal = focal_for_edge_falloff(radius, per_sample(params, "edge_falloff", dev))
-        return linear * cos4_vignetting((h, w), centre, focal, dev)
+        return scale_(linear, cos4_vignetting((h, w), centre, focal, dev))

@@ -21,7 +21,13 @@ from c3_fundus.functional.sensor import (
     mosaic,
     raw_mosaic,
 )
+from c3_fundus.functional.srgb import linear_to_srgb_, srgb_to_linear_
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator
+
+
+def _one_bayer_exposure(params: Sequence[SensorParams]) -> bool:
+    """Whether every case has a Bayer sensor with the same ADC depth (then one batched exposure)."""
+    return all(p.bayer for p in params) and len({p.adc_bits for p in params}) == 1
 
 
 @dataclass(frozen=True)
@@ -92,16 +98,26 @@ class Sensor(FundusOperator[SensorParams]):
             draw_seed(generator), draw_seed(generator),
         )
 
+    def _apply(self, batch: Batch, params: Sequence[SensorParams]) -> Batch:
+        if _one_bayer_exposure(params):  # decode only the raw CFA plane: a third of the values
+            raw = self._expose(srgb_to_linear_(raw_mosaic(batch.image)), params)
+            return batch.replace(image=linear_to_srgb_(demosaic_raw(raw)).to(batch.image.dtype))
+        return super()._apply(batch, params)
+
+    @staticmethod
+    def _expose(raw: Tensor, params: Sequence[SensorParams]) -> Tensor:
+        """One batched exposure of the raw CFA planes (B, 1, H, W), linear light in and out."""
+        dev = raw.device
+        return expose_raw(
+            raw, [p.full_well_e for p in params], [p.read_noise_e for p in params], [p.prnu for p in params],
+            [p.dsnu for p in params], params[0].adc_bits,
+            [generator_from_seed(p.noise_seed, dev) for p in params], [generator_from_seed(p.pattern_seed, dev) for p in params],
+        )
+
     def _apply_linear(self, linear: Tensor, batch: Batch, params: Sequence[SensorParams]) -> Tensor:
-        if all(p.bayer for p in params) and len({p.adc_bits for p in params}) == 1:  # the usual case: one batched exposure
-            dev = linear.device
-            raw = expose_raw(
-                raw_mosaic(linear),  # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane
-                [p.full_well_e for p in params], [p.read_noise_e for p in params], [p.prnu for p in params],
-                [p.dsnu for p in params], params[0].adc_bits,
-                [generator_from_seed(p.noise_seed, dev) for p in params], [generator_from_seed(p.pattern_seed, dev) for p in params],
-            )
-            return demosaic_raw(raw)
+        if _one_bayer_exposure(params):  # the usual case: one batched exposure
+            # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane
+            return demosaic_raw(self._expose(raw_mosaic(linear), params))
         out = []
         for i, p in enumerate(params):  # per-sample noise realisations; the maths is whole-image
             # a Bayer sensor has one photosite per pixel: expose only the raw CFA plane (1, H, W)
