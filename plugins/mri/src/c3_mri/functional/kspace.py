@@ -7,6 +7,8 @@ artefacted image is the magnitude of the inverse DFT.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -70,7 +72,7 @@ def nyquist_ghost(x: Tensor, amplitude: Tensor, axis: int) -> Tensor:
     return to_magnitude(k * _axis_view(scale, axis, x.ndim - 2)).to(x.dtype)
 
 
-SLAB_ELEMENTS = 1 << 17  # elements per slab of add_spike's slab loop on the CPU (512 KiB of float32)
+SLAB_ELEMENTS = 1 << 18  # voxels per slab of add_spike's loop on the CPU (its scratch holds 2x: A cos θ, A sin θ)
 
 
 def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -> Tensor:
@@ -117,26 +119,26 @@ def add_spike(x: Tensor, flat_index: Tensor, amplitude: Tensor, phase: Tensor) -
         real = torch.mul(re, cos).addcmul_(im, sin, value=-1.0).add_(x)  # x + A cos θ
         imag = torch.mul(re, sin).addcmul_(im, cos)  # A sin θ
         return real.mul(real).addcmul_(imag, imag).sqrt_()
-    # on the CPU, the same passes slab by slab (rows of the last axis, one case at a time), each slab
-    # small enough to stay in cache: the volume is read once (plus the mean) and the output written
-    # once, and A sin θ lives in a slab-sized scratch buffer instead of a second full-size one
+    # on the CPU, slab by slab (rows of the last axis, one case at a time), each slab small enough to
+    # stay in cache: the volume is read once (plus the mean) and the output written once. A cos θ and
+    # A sin θ are rank-2 outer products (the rows' phasor times the last axis' cos and sin): both come
+    # from one small matmul with an inner dimension of 2, [re, im] @ [[cos, sin], [−sin, cos]], into a
+    # slab-sized scratch buffer (the same two products and one sum per voxel as the broadcast passes
+    # above, in one pass)
     n = sp[-1]
     rows = x[0].numel() // n  # rows of the last axis per case
     step = max(1, SLAB_ELEMENTS // n)
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     flat_x, flat_out = x.reshape(b, rows, n), out.view(b, rows, n)
-    flat_re = re.expand(b, c, *sp[:-1], 1).reshape(b, rows, 1)
-    flat_im = im.expand(b, c, *sp[:-1], 1).reshape(b, rows, 1)
-    scratch = torch.empty((min(step, rows), n), dtype=x.dtype, device=x.device)
+    phasor = torch.stack([re.expand(b, c, *sp[:-1], 1).reshape(b, rows), im.expand(b, c, *sp[:-1], 1).reshape(b, rows)], -1)
+    scratch = torch.empty((min(step, rows), 2 * n), dtype=x.dtype, device=x.device)
     for i in range(b):
-        cos_i, sin_i = cos[i].view(1, n), sin[i].view(1, n)
+        turn = torch.stack([torch.cat([cos[i].view(n), sin[i].view(n)]), torch.cat([-sin[i].view(n), cos[i].view(n)])])
         for r0 in range(0, rows, step):
             r1 = min(rows, r0 + step)
-            real, imag = flat_out[i, r0:r1], scratch[: r1 - r0]
-            re_s, im_s = flat_re[i, r0:r1], flat_im[i, r0:r1]
-            torch.mul(re_s, cos_i, out=real).addcmul_(im_s, sin_i, value=-1.0).add_(flat_x[i, r0:r1])  # x + A cos θ
-            torch.mul(re_s, sin_i, out=imag).addcmul_(im_s, cos_i)  # A sin θ
-            real.mul_(real).addcmul_(imag, imag).sqrt_()
+            both = torch.mm(phasor[i, r0:r1], turn, out=scratch[: r1 - r0])  # [A cos θ | A sin θ] per row
+            real, imag = both[:, :n].add_(flat_x[i, r0:r1]), both[:, n:]  # x + A cos θ, A sin θ
+            torch.mul(real, real, out=flat_out[i, r0:r1]).addcmul_(imag, imag).sqrt_()
     return out
 
 
@@ -174,30 +176,151 @@ def rigid_theta(angles_deg: Tensor, shifts_vox: Tensor, shape: tuple[int, ...]) 
     return theta
 
 
+IDENTITY_TOLERANCE = 1e-12  # a pose within this of [I | 0] (normalised units) is the object itself
+# voxels per piece of segmented_motion's loop on the CPU: its buffers (the grid: 12 bytes a voxel) stay
+# below glibc's largest mmap threshold (32 MiB), so they are reused, not page-faulted anew; few pieces,
+# since each is a few dozen parallel regions
+CHUNK_ELEMENTS = 1 << 21
+
+Box = tuple[tuple[int, int], ...]  # (start, stop) voxel index range per spatial axis
+
+
+def pose_grid(theta: Tensor, shape: tuple[int, ...], dtype: torch.dtype, box: Box | None = None) -> Tensor:
+    """``grid_sample`` grid ``(*box sizes, d)`` of one affine pose ``theta (d, d+1)`` over the output
+    voxels ``box`` (index ranges per axis, default the whole ``shape``; they may run past it).
+
+    The same sampling positions as ``F.affine_grid(theta[None], (1, 1, *shape), align_corners=False)``
+    (to float rounding, ~1e-7 of the half-width): the normalised centre of voxel i along an axis of
+    n voxels is (2i + 1) / n − 1, and the affine map is a sum of one term per axis, so the leading
+    axes are summed on their small grid in float64 and the last axis is added in one broadcast pass
+    that writes the grid (no (..., d + 1) homogeneous base grid and no batched matmul). The result
+    is a strided view of d coordinate planes.
+    """
+    d = len(shape)
+    box = tuple((0, n) for n in shape) if box is None else box
+    th = theta.to(torch.float64)
+
+    def term(axis: int) -> Tensor:  # (voxels of the box along ``axis``, d): their (x, y[, z]) grid offsets
+        start, stop = box[axis]
+        index = torch.arange(start, stop, device=th.device, dtype=torch.float64)
+        centre = (2.0 * index + 1.0) / shape[axis] - 1.0
+        return centre.unsqueeze(1) * th[:, d - 1 - axis].unsqueeze(0)  # grid column j is spatial axis d - 1 - j
+
+    sizes = [stop - start for start, stop in box]
+    lead = th[:, d].view(d, *[1] * (d - 1))  # the translation, then one leading axis at a time
+    for axis in range(d - 1):
+        view = [1] * (d - 1)
+        view[axis] = sizes[axis]
+        lead = lead + term(axis).t().reshape(d, *view)  # (d, *sizes[:-1]), float64
+    # one plane per grid coordinate, each a broadcast add along the contiguous last axis (a grid built
+    # as (..., d) directly is an add whose innermost dimension has d elements: an order of magnitude
+    # slower); grid_sample reads the grid through its strides, so the (..., d) view is not copied
+    last = term(d - 1).to(dtype).t().contiguous()  # (d, n_last), contiguous: the add's inner loop vectorises
+    planes = torch.add(lead.to(dtype).unsqueeze(-1), last.view(d, *[1] * (d - 1), sizes[-1]))
+    return planes.permute(*range(1, d + 1), 0)
+
+
+def resample_rigid(x: Tensor, theta: Tensor, slabs: int = 1, box: Box | None = None) -> Tensor:
+    """One case ``x (C, *sp)`` resampled into pose ``theta (d, d+1)`` (bilinear/trilinear, zeros
+    outside) over the output voxels ``box`` (default all) -> ``(C, *box sizes)``: the box of
+    ``F.grid_sample(x[None], F.affine_grid(theta[None], ...), align_corners=False)[0]``.
+
+    ``slabs``: the box is cut into that many slabs along the first spatial axis, sampled as the
+    batch of one ``grid_sample`` call over an expanded (stride-0) input: the CPU kernel of a 3-D
+    ``grid_sample`` runs its batch in parallel and nothing else, so one case in one piece uses one
+    thread. Every output voxel depends only on its own grid position, so the result does not depend
+    on ``slabs`` or on the box.
+    """
+    c, sp = x.shape[0], tuple(x.shape[1:])
+    box = tuple((0, n) for n in sp) if box is None else box
+    (start, stop), rest = box[0], box[1:]
+    rows = stop - start
+    slabs = max(1, min(int(slabs), rows))
+    depth = -(-rows // slabs)  # rows per slab; the last slab may run past the box (cropped)
+    grid = pose_grid(theta, sp, x.dtype, ((start, start + depth * slabs), *rest))
+    grid = grid.view(slabs, depth, *grid.shape[1:])
+    moved = F.grid_sample(x.unsqueeze(0).expand(slabs, c, *sp), grid, mode="bilinear", padding_mode="zeros",
+                          align_corners=False)  # (slabs, C, depth, ...)
+    return moved.transpose(0, 1).reshape(c, depth * slabs, *moved.shape[3:])[:, :rows]
+
+
+def _line_runs(segment_of_line: Tensor) -> list[tuple[int, int, int]]:
+    """Runs ``(start, stop, segment)`` of consecutive phase-encode lines (DFT order) of one segment."""
+    seg = [int(v) for v in segment_of_line.tolist()]
+    runs, start = [], 0
+    for i in range(1, len(seg) + 1):
+        if i == len(seg) or seg[i] != seg[start]:
+            runs.append((start, i, seg[start]))
+            start = i
+    return runs
+
+
 def segmented_motion(x: Tensor, theta: Tensor, segment_of_line: Tensor, axis: int) -> Tensor:
     """Rigid motion between k-space segments along the phase-encode ``axis``.
 
     ``theta (B, S, d, d+1)`` is the pose of segment s (grid_sample convention); ``segment_of_line
     (B, n)`` (long) says which segment acquired each phase-encode line (DFT order). Each line of
     the output's k-space comes from the object in that segment's pose.
+
+    The segment masks act along the phase-encode axis only, so the DFTs along the other axes
+    cancel: per segment, the object in that pose, its real 1-D FFT along that axis (half the
+    spectrum; line n − k is the conjugate of line k), and only the segment's own lines copied into
+    the combined k-space; then one 1-D inverse FFT and the magnitude. A pose equal to the identity
+    (the reference segment) is the object itself, not resampled. Each line is independent of the
+    others, so on the CPU a case is computed in pieces of whole lines (up to ``CHUNK_ELEMENTS``
+    voxels, cut along another axis) whose buffers are reused, and each resampling runs as
+    ``torch.get_num_threads()`` slabs (see :func:`resample_rigid`). Cases are computed one at a time.
     """
     b, c = x.shape[:2]
     s = theta.shape[1]
-    sp = x.shape[2:]
-    # the segment masks act along the phase-encode axis only, so the DFTs along the other axes
-    # cancel: per segment, the object in that pose (one grid_sample over the batch), its 1-D FFT
-    # along that axis, and only the segment's own lines copied into the combined k-space; then one
-    # 1-D inverse FFT (no S-fold copy of the input, no masked sum over segments)
-    dim = 2 + axis
-    k = torch.empty((b, c, *sp), device=x.device, dtype=torch.complex128 if x.dtype == torch.float64 else torch.complex64)
-    for seg in range(s):
-        grid = F.affine_grid(theta[:, seg].to(x.dtype), [b, c, *sp], align_corners=False)
-        moved = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        spectrum = torch.fft.fft(moved, dim=dim)
-        for i in range(b):  # the lines each case's segment acquired
-            lines = (segment_of_line[i] == seg).nonzero().view(-1)
-            k[i].index_copy_(dim - 1, lines, spectrum[i].index_select(dim - 1, lines))
-    return torch.fft.ifft(k, dim=dim).abs().to(x.dtype)
+    sp = tuple(x.shape[2:])
+    d = len(sp)
+    dim = 1 + axis  # the phase-encode axis of one case (C, *sp)
+    n = sp[axis]
+    half = n // 2 + 1  # lines 0..n//2 of the real FFT; line j > n//2 is conj(line n - j)
+    slabs = torch.get_num_threads() if x.device.type == "cpu" else 1
+    cut = 1 if axis == 0 else 0  # pieces along this spatial axis
+    # pieces matter for the CPU's memory (and caches); a GPU takes the whole case at once
+    pieces = -(-c * math.prod(sp) // CHUNK_ELEMENTS) if x.device.type == "cpu" else 1
+    step = -(-sp[cut] // max(1, min(pieces, sp[cut])))  # as even as possible
+    step = -(-step // slabs) * slabs  # whole slabs
+    identity = torch.eye(d, d + 1, dtype=theta.dtype, device=theta.device)
+    complex_dtype = torch.complex128 if x.dtype == torch.float64 else torch.complex64
+    track = torch.is_grad_enabled() and (x.requires_grad or theta.requires_grad)
+    out = torch.empty_like(x, memory_format=torch.contiguous_format)
+    for i in range(b):
+        runs = _line_runs(segment_of_line[i])
+        poses = [(seg, [(a, e) for a, e, q in runs if q == seg]) for seg in range(s)]
+        still = [bool((theta[i, seg] - identity).abs().max() <= IDENTITY_TOLERANCE) for seg in range(s)]
+        for lo in range(0, sp[cut], step):
+            hi = min(sp[cut], lo + step)
+            box = tuple((lo, hi) if a == cut else (0, sp[a]) for a in range(d))
+            k = torch.empty((c, *(e - a for a, e in box)), device=x.device, dtype=complex_dtype)
+            for seg, lines in poses:
+                if not lines:
+                    continue
+                if still[seg]:
+                    moved = x[i].narrow(1 + cut, lo, hi - lo)
+                else:
+                    moved = resample_rigid(x[i], theta[i, seg], slabs, box)
+                spectrum = torch.fft.rfft(moved, dim=dim)
+                for a, e in lines:
+                    if a < half:  # non-negative frequencies: as they are
+                        top = min(e, half)
+                        k.narrow(dim, a, top - a).copy_(spectrum.narrow(dim, a, top - a))
+                    if e > half:  # negative frequencies: line j is conj(line n - j), in reverse order
+                        first = max(a, half)
+                        k.narrow(dim, first, e - first).copy_(spectrum.narrow(dim, n - e + 1, e - first).flip(dim).conj())
+            z = torch.view_as_real(torch.fft.ifft(k, dim=dim))
+            re, im = z[..., 0], z[..., 1]
+            # |z| as sqrt(re² + im²) (complex abs, a hypot, costs ~10x more on the CPU), in place in the
+            # output unless autograd is recording (it takes no out= arguments)
+            dest = out[i].narrow(1 + cut, lo, hi - lo)
+            if track:
+                dest.copy_((re * re).addcmul(im, im).sqrt())
+            else:
+                torch.mul(re, re, out=dest).addcmul_(im, im).sqrt_()
+    return out
 
 
 def segment_lines(n: int, segments: int, device: torch.device | str = "cpu") -> tuple[Tensor, int]:

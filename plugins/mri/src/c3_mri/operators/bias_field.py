@@ -15,7 +15,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_mri.functional.bias_field import log_field, total_order_mask
+from c3_mri.functional.bias_field import apply_gain, total_order_mask
 from c3_mri.operators._base import MriOperator
 
 
@@ -77,7 +77,4 @@ class BiasField(MriOperator[BiasFieldParams]):
             raise ValueError(f"{self.id}: expected {n_terms} coefficients for order {order} in {batch.spatial_dims}-D")
         coeff = torch.tensor([p.coefficients for p in params], device=batch.device, dtype=torch.float32)
         spacing = torch.tensor(batch.spacing, device=batch.device, dtype=torch.float32)
-        field = log_field(batch.spatial_shape, spacing, coeff, order).exp_().unsqueeze(1)  # in place: one volume
-        if field.dtype == batch.image.dtype and batch.image.shape[1] == 1:
-            return batch.replace(image=field.mul_(batch.image))  # the field buffer becomes the output
-        return batch.replace(image=batch.image * field.to(batch.image.dtype))
+        return batch.replace(image=apply_gain(batch.image, spacing, coeff, order))

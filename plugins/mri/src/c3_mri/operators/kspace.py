@@ -121,7 +121,10 @@ class RigidMotion(MriOperator[MotionParams]):
     reference. Severity a: translations ~ U(−a, a) mm and rotations ~ U(−a, a) degrees per axis."""
 
     id = "mri.motion"
-    version = "2"  # 2: 1-D FFTs along the phase-encode axis only (the others cancel; float rounding)
+    # 3: the reference segment's object as it is (not resampled through an identity grid), real FFTs
+    # of each pose, the grid built per axis: the same model, float rounding (~1e-6 relative)
+    # 2: 1-D FFTs along the phase-encode axis only (the others cancel; float rounding)
+    version = "3"
     severity = Severity(
         "motion_amplitude", "mm translation and degrees rotation per axis", 0.0, 0.5, (0.125, 0.25, 0.375, 0.5),
         source=SeveritySource(
