@@ -207,7 +207,7 @@ def _utility(util: Tensor, generator: torch.Generator, why: Reasons) -> dict[str
     return out
 
 
-def _neighbourhood(columns: dict[str, list[Any]], why: Reasons) -> dict[str, float | None]:
+def _neighbourhood(columns: dict[str, array], why: Reasons) -> dict[str, float | None]:
     """Agreement over admitted counterfactuals and flip rate over cases with one, from counts."""
     admitted = sum(columns["n_admitted"])
     flipped = sum(columns["n_flipped"])
@@ -227,18 +227,43 @@ SEGMENTATION_COLUMNS = ("dice", "iou", "lesion_dice", "lesion_f1", "hd95_mm", "l
                         "small_lesions", "small_detected", "true_volume_mm3", "pred_volume_mm3")
 
 
-def _columns(run: ModalityRun, cases: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The per-case values the summary needs, one list per column, in dataset order."""
-    columns: dict[str, list[Any]] = defaultdict(list)
+INTEGER_COLUMNS = frozenset({"n_admitted", "n_flipped", "lesion_tp", "lesion_fn", "lesion_fp", "small_lesions", "small_detected"})
+
+
+def _columns(run: ModalityRun, cases: Iterable[dict[str, Any]]) -> dict[str, array]:
+    """The per-case values the summary needs, one packed column per value, in dataset order.
+
+    Counts are int64 (``array("q")``), everything else float64 (``array("d")``, a missing value
+    NaN); a multi-label case's labels are its C values in a row (missing: NaN), a multi-class
+    label its class index (int64). 8 bytes a value, where lists of Python numbers took about 32:
+    the columns are what the summary holds per case while it bootstraps.
+    """
     wanted = ["utility", "score", "n_admitted", "n_flipped"]
     if run.task == "segmentation":
         wanted += list(SEGMENTATION_COLUMNS)
     else:
         wanted += [f"prob_{n}" for n in run.class_names] + ["label"]
+    multilabel = run.task == "multilabel"
+    integer = set(INTEGER_COLUMNS) | ({"label"} if run.task not in ("segmentation", "multilabel") else set())
+    columns = {key: array("q") if key in integer else array("d") for key in wanted}
+    nan = float("nan")
     for c in cases:
         for key in wanted:
-            columns[key].append(c[key])
+            v = c[key]
+            if key in integer:
+                columns[key].append(int(v))
+            elif key == "label" and multilabel:
+                columns[key].extend(nan if x is None else float(x) for x in v)
+            else:
+                columns[key].append(nan if v is None else float(v))
     return columns
+
+
+def _tensor(column: array, dtype: torch.dtype) -> Tensor:
+    """A packed column as a tensor of ``dtype`` (a copy: the column can go)."""
+    packed = torch.float64 if column.typecode == "d" else torch.int64
+    values = torch.frombuffer(column, dtype=packed).clone() if len(column) else torch.empty(0, dtype=packed)
+    return values.to(dtype)
 
 
 def summarise(
@@ -258,8 +283,8 @@ def summarise(
     if n == 0:
         raise ValueError(f"{run.modality}: no evaluated case to summarise")
     why = Reasons()
-    util = torch.tensor(columns["utility"], dtype=torch.float64)
-    scores = torch.tensor(columns["score"], dtype=torch.float64)
+    util = _tensor(columns["utility"], torch.float64)
+    scores = _tensor(columns["score"], torch.float64)
     gate_counts = _GateCounts()
     by_op = _collect(outcomes(), gate_counts)  # the one pass over the counterfactuals
     out: dict[str, Any] = {
@@ -292,18 +317,16 @@ def summarise(
     return out
 
 
-def _probabilities_and_labels(run: ModalityRun, columns: dict[str, list[Any]]) -> tuple[Tensor, Tensor]:
+def _probabilities_and_labels(run: ModalityRun, columns: dict[str, array]) -> tuple[Tensor, Tensor]:
     """Original-image probabilities (N, C) and labels from the ``prob_*`` and ``label`` columns.
 
     Multi-label labels missing in the source (None) become NaN, which the metrics skip.
     """
-    probs = torch.tensor([columns[f"prob_{n}"] for n in run.class_names], dtype=torch.float64).T.contiguous()
+    probs = torch.stack([_tensor(columns[f"prob_{n}"], torch.float64) for n in run.class_names]).T.contiguous()
     if run.task == "multilabel":
-        labels = torch.tensor(
-            [[float("nan") if v is None else float(v) for v in row] for row in columns["label"]], dtype=torch.float64
-        )
+        labels = _tensor(columns["label"], torch.float64).view(len(columns["utility"]), -1)
     else:
-        labels = torch.tensor([int(v) for v in columns["label"]], dtype=torch.long)
+        labels = _tensor(columns["label"], torch.long)
     return probs, labels
 
 
@@ -369,11 +392,11 @@ def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor, why
     return out
 
 
-def _volume_calibration(columns: dict[str, list[Any]], why: Reasons) -> dict[str, float | None]:
+def _volume_calibration(columns: dict[str, array], why: Reasons) -> dict[str, float | None]:
     """Slope and intercept of predicted on true lesion volume (None with the reason when every
     true volume is equal, e.g. healthy controls, or the cohort has a single case)."""
-    true_v = torch.tensor(columns["true_volume_mm3"], dtype=torch.float64)
-    pred_v = torch.tensor(columns["pred_volume_mm3"], dtype=torch.float64)
+    true_v = _tensor(columns["true_volume_mm3"], torch.float64)
+    pred_v = _tensor(columns["pred_volume_mm3"], torch.float64)
     problem = non_finite_reason(torch.stack([true_v, pred_v], 1), "lesion volume")
     fit, reason = attempt(unless(problem, "the volume calibration slope", lambda: volume_calibration_slope(pred_v, true_v)))
     slope, intercept = fit if fit is not None else (None, None)
@@ -383,13 +406,13 @@ def _volume_calibration(columns: dict[str, list[Any]], why: Reasons) -> dict[str
     }
 
 
-def _column_mean(columns: dict[str, list[Any]], column: str, key: str, what: str, why: Reasons) -> float | None:
+def _column_mean(columns: dict[str, array], column: str, key: str, what: str, why: Reasons) -> float | None:
     """The cohort mean of ``column`` written as ``key`` (None with the reason if undefined)."""
-    values = torch.tensor([float(v) for v in columns[column]], dtype=torch.float64)
+    values = _tensor(columns[column], torch.float64)
     return why.compute((key,), lambda: cohort_mean(values, what))
 
 
-def _segmentation_summary(columns: dict[str, list[Any]], why: Reasons) -> dict[str, Any]:
+def _segmentation_summary(columns: dict[str, array], why: Reasons) -> dict[str, Any]:
     """Volume- and lesion-wise means, pooled lesion F1 and small-lesion recall, volume calibration.
 
     Empty masks follow the per-case rules (Dice 1 and HD95 0 when both are empty, lesion F1 1
