@@ -189,8 +189,7 @@ def sampled_gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
     σ = 0 is the identity; a kernel wider than the image wraps over the image's mirror extension.
     """
     h, w = image.shape[-2:]
-    sigma = sigma_px.detach().to(image.dtype)
-    radius = math.ceil(PSF_REACH_SIGMAS * float(sigma.max())) if sigma.numel() else 0
+    radius = math.ceil(PSF_REACH_SIGMAS * float(sigma_px.detach().max())) if sigma_px.numel() else 0
     if radius == 0:
         return image.clone()
     top, bottom = _psf_pads(h, radius)
@@ -238,10 +237,10 @@ def _axis_resampling(n: int, ratio: float, device: torch.device, dtype: torch.dt
     return tuple(v.to(device) for v in (f0, (f0 + 1).clamp_max_(n - 1), t, k0, k0 + 1, w))  # type: ignore[return-value]
 
 
-def _lerp_rows(x: Tensor, i0: Tensor, i1: Tensor, weight: Tensor, out: Tensor | None = None) -> Tensor:
+def _lerp_rows(x: Tensor, i0: Tensor, i1: Tensor, weight: Tensor) -> Tensor:
     """Rows ``i0`` and ``i1`` of ``x (..., n, W)`` blended by ``weight (m,)`` (of ``i1``): (..., m, W).
     Whole-row gathers (memory copies) and one ``lerp``."""
-    return torch.lerp(x.index_select(-2, i0), x.index_select(-2, i1), weight.view(-1, 1), out=out)
+    return torch.lerp(x.index_select(-2, i0), x.index_select(-2, i1), weight.view(-1, 1))
 
 
 def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
@@ -257,29 +256,19 @@ def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
     """
     h, w = image.shape[-2:]
     blurred = aperture_change(image, ratio.to(image.dtype))
-    record = torch.is_grad_enabled() and image.requires_grad  # out= writes are not differentiable
     groups: dict[float, list[int]] = {}
     for i, r in enumerate(ratio.tolist()):
         groups.setdefault(r, []).append(i)
-    out = None if record else torch.empty_like(image, memory_format=torch.contiguous_format)
-    parts, order = [], []
+    out = None if len(groups) == 1 else torch.empty_like(image, memory_format=torch.contiguous_format)
     for r, cases in groups.items():
         fy0, fy1, ty, ky0, ky1, wy = _axis_resampling(h, r, image.device, image.dtype)
         fx0, fx1, tx, kx0, kx1, wx = _axis_resampling(w, r, image.device, image.dtype)
-        whole = len(cases) == image.shape[0]
-        index = None if whole else torch.tensor(cases, device=image.device)
+        index = None if out is None else torch.tensor(cases, device=image.device)
         sub = blurred if index is None else blurred.index_select(0, index)
         coarse_rows = _lerp_rows(sub, fy0, fy1, ty).transpose(-1, -2).contiguous()  # (n, C, W, Hc)
         columns = _lerp_rows(_lerp_rows(coarse_rows, fx0, fx1, tx), kx0, kx1, wx)  # (n, C, W, Hc): coarse, then fine columns
-        fine = columns.transpose(-1, -2).contiguous()
-        if out is None:
-            parts.append(_lerp_rows(fine, ky0, ky1, wy))
-            order.extend(cases)
-        elif index is None:
-            _lerp_rows(fine, ky0, ky1, wy, out=out)
-        else:
-            out.index_copy_(0, index, _lerp_rows(fine, ky0, ky1, wy))
-    if out is not None:
-        return out
-    result = torch.cat(parts)
-    return result.index_select(0, torch.tensor(order, device=image.device).argsort())
+        fine = _lerp_rows(columns.transpose(-1, -2).contiguous(), ky0, ky1, wy)
+        if out is None:  # one ratio for the batch: this is the result
+            return fine
+        out.index_copy_(0, index, fine)  # differentiable too (out is a fresh buffer)
+    return out
