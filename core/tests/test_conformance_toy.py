@@ -42,3 +42,25 @@ def test_kit_catches_hidden_randomness(monkeypatch: pytest.MonkeyPatch) -> None:
     check = next(c for c in plugin_checks(toy_plugin) if str(c) == "toy.noise::deterministic_under_seed")
     with pytest.raises(AssertionError, match="same params gave different bytes"):
         check()
+
+
+class GlobalDraws(toy_plugin.ToyGain):
+    """Declares stream sampling but draws from torch's global generator: the kit must notice."""
+
+    stream_sampling = True
+
+    def _sample(self, info, generator, severity):  # noqa: ANN001, ANN202
+        return toy_plugin.GainParams(float(torch.rand(())) * severity)
+
+
+class StreamGain(toy_plugin.ToyGain):
+    stream_sampling = True  # its _sample draws through c3_core.seeding.uniform only
+
+
+def test_kit_checks_operators_that_sample_from_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(toy_plugin, "ToyGain", StreamGain)
+    next(c for c in plugin_checks(toy_plugin) if str(c) == "toy.gain::samples_from_streams")()
+    monkeypatch.setattr(toy_plugin, "ToyGain", GlobalDraws)
+    check = next(c for c in plugin_checks(toy_plugin) if str(c) == "toy.gain::samples_from_streams")
+    with pytest.raises(AssertionError, match="global generator"):
+        check()

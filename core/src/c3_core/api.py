@@ -51,7 +51,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors; kept equal t
     from c3_core.plugins.registry import Registry
     from c3_core.reference_models import PoolResNet, SmallCNN
     from c3_core.reference_training import one_thread, train_reference
-    from c3_core.seeding import derive_seed, draw_seed, generator_from_seed, uniform
+    from c3_core.seeding import Draws, derive_seed, draw_seed, generator_from_seed, random_sign, uniform, uniform_tensor
 
 # home module -> the names it gives the API
 _EXPORTS: dict[str, tuple[str, ...]] = {
@@ -64,7 +64,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "c3_core.domains": ("Domain", "DomainRegistry", "IntensityDomain", "parse_domain"),
     # operators: params, severity, randomness, shared physics kernels
     "c3_core.operator": ("Editor", "Operator", "P", "Severity", "SeverityError", "SeveritySource"),
-    "c3_core.seeding": ("derive_seed", "draw_seed", "generator_from_seed", "uniform"),
+    "c3_core.seeding": ("Draws", "derive_seed", "draw_seed", "generator_from_seed", "random_sign", "uniform", "uniform_tensor"),
     "c3_core.functional.photon": ("photon_counts",),
     # models and their weights
     "c3_core.model": ("ModelBundle", "WeightsError", "load_state_dict_safely"),
@@ -94,7 +94,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
 
 __all__ = [
     "Batch", "CaseInfo", "CohortPathError", "ConceptEditor", "ConceptModel", "ConceptModelConfig", "ConceptSpec",
-    "DatasetMeta", "DemoDiffusionEditor", "DiffusionConfig", "DiffusionEditParams", "DiffusionEditor", "DiffusionModel", "Domain",
+    "DatasetMeta", "DemoDiffusionEditor", "Draws", "DiffusionConfig", "DiffusionEditParams", "DiffusionEditor", "DiffusionModel", "Domain",
     "DomainRegistry", "Editor", "EditorMeta", "ExperimentSpec", "FineTuneConfig", "FitSettings", "HealthyControl",
     "HeldOutShift", "IntensityDomain", "LesionOnly", "LesionRemoved", "MetricMeta", "ModelBundle", "ModelMeta",
     "Operator", "OperatorMeta", "P", "PoolResNet", "Registry", "Sample", "Scorer", "Severity", "SeverityError", "SeveritySource",
@@ -102,8 +102,8 @@ __all__ = [
     "TuneSettings", "VolumeStructureConfig", "VolumeStructureEditor", "VolumeStructureModel",
     "WeightsError", "cache_dir", "cached_default_model", "cached_weights", "collate", "derive_seed", "draw_seed",
     "encode_labels", "fit_concept_model", "fit_structure_model", "generator_from_seed", "hookimpl",
-    "load_state_dict_safely", "load_volume_model", "model_from_state", "one_thread", "parse_domain", "photon_counts", "refuse_duplicate_ids",
-    "resolve_inside", "stable_id", "train_reference", "uniform",
+    "load_state_dict_safely", "load_volume_model", "model_from_state", "one_thread", "parse_domain", "photon_counts", "random_sign", "refuse_duplicate_ids",
+    "resolve_inside", "stable_id", "train_reference", "uniform", "uniform_tensor",
 ]  # the promise: equal to the names in _EXPORTS (checked by a test)
 
 

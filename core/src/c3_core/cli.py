@@ -353,7 +353,7 @@ def generate(
     op: Annotated[list[str] | None, typer.Option("--op", help="Operator or editor id to draw from (repeatable; instead of --neighborhood).")] = None,
     op_option: Annotated[list[str] | None, typer.Option("--op-option", help="KEY=VALUE for every --op's constructor (repeatable), e.g. weights=PATH from `c3 editor fit`.")] = None,
     k: Annotated[int, typer.Option(min=1, help="Counterfactuals per case.")] = 4,
-    seed: Annotated[int, typer.Option(help="Base seed: counterfactual k of exam e uses derive_seed(seed, e, k).")] = 0,
+    seed: Annotated[int, typer.Option(help="Base seed: counterfactual k of exam e is drawn from the stream keyed by (seed, e) at counter k.")] = 0,
     limit: Annotated[int | None, typer.Option(min=1, help="Only the first N cases.")] = None,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("c3-generated"),

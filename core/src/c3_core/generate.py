@@ -12,9 +12,10 @@ Each case folder is written under a temporary name and renamed into place, so it
 or not at all. Pseudonyms are HMAC-SHA256 of the exam's stable id with the user's key
 (:mod:`c3_core.pseudonyms`), which never goes into ``OUT``. Image formats are described in
 :mod:`c3_core.imagefiles` (16-bit PNG for 2-D, NIfTI or .npy for 3-D). Counterfactual ``k`` of
-exam ``e`` is drawn from ``derive_seed(seed, e, k)`` with ``e`` the stable id (see
-:mod:`c3_core.neighbourhood`), so the same seed gives the same bytes; the provenance JSON names
-the exam by its pseudonym and records the seed and parameters, which is all a replay needs.
+exam ``e`` is drawn from the counter-based stream keyed by (seed, ``e``) at counter ``k``, ``e``
+the stable id (see :mod:`c3_core.neighbourhood`), so the same seed gives the same bytes; the
+provenance JSON names the exam by its pseudonym and records the base seed, the index and the
+parameters, which is all a replay needs.
 
 Exit codes: 0 written; 2 bad input (nothing written); 3 a failure while writing, or more than
 ``--max-failures`` unreadable cases.

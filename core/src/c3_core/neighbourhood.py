@@ -2,9 +2,10 @@
 
 A spec lists *members*; each member is a chain of one or more operator steps with a severity
 range or a set of levels (physical units of that operator). For each case, K counterfactuals
-are planned; counterfactual k of exam e draws everything from a generator seeded with
-``derive_seed(seed, exam_id, k)``, so a case's neighbourhood is the same whatever the batch
-size, batch order or number of workers.
+are planned; counterfactual k of exam e draws everything from the counter-based streams of
+:mod:`c3_core.streams` keyed by (seed, exam id) at counter k, so a case's neighbourhood is the
+same whatever the batch size, batch order or number of workers, and a whole batch's draws are
+computed in one vectorised pass.
 
 TOML form::
 
@@ -26,21 +27,23 @@ TOML form::
 
 from __future__ import annotations
 
-import bisect
 import copy
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
+import numpy as np
 import torch
 
-from c3_core.batch import Batch, _CheckedSpacing
+from c3_core.batch import Batch, CaseInfo, _CheckedSpacing
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
-from c3_core.seeding import derive_seeds
+from c3_core.seeding import generator_from_seed
+from c3_core.streams import StepStream, philox4x32, stream_key
 from c3_core.truth import plan_changes, unknown_like
 
 if sys.version_info >= (3, 11):
@@ -219,7 +222,8 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class Plan:
-    """One planned counterfactual of one case."""
+    """One planned counterfactual of one case: counterfactual ``index`` of ``exam_id``, drawn from
+    member ``member`` of the spec with base seed ``seed``."""
 
     exam_id: str
     index: int
@@ -261,6 +265,15 @@ class Plan:
 
 OperatorFactory = Callable[[str, Mapping[str, Any]], Operator[Any]]
 
+PLANNED_BLOCKS = 1  # Philox blocks (4 words each) precomputed per plan and step; later ones on demand
+UNIT = 2.0**-32  # a 32-bit word w as the uniform draw w / 2^32 on [0, 1)
+
+
+def _generator(draws: StepStream) -> torch.Generator:
+    """A ``torch.Generator`` for an operator without ``stream_sampling``, seeded from its step's
+    stream (so its draws, too, depend only on the spec seed, the exam id and k)."""
+    return generator_from_seed(draws.integer(63))
+
 
 class Neighbourhood:
     """Plans and realises K counterfactuals per case from a :class:`NeighbourhoodSpec`.
@@ -292,10 +305,10 @@ class Neighbourhood:
                     raise NeighbourhoodSpecError(str(exc)) from None
                 chain.append(op)
             self._ops.append(chain)
-        w = torch.tensor([m.weight for m in spec.members], dtype=torch.float64)
-        self._cum_weights = torch.cumsum(w / w.sum(), 0)
-        self._cum_weights_list = self._cum_weights.tolist()  # the same float64 values, for bisect
+        w = np.array([m.weight for m in spec.members], dtype=np.float64)
+        self._cum_weights_array = np.cumsum(w / w.sum())  # a member's share of [0, 1)
         self._steps = self._member_steps()  # resolved once (reseeded copies share members and operators)
+        self._depth = max(len(m.steps) for m in spec.members)
 
     def operator_versions(self) -> dict[str, str]:
         """``{operator id: version}`` of every operator and editor the neighbourhood draws from:
@@ -335,6 +348,7 @@ class Neighbourhood:
         for member, chain in zip(self.spec.members, self._ops):
             rows = []
             for step, op in zip(member.steps, chain):
+                step = replace(step, options=MappingProxyType(dict(step.options)))  # shared by every plan: read-only
                 if step.levels:
                     rows.append((step, op, tuple(step.levels), None, None))
                 elif step.low is not None:
@@ -348,36 +362,59 @@ class Neighbourhood:
 
     def plan_case(self, batch: Batch, index: int) -> list[Plan]:
         """The K plans of case ``index``: a pure function of (spec seed, exam id, k)."""
-        info = batch.case_info(index)
-        plans = []
-        members = self._steps
-        cum, last = self._cum_weights_list, len(self._ops) - 1
-        # one generator per case, reseeded per counterfactual: manual_seed resets the whole state
-        # (and any cached normal), so each draw is as from a fresh one. The draws write into
-        # scalar tensors made once per case: ``t.uniform_(0, 1, generator=g)`` and
-        # ``t.random_(0, n, generator=g)`` are what ``torch.rand`` and ``torch.randint`` run on a
-        # new tensor, so the values are theirs
-        g = torch.Generator()
-        u64 = torch.empty((), dtype=torch.float64, device="cpu")
-        u = torch.empty((), device="cpu")  # the default dtype, as torch.rand in seeding.uniform
-        pick = torch.empty((1,), dtype=torch.long, device="cpu")
-        for k, seed in enumerate(derive_seeds(self.spec.seed, info.exam_id, self.spec.k)):
-            g.manual_seed(seed)
-            # == torch.searchsorted(cum_weights, u, right=True) on the same float64 values
-            member = min(bisect.bisect_right(cum, u64.uniform_(0, 1, generator=g).item()), last)
-            steps = []
-            for step_spec, op, levels, low, high in members[member]:
-                if levels:
-                    sev = levels[int(pick.random_(0, len(levels), generator=g).item())]
-                else:  # seeding.uniform's arithmetic on the same draw
-                    sev = low + (high - low) * float(u.uniform_(0, 1, generator=g).item())  # type: ignore[operator]
-                params = op.sample_params(info, g, sev)
-                steps.append(PlannedStep(op, sev, params, dict(step_spec.options)))
-            plans.append(Plan(info.exam_id, k, member, seed, tuple(steps)))
-        return plans
+        return self._plan_cases([batch.case_info(index)])[0]
 
     def plan(self, batch: Batch) -> list[list[Plan]]:
-        return [self.plan_case(batch, i) for i in range(batch.size)]
+        """The K plans of every case of ``batch`` (each a pure function of spec seed, exam id and
+        k), their draws computed for the whole batch in one vectorised pass."""
+        return self._plan_cases([batch.case_info(i) for i in range(batch.size)])
+
+    def _plan_cases(self, infos: Sequence[CaseInfo]) -> list[list[Plan]]:
+        """Plans from the counter-based streams of :mod:`c3_core.streams`: counterfactual k of an
+        exam reads stream (key, k, 0) for its member and (key, k, s + 1) for its step s (word 0
+        the severity, the rest the operator's draws, :class:`~c3_core.streams.StepStream`)."""
+        k, base = self.spec.k, self.spec.seed
+        for modality in {info.modality for info in infos}:  # sample_params' checks, once per batch
+            for op in self.operators():
+                if op.modality != modality:
+                    raise ValueError(f"{op.id} is a {op.modality} operator; this batch holds {modality} cases")
+        keys = [stream_key(base, info.exam_id) for info in infos]
+        n = len(infos) * k
+        if n == 0:
+            return [[] for _ in infos]
+        slots = 1 + self._depth
+        counter = np.zeros((n, slots, PLANNED_BLOCKS, 4), dtype=np.uint64)
+        counter[..., 0] = np.tile(np.arange(k, dtype=np.uint64), len(infos))[:, None, None]
+        counter[..., 1] = np.arange(slots, dtype=np.uint64)[None, :, None]
+        counter[..., 2] = np.arange(PLANNED_BLOCKS, dtype=np.uint64)[None, None, :]
+        key_rows = np.repeat(np.asarray(keys, dtype=np.uint64), k, axis=0)[:, None, None, :]
+        words = philox4x32(counter, key_rows).reshape(n, slots, PLANNED_BLOCKS * 4)
+        members = np.minimum(
+            np.searchsorted(self._cum_weights_array, words[:, 0, 0] * UNIT, side="right"), len(self._ops) - 1
+        ).tolist()
+        words_l = words[:, 1:].astype(np.int64).tolist()  # per plan, per step: its precomputed words
+        plans: list[list[Plan]] = []
+        r = 0
+        for info, key in zip(infos, keys):
+            case = []
+            for j in range(k):
+                member = members[r]
+                steps = []
+                for s, (step_spec, op, levels, low, high) in enumerate(self._steps[member]):
+                    w = words_l[r][s]
+                    if levels:
+                        sev = levels[(w[0] * len(levels)) >> 32]
+                    else:
+                        sev = low + (high - low) * (w[0] * UNIT)  # type: ignore[operator]
+                    draws = StepStream(key, j, s + 1, w)
+                    # sample_params without its checks: the modality is checked above for the batch,
+                    # the severity is a level or in the range checked when the neighbourhood was built
+                    params = op._sample(info, draws if op.stream_sampling else _generator(draws), sev)
+                    steps.append(PlannedStep(op, sev, params, step_spec.options))
+                case.append(Plan(info.exam_id, j, member, base, tuple(steps)))
+                r += 1
+            plans.append(case)
+        return plans
 
     # -- realisation ----------------------------------------------------------------------
     def realise(self, batch: Batch, plans: Sequence[Sequence[Plan]]) -> tuple[Batch, list[list[str | None]]]:

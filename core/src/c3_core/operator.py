@@ -3,7 +3,11 @@
 An operator is split in two, like TorchIO's random/deterministic transforms:
 
 * ``sample_params(info, generator, severity)`` draws one frozen params dataclass for one case,
-  in physical units, using only the explicit ``torch.Generator`` it is given;
+  in physical units, using only the explicit generator it is given: a ``torch.Generator``, or,
+  for an operator that declares ``stream_sampling = True``, the counter-based
+  :class:`c3_core.streams.StepStream` the neighbourhood planner hands out (draw through
+  :mod:`c3_core.seeding`'s ``uniform``, ``uniform_tensor``, ``draw_seed`` and ``random_sign``,
+  which take both);
 * ``apply(batch, params)`` is deterministic: the same batch and params give the same bytes.
 
 Subclasses implement ``_sample`` and ``_apply``; the public methods validate inputs first.
@@ -22,6 +26,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.domains import IntensityDomain
+from c3_core.seeding import Draws
 
 P = TypeVar("P")
 
@@ -159,7 +164,10 @@ class Operator(ABC, Generic[P]):
       for class indices); everything undeclared comes back untouched (a spatial operator's mask
       moves with the image). Disjoint from ``preserves``; checked when the class is defined;
     * ``severity`` — a :class:`Severity`; ``params_type`` — the frozen params dataclass;
-    * ``summary`` — one line for the catalogue; ``spatial_dims`` — supported 2 and/or 3.
+    * ``summary`` — one line for the catalogue; ``spatial_dims`` — supported 2 and/or 3;
+    * ``stream_sampling`` — True when ``_sample`` draws only through :mod:`c3_core.seeding`'s
+      helpers: the neighbourhood planner then gives it counter-based draws (no generator per
+      counterfactual); False (the default) gives it a ``torch.Generator`` seeded from its stream.
     """
 
     id: ClassVar[str]
@@ -175,14 +183,16 @@ class Operator(ABC, Generic[P]):
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
     channels: ClassVar[tuple[int, ...] | None] = None  # allowed channel counts, None = any
     kind: ClassVar[Literal["operator", "editor"]] = "operator"
+    stream_sampling: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_changes(cls)
 
     # -- public API -----------------------------------------------------------------------
-    def sample_params(self, info: CaseInfo, generator: torch.Generator, severity: float) -> P:
-        """Draw params for one case at ``severity`` (physical units) from ``generator``."""
+    def sample_params(self, info: CaseInfo, generator: Draws, severity: float) -> P:
+        """Draw params for one case at ``severity`` (physical units) from ``generator`` (a
+        ``torch.Generator``; a :class:`~c3_core.streams.StepStream` when ``stream_sampling``)."""
         sev = self.severity.check(severity, self.id)
         if info.modality != self.modality:
             raise ValueError(f"{self.id} is a {self.modality} operator; case {info.exam_id} is {info.modality}")
@@ -257,7 +267,7 @@ class Operator(ABC, Generic[P]):
 
     # -- to implement ---------------------------------------------------------------------
     @abstractmethod
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> P: ...
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> P: ...
 
     @abstractmethod
     def _apply(self, batch: Batch, params: Sequence[P]) -> Batch: ...

@@ -58,7 +58,11 @@ class Step:
 
 @dataclass(frozen=True)
 class Provenance:
-    """How one counterfactual was made: the case, its index, its seed and the operator chain."""
+    """How one counterfactual was made: the case, its index, its seed and the operator chain.
+
+    ``seed`` is the neighbourhood's base seed: with the exam's stable id and ``index`` it names
+    the counter-based stream the plan was drawn from (:mod:`c3_core.streams`); the steps' params
+    alone are what a replay needs."""
 
     exam_id: str
     index: int

@@ -405,6 +405,26 @@ def _operator_checks(
         a, b = op.apply(batch, p1), op.apply(batch, p2)
         _assert(torch.equal(a.image, b.image), f"{op.id}: same params gave different bytes")
 
+    def check_stream_sampling(op: Operator[Any], batch: Batch) -> None:
+        """An operator declaring ``stream_sampling`` draws from the planner's counter-based stream:
+        the same stream gives the same params, torch's global generator is untouched, and the
+        params apply (finite output)."""
+        if not op.stream_sampling:
+            return
+        from c3_core.streams import StepStream, stream_key
+
+        def draw(j: int) -> list[Any]:
+            sev = op.severity.extreme
+            return [op.sample_params(batch.case_info(i), StepStream(stream_key(9, batch.exam_ids[i]), j, 1, []), sev)
+                    for i in range(batch.size)]
+
+        state = torch.get_rng_state()
+        first = draw(0)
+        _assert(torch.equal(state, torch.get_rng_state()), f"{op.id}: _sample drew from torch's global generator")
+        _assert(first == draw(0), f"{op.id}: the same stream gave different params")
+        out = op.apply(batch, first)
+        _assert(bool(torch.isfinite(out.image).all()), f"{op.id}: params drawn from a stream produced NaN or Inf")
+
     def check_replay(op: Operator[Any], batch: Batch) -> None:
         one = batch.select([0])
         params = sample(op, one, 7)
@@ -461,6 +481,7 @@ def _operator_checks(
         Check("declares_metadata", op_id, check_declares),
         Check("keeps_shape_dtype_device", op_id, per_dims(check_shape_dtype_device)),
         Check("deterministic_under_seed", op_id, per_dims(check_deterministic)),
+        Check("samples_from_streams", op_id, per_dims(check_stream_sampling)),
         Check("replays_from_provenance", op_id, per_dims(check_replay)),
         Check("masks_consistent", op_id, per_dims(check_masks)),
         Check("undeclared_untouched", op_id, per_dims(check_undeclared_untouched)),

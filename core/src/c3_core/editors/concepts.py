@@ -61,7 +61,7 @@ from c3_core.editors.concepts_nets import (
 from c3_core.editors.concepts_training import encode_all, fit_concept_model, train_autoencoder, train_segmentor
 from c3_core.editors.nets import model_on_device
 from c3_core.operator import Editor, Severity
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_core.truth import set_unknown
 
 __all__ = [  # the editor, and every piece this module held before the split (imported from here)
@@ -101,6 +101,8 @@ class ConceptEditor(Editor[ConceptParams]):
     declares ``"mask"`` in ``changes`` too) become unknown (NaN), the anatomy channels are kept
     (:meth:`check` rejects a case whose preserved anatomy moved).
     """
+
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
@@ -143,7 +145,7 @@ class ConceptEditor(Editor[ConceptParams]):
         return model_on_device(self._models, device, self.load_model, lambda m, d: m.to(d))
 
     # -- params ---------------------------------------------------------------------------
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ConceptParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ConceptParams:
         return ConceptParams(alpha=float(severity), jitter=self.jitter, noise_seed=draw_seed(generator))
 
     # -- apply ----------------------------------------------------------------------------

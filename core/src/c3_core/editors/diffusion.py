@@ -56,7 +56,7 @@ from c3_core.editors.nets import model_on_device
 from c3_core.editors.scorer import Scorer, agreement
 from c3_core.functional.grid import from_grid, to_grid
 from c3_core.operator import Editor, Severity
-from c3_core.seeding import draw_seed, generator_from_seed, uniform
+from c3_core.seeding import Draws, draw_seed, generator_from_seed, uniform
 
 X0_MARGIN = 0.25  # x0_hat is kept within the case's normalised range widened by this much
 STRENGTH = Severity("strength", "fraction of the diffusion trajectory", 0.0, 0.5, (0.1, 0.2, 0.3, 0.4, 0.5))
@@ -310,6 +310,8 @@ class DiffusionEditor(Editor[DiffusionEditParams]):
     :meth:`frozen_mask` and :meth:`default_scorer`.
     """
 
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
+
     intent: ClassVar[Literal["admissible", "interventional"]] = "admissible"
     version: ClassVar[str] = "1"
     spatial: ClassVar[bool] = False
@@ -426,7 +428,7 @@ class DiffusionEditor(Editor[DiffusionEditParams]):
         return self._scorer
 
     # -- params ---------------------------------------------------------------------------
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> DiffusionEditParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> DiffusionEditParams:
         negative = uniform(generator, 0.0, 1.0) < 0.5
         magnitude = uniform(generator, 0.5, 1.0)
         angle = uniform(generator, 0.0, 2.0 * math.pi)

@@ -39,7 +39,7 @@ from torch import Tensor
 from c3_core.batch import Batch, CaseInfo
 from c3_core.editors.inpainting import dilate_mm, harmonic_fill, inpaint_ns, place_control
 from c3_core.operator import Editor
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_core.truth import set_unknown
 
 METHODS = ("auto", "ns", "harmonic")
@@ -78,6 +78,8 @@ class MaskGuidedEditor(Editor[P]):
     "harmonic"), ``radius_px`` (OpenCV's inpainting radius, pixels), ``tol`` (harmonic fill
     relative residual).
     """
+
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
     intent = "interventional"
     preserves = frozenset()
@@ -173,7 +175,7 @@ class LesionRemoved(MaskGuidedEditor[RemovalParams]):
     probe_role = "removed"
     summary = "lesion removed by inpainting the dilated lesion mask (interventional)"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> RemovalParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> RemovalParams:
         return RemovalParams(margin_mm=severity)
 
     def _apply(self, batch: Batch, params: Sequence[RemovalParams]) -> Batch:
@@ -207,7 +209,7 @@ class LesionOnly(MaskGuidedEditor[LesionOnlyParams]):
     summary = "lesion only: background outside the dilated lesion mask suppressed (interventional)"
     background_value: ClassVar[float] = 0.0  # the domain's "no signal" value (set per modality)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> LesionOnlyParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> LesionOnlyParams:
         return LesionOnlyParams(margin_mm=severity)
 
     def _apply(self, batch: Batch, params: Sequence[LesionOnlyParams]) -> Batch:
@@ -235,7 +237,7 @@ class HealthyControl(MaskGuidedEditor[ControlParams]):
     probe_role = "control"
     summary = "control: inpaint a same-size healthy region away from the lesion (interventional control)"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ControlParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ControlParams:
         return ControlParams(margin_mm=severity, placement_seed=draw_seed(generator))
 
     def guard_px(self, spatial_dims: int) -> int:

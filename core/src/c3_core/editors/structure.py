@@ -90,6 +90,7 @@ from c3_core.editors.structure_training import (
     train_segmentor,
 )
 from c3_core.operator import Editor, Severity
+from c3_core.seeding import Draws, random_sign
 from c3_core.truth import set_unknown
 
 __all__ = [  # the editor, and every piece this module held before the split (imported from here)
@@ -131,6 +132,8 @@ class StructureAreaEditor(Editor[AreaParams]):
     :meth:`expected_label` (default unknown: NaN, or -1 for a class index).
     """
 
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
+
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
     preserves: ClassVar[frozenset[str]] = frozenset()  # the structure (its mask, maybe the label) changes
@@ -166,9 +169,9 @@ class StructureAreaEditor(Editor[AreaParams]):
         return model_on_device(self._models, device, self.load_model, lambda m, d: m.to(d))
 
     # -- params ---------------------------------------------------------------------------
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> AreaParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> AreaParams:
         if self.direction == "either":
-            sign = 1.0 if float(torch.rand((), generator=generator, device=generator.device)) < 0.5 else -1.0
+            sign = random_sign(generator)
         else:
             sign = 1.0 if self.direction == "grow" else -1.0
         return AreaParams(ratio=1.0 + sign * float(severity))

@@ -27,6 +27,7 @@ from c3_core.editors.volume_structure_kernels import from_grid, hard_voxels, reg
 from c3_core.editors.volume_structure_model import VolumeStructureModel, load_volume_model
 from c3_core.editors.volume_structure_nets import VolumeStructureConfig
 from c3_core.operator import Editor, Severity
+from c3_core.seeding import Draws, random_sign
 
 UNIT_PERCENTILE = 0.99
 
@@ -66,6 +67,8 @@ class VolumeStructureEditor(Editor[VolumeParams]):
     volume in the structure's channel and unknown (NaN) in the other channels; outside the region
     the image is untouched and the mask is the input's. Unedited cases keep their mask.
     """
+
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
     intent: ClassVar[Literal["admissible", "interventional"]] = "interventional"
     version: ClassVar[str] = "1"
@@ -120,9 +123,9 @@ class VolumeStructureEditor(Editor[VolumeParams]):
         return model_on_device(self._models, device, load, lambda m, d: m.to(d))
 
     # -- params ---------------------------------------------------------------------------
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> VolumeParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> VolumeParams:
         if self.direction == "either":
-            sign = 1.0 if float(torch.rand((), generator=generator, device=generator.device)) < 0.5 else -1.0
+            sign = random_sign(generator)
         else:
             sign = 1.0 if self.direction == "grow" else -1.0
         return VolumeParams(ratio=1.0 + sign * float(severity))

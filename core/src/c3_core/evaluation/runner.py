@@ -27,6 +27,7 @@ from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, Neighbourhoo
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import Contribution
 from c3_core.resolve import InputError as EvaluationInputError
+from c3_core.streams import STREAM_VERSION
 from c3_core.resolve import (  # re-exported: these lived here before the resolve service existed
     build_dataset,
     check_counterfactual_budget,
@@ -105,6 +106,7 @@ class PreparedModality:
             **({"gate": self.gate.to_dict()} if self.gate is not None else {}),
             "spec": self.spec.to_dict(),
             "operator_versions": self.neighbourhood.operator_versions(),
+            "streams": STREAM_VERSION,  # how plans are drawn: a resume must not mix two
             **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
                if self.probe is not None or self.probe_note else {}),
         }

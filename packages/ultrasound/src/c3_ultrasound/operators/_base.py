@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from c3_core.api import Batch, Domain, Operator, P
+from c3_core.api import Batch, Domain, Draws, Operator, P, uniform
 from c3_ultrasound.intensity_domains import ENVELOPE
 
 
@@ -17,6 +17,7 @@ class UltrasoundOperator(Operator[P]):
     domain: ClassVar[Domain] = ENVELOPE
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (1,)
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
 
 def row_pitch_mm(batch: Batch) -> torch.Tensor:
@@ -24,6 +25,6 @@ def row_pitch_mm(batch: Batch) -> torch.Tensor:
     return torch.tensor([s[0] for s in batch.spacing], dtype=torch.float64, device=batch.device)
 
 
-def random_sign(generator: torch.Generator) -> float:
+def random_sign(generator: Draws) -> float:
     """+1 or -1 with equal probability, from ``generator``."""
-    return 1.0 if float(torch.rand((), generator=generator, device=generator.device)) < 0.5 else -1.0
+    return 1.0 if uniform(generator, 0.0, 1.0) < 0.5 else -1.0

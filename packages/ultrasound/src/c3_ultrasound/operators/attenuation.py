@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Severity, SeveritySource, uniform
+from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource, uniform
 from c3_ultrasound.functional.gain import apply_depth_gain_db, pixel_depth_cm, tgc_residual_db
 from c3_ultrasound.operators._base import UltrasoundOperator, random_sign, row_pitch_mm
 
@@ -70,7 +70,7 @@ class AttenuationTGC(UltrasoundOperator[AttenuationTGCParams]):
         self.attenuation_db_cm_mhz = (float(attenuation_db_cm_mhz[0]), float(attenuation_db_cm_mhz[1]))
         self.frequency_mhz = (float(frequency_mhz[0]), float(frequency_mhz[1]))
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> AttenuationTGCParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> AttenuationTGCParams:
         alpha = uniform(generator, *self.attenuation_db_cm_mhz)
         freq = uniform(generator, *self.frequency_mhz)
         return AttenuationTGCParams(alpha, freq, random_sign(generator) * severity)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Severity, SeveritySource
+from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource
 from c3_ultrasound.functional.gain import apply_gain_db
 from c3_ultrasound.operators._base import UltrasoundOperator, random_sign
 
@@ -38,7 +38,7 @@ class Gain(UltrasoundOperator[GainParams]):
     params_type = GainParams
     summary = "overall receive gain change in dB"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GainParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> GainParams:
         return GainParams(random_sign(generator) * severity)
 
     def _apply(self, batch: Batch, params: Sequence[GainParams]) -> Batch:

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Severity, SeveritySource, draw_seed, generator_from_seed, uniform
+from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource, draw_seed, generator_from_seed, uniform
 from c3_ultrasound.functional.speckle import (
     FWHM_PER_SIGMA,
     RAYLEIGH_CONTRAST,
@@ -122,7 +122,7 @@ class Speckle(UltrasoundOperator[SpeckleParams]):
         self.axial_fwhm_mm = (float(axial_fwhm_mm[0]), float(axial_fwhm_mm[1]))
         self.lateral_fwhm_mm = (float(lateral_fwhm_mm[0]), float(lateral_fwhm_mm[1]))
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SpeckleParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SpeckleParams:
         axial = uniform(generator, *self.axial_fwhm_mm)
         lateral = uniform(generator, *self.lateral_fwhm_mm)
         seed = draw_seed(generator)

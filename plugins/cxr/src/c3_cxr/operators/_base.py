@@ -15,6 +15,7 @@ class RadiographOperator(Operator[P]):
     domain: ClassVar[IntensityDomain] = IntensityDomain.LOG_ATTENUATION
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (1,)
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
 
 class CTOperator(Operator[P]):
@@ -25,3 +26,4 @@ class CTOperator(Operator[P]):
     domain: ClassVar[IntensityDomain] = IntensityDomain.HU
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
     channels: ClassVar[tuple[int, ...] | None] = (1,)
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only

@@ -9,6 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws
 from c3_cxr.operators._base import RadiographOperator
 
 
@@ -42,7 +43,7 @@ class BeamHardening(RadiographOperator[BeamHardeningParams]):
     params_type = BeamHardeningParams
     summary = "mild non-linear attenuation (beam hardening)"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> BeamHardeningParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> BeamHardeningParams:
         return BeamHardeningParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[BeamHardeningParams]) -> Batch:

@@ -9,6 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws
 from c3_cxr.functional.ct import as_slices, beam_hardening_change, from_slices, hu_change, pixel_mm, project_hu
 from c3_cxr.operators._base import CTOperator
 
@@ -48,7 +49,7 @@ class CTBeamHardening(CTOperator[CTBeamHardeningParams]):
     params_type = CTBeamHardeningParams
     summary = "beam hardening: cupping and HU shifts from polychromatic attenuation"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CTBeamHardeningParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> CTBeamHardeningParams:
         return CTBeamHardeningParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[CTBeamHardeningParams]) -> Batch:

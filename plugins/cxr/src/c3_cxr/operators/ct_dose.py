@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_cxr.functional.ct import as_slices, from_slices, hu_change, pixel_mm, poisson_thinning, project_hu
 from c3_cxr.operators._base import CTOperator
 
@@ -58,7 +58,7 @@ class CTLowDose(CTOperator[CTDoseParams]):
             raise ValueError(f"{self.id}: i0_reference must be > 0, got {i0_reference}")
         self.i0 = float(i0_reference)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CTDoseParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> CTDoseParams:
         return CTDoseParams(severity, self.i0, draw_seed(generator))
 
     def _apply(self, batch: Batch, params: Sequence[CTDoseParams]) -> Batch:

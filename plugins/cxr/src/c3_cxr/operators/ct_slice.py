@@ -10,6 +10,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws
 from c3_cxr.functional.ct import thicken_slices
 from c3_cxr.operators._base import CTOperator
 
@@ -42,7 +43,7 @@ class CTSliceThickness(CTOperator[CTSliceParams]):
     params_type = CTSliceParams
     summary = "thicker slices: partial-volume averaging along z (3-D volumes)"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CTSliceParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> CTSliceParams:
         return CTSliceParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[CTSliceParams]) -> Batch:

@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_cxr.functional.dose import reduced_dose
 from c3_cxr.operators._base import RadiographOperator
 
@@ -59,7 +57,7 @@ class Dose(RadiographOperator[DoseParams]):
             raise ValueError(f"{self.id}: i0_reference must be > 0 and electronic_sigma >= 0")
         self.i0, self.sigma_e = float(i0_reference), float(electronic_sigma)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> DoseParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> DoseParams:
         return DoseParams(severity, self.i0, self.sigma_e, draw_seed(generator))
 
     def _apply(self, batch: Batch, params: Sequence[DoseParams]) -> Batch:

@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_cxr.functional.filters import affine_matrices, resample
 from c3_cxr.operators._base import RadiographOperator
 
@@ -48,7 +48,7 @@ class Geometry(RadiographOperator[GeometryParams]):
     params_type = GeometryParams
     summary = "small rotation, translation and magnification"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GeometryParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> GeometryParams:
         return GeometryParams(
             angle_deg=5.0 * severity * uniform(generator, -1, 1),
             shift_x=0.1 * severity * uniform(generator, -1, 1),

@@ -9,6 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws
 from c3_cxr.functional.filters import change_pixel_pitch
 from c3_cxr.operators._base import RadiographOperator
 
@@ -39,7 +40,7 @@ class Resolution(RadiographOperator[ResolutionParams]):
     params_type = ResolutionParams
     summary = "pixel-pitch change: coarser detector sampling, shown on the original grid"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ResolutionParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ResolutionParams:
         return ResolutionParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[ResolutionParams]) -> Batch:

@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_cxr.domains import to_counts
 from c3_cxr.functional.filters import gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
@@ -56,7 +56,7 @@ class Scatter(RadiographOperator[ScatterParams]):
     params_type = ScatterParams
     summary = "scatter-to-primary ratio with a broad kernel"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ScatterParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ScatterParams:
         return ScatterParams(severity, uniform(generator, 25.0, 60.0))
 
     def _apply(self, batch: Batch, params: Sequence[ScatterParams]) -> Batch:

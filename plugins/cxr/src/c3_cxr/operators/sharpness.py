@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_cxr.functional.filters import sampled_gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
 
@@ -60,7 +60,7 @@ class Sharpness(RadiographOperator[SharpnessParams]):
     params_type = SharpnessParams
     summary = "detector MTF / vendor processing between soft and sharp"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SharpnessParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SharpnessParams:
         sign = 1.0 if uniform(generator, 0, 1) < 0.5 else -1.0
         return SharpnessParams(sign * severity, uniform(generator, 1.5, 3.0))
 

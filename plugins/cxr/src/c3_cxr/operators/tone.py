@@ -10,7 +10,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_cxr.operators._base import RadiographOperator
 
 MU_SCALE = 4.0  # the reference window's upper end (line-integral units)
@@ -48,7 +48,7 @@ class Tone(RadiographOperator[ToneParams]):
     params_type = ToneParams
     summary = "vendor look-up table / window change"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ToneParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ToneParams:
         return ToneParams(2.0 ** (0.4 * severity * uniform(generator, -1, 1)), 2.0 ** (0.15 * severity * uniform(generator, -1, 1)))
 
     def _apply(self, batch: Batch, params: Sequence[ToneParams]) -> Batch:

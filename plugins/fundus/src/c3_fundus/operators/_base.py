@@ -63,6 +63,7 @@ class FundusOperator(Operator[P]):
     domain: ClassVar[IntensityDomain] = IntensityDomain.SRGB
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (3,)
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only
 
     def __init__(self, min_visibility: float = MIN_VISIBILITY) -> None:
         if not 0.0 <= float(min_visibility) <= 1.0:

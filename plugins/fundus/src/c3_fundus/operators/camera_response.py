@@ -10,7 +10,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_fundus.colour import white_balance_gains
 from c3_fundus.functional.srgb import power_law_
 from c3_fundus.operators._base import FundusOperator, per_sample, scale_
@@ -57,7 +57,7 @@ class CameraResponse(FundusOperator[CameraResponseParams]):
     params_type = CameraResponseParams
     summary = "exposure (±0.7 stop), white balance (±60 mired) and tone-curve (gamma ×2^±0.32) change"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> CameraResponseParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> CameraResponseParams:
         return CameraResponseParams(
             exposure_stops=severity * uniform(generator, -MAX_EXPOSURE_STOPS, MAX_EXPOSURE_STOPS),
             mired_shift=severity * uniform(generator, -MAX_MIRED, MAX_MIRED),

@@ -10,7 +10,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_fundus.functional.field_of_view import aperture_in_srgb_, resample, zoom_grid
 from c3_fundus.functional.geometry import circular_aperture, image_centre
 from c3_fundus.operators._base import FundusOperator, lesion_check, per_sample
@@ -64,7 +64,7 @@ class FieldOfView(FundusOperator[FieldOfViewParams]):
     params_type = FieldOfViewParams
     summary = "aperture diameter, magnification (crop) and decentration; masks and FOV move with the image"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> FieldOfViewParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> FieldOfViewParams:
         u = uniform(generator, 0.0, 1.0)  # share of the loss taken by magnification
         zoom = 1.0 / (1.0 - u * severity)
         kept = 1.0 - severity  # visible field diameter, fraction of the original

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_fundus.functional.geometry import fov_radius
 from c3_fundus.functional.illumination import cos4_vignetting, decentred_illumination, focal_for_edge_falloff
 from c3_fundus.operators._base import FundusOperator, fov_of, per_sample, scale_
@@ -53,7 +53,7 @@ class Illumination(FundusOperator[IlluminationParams]):
     params_type = IlluminationParams
     summary = "decentred light source: uneven illumination, bright halo or dark hole"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> IlluminationParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> IlluminationParams:
         sign = 1.0 if uniform(generator, 0.0, 1.0) < 0.6 else -1.0
         ring = uniform(generator, 0.0, 1.0) < 0.3 and sign > 0  # corneal-reflex halo
         return IlluminationParams(
@@ -112,7 +112,7 @@ class Vignetting(FundusOperator[VignettingParams]):
     params_type = VignettingParams
     summary = "cos^4 radial fall-off (natural vignetting) about a slightly decentred optical axis"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> VignettingParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> VignettingParams:
         return VignettingParams(
             edge_falloff=severity,
             centre_row=0.5 + uniform(generator, -0.05, 0.05),

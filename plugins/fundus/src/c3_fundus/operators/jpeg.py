@@ -5,11 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import torch
-
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_fundus.functional.jpeg import jpeg_round_trip
 from c3_fundus.operators._base import MIN_VISIBILITY, FundusOperator, per_sample
 
@@ -58,7 +56,7 @@ class Jpeg(FundusOperator[JpegParams]):
         super().__init__(min_visibility)
         self.chroma_subsampling = bool(chroma_subsampling)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> JpegParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> JpegParams:
         return JpegParams(quality=float(round(min(100.0, severity + uniform(generator, 0.0, 10.0)))))
 
     def _apply(self, batch: Batch, params: Sequence[JpegParams]) -> Batch:

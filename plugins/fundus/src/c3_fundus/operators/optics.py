@@ -10,7 +10,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_fundus.functional.geometry import circular_aperture, fov_geometry, image_centre
 from c3_fundus.functional.optics import (
     convolve_per_sample,
@@ -90,7 +90,7 @@ class Optics(FundusOperator[OpticsParams]):
             raise ValueError(f"{self.id}: components must be a non-empty subset of {COMPONENTS}, got {list(chosen)}")
         self.components = frozenset(chosen)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> OpticsParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> OpticsParams:
         def amount(name: str, top: float) -> float:
             u = uniform(generator, 0.5, 1.0)  # always drawn, so params do not depend on components
             return severity * u * top if name in self.components else 0.0

@@ -10,7 +10,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_fundus.functional.sensor import (
     adc,
     bilinear_demosaic,
@@ -92,7 +92,7 @@ class Sensor(FundusOperator[SensorParams]):
         self.read_noise_e, self.prnu, self.dsnu = float(read_noise_e), float(prnu), float(dsnu)
         self.adc_bits, self.bayer = int(adc_bits), bool(bayer)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SensorParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SensorParams:
         return SensorParams(
             severity, self.read_noise_e, self.prnu, self.dsnu, self.adc_bits, self.bayer,
             draw_seed(generator), draw_seed(generator),

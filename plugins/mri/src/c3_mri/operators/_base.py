@@ -14,3 +14,4 @@ class MriOperator(Operator[P]):
     modality: ClassVar[str] = "mri"
     domain: ClassVar[IntensityDomain] = IntensityDomain.MAGNITUDE
     spatial_dims: ClassVar[tuple[int, ...]] = (2, 3)
+    stream_sampling: ClassVar[bool] = True  # _sample draws through c3_core.seeding's helpers only

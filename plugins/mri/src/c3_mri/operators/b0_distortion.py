@@ -16,6 +16,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws, uniform_tensor
 from c3_mri.functional.bias_field import log_field, total_order_mask
 from c3_mri.functional.distortion import displacement_px, distort, warp_like
 from c3_mri.operators._base import MriOperator
@@ -69,12 +70,12 @@ class B0Distortion(MriOperator[B0Params]):
             raise ValueError(f"{self.id}: bandwidth_hz_per_px must be > 0, got {bandwidth_hz_per_px}")
         self.bandwidth, self.phase_axis = float(bandwidth_hz_per_px), int(phase_axis)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> B0Params:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> B0Params:
         d = len(info.spatial_shape)
         if not 0 <= self.phase_axis < d:
             raise ValueError(f"{self.id}: phase_axis {self.phase_axis} does not exist in a {d}-D image")
         mask = total_order_mask(2, d).double()
-        u = (torch.rand(mask.numel(), generator=generator, dtype=torch.float64) * 2 - 1) * mask
+        u = (uniform_tensor(generator, mask.numel()) * 2 - 1) * mask
         return B0Params(severity, self.bandwidth, self.phase_axis, tuple(float(v) for v in u))
 
     def _apply(self, batch: Batch, params: Sequence[B0Params]) -> Batch:

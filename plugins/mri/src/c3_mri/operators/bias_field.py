@@ -15,6 +15,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws, uniform_tensor
 from c3_mri.functional.bias_field import apply_gain, total_order_mask
 from c3_mri.operators._base import MriOperator
 
@@ -62,9 +63,9 @@ class BiasField(MriOperator[BiasFieldParams]):
             raise ValueError(f"{self.id}: order must be in 1..6, got {order}")
         self.order = int(order)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> BiasFieldParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> BiasFieldParams:
         mask = total_order_mask(self.order, len(info.spatial_shape)).double()
-        u = torch.rand(mask.numel(), generator=generator, dtype=torch.float64) * 2 - 1
+        u = uniform_tensor(generator, mask.numel()) * 2 - 1
         return BiasFieldParams(self.order, tuple(float(v) for v in u * severity * mask))
 
     def _apply(self, batch: Batch, params: Sequence[BiasFieldParams]) -> Batch:

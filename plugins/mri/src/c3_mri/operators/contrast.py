@@ -26,7 +26,7 @@ from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_mri.functional.bloch import FIELDS_T, SEQUENCES, synthesise, tissue_signals
 from c3_mri.functional.noise import _subsample
 from c3_mri.operators._base import MriOperator
@@ -122,7 +122,7 @@ class ProtocolContrast(MriOperator[ContrastParams]):
             raise ValueError(f"{self.id}: TR, TE must be > 0 ms, TI >= 0 ms, flip in (0, 180] degrees")
         self.base = (sequence, float(field_t), float(tr_ms), float(te_ms), float(ti_ms), float(flip_deg))
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> ContrastParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ContrastParams:
         seq, field, tr, te, ti, fa = self.base
         return ContrastParams(
             seq, field, tr, te, ti, fa,

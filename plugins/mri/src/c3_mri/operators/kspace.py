@@ -14,7 +14,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import uniform
+from c3_core.seeding import Draws, uniform
 from c3_mri.functional.kspace import add_spike, nyquist_ghost, rigid_theta, segment_lines, segmented_motion, truncate
 from c3_mri.operators._base import MriOperator
 
@@ -48,7 +48,7 @@ class GibbsTruncation(MriOperator[GibbsParams]):
     params_type = GibbsParams
     summary = "Gibbs ringing from truncating k-space to a central fraction per axis"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GibbsParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> GibbsParams:
         return GibbsParams(severity)
 
     def _apply(self, batch: Batch, params: Sequence[GibbsParams]) -> Batch:
@@ -95,7 +95,7 @@ class Ghosting(MriOperator[GhostParams]):
     def __init__(self, phase_axis: int = 1) -> None:
         self.phase_axis = int(phase_axis)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> GhostParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> GhostParams:
         _check_axis(self.id, self.phase_axis, len(info.spatial_shape))
         return GhostParams(severity, self.phase_axis)
 
@@ -155,7 +155,7 @@ class RigidMotion(MriOperator[MotionParams]):
             raise ValueError(f"{self.id}: segments must be >= 2, got {segments}")
         self.phase_axis, self.segments = int(phase_axis), int(segments)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> MotionParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> MotionParams:
         d = len(info.spatial_shape)
         _check_axis(self.id, self.phase_axis, d)
         _, ref = segment_lines(info.spatial_shape[self.phase_axis], self.segments)
@@ -218,7 +218,7 @@ class Spike(MriOperator[SpikeParams]):
     params_type = SpikeParams
     summary = "k-space spike: herringbone stripes of a set amplitude relative to the image mean"
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SpikeParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SpikeParams:
         # away from the centre (|f| >= 0.05 cycles/voxel on at least one axis) so it is a pattern,
         # not a brightness change
         pos = [uniform(generator, -0.5, 0.5) for _ in info.spatial_shape]

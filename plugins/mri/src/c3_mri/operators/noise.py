@@ -14,7 +14,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import draw_seed, generator_from_seed
+from c3_core.seeding import Draws, draw_seed, generator_from_seed
 from c3_mri.functional.noise import noncentral_chi_magnitude, reference_signal
 from c3_mri.operators._base import MriOperator
 
@@ -58,7 +58,7 @@ class MagnitudeNoise(MriOperator[NoiseParams]):
             raise ValueError(f"{self.id}: coils must be >= 1, got {coils}")
         self.coils = int(coils)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> NoiseParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> NoiseParams:
         return NoiseParams(severity, self.coils, draw_seed(generator))
 
     def _apply(self, batch: Batch, params: Sequence[NoiseParams]) -> Batch:

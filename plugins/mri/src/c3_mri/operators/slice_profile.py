@@ -16,6 +16,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
+from c3_core.seeding import Draws
 from c3_mri.functional.slice_profile import apply_along_axis, slice_matrix
 from c3_mri.operators._base import MriOperator
 
@@ -56,7 +57,7 @@ class SliceProfile(MriOperator[SliceProfileParams]):
             raise ValueError(f"{self.id}: slice_axis must be 0, 1 or 2, got {slice_axis}")
         self.slice_axis, self.profile, self.thick = int(slice_axis), profile, bool(thick)
 
-    def _sample(self, info: CaseInfo, generator: torch.Generator, severity: float) -> SliceProfileParams:
+    def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SliceProfileParams:
         return SliceProfileParams(severity, self.slice_axis, self.profile, self.thick)
 
     def _apply(self, batch: Batch, params: Sequence[SliceProfileParams]) -> Batch:
