@@ -181,7 +181,7 @@ def test_store_refuses_a_case_committed_twice(tmp_path: Path) -> None:
     from c3_core.evaluation.store import CaseResult
 
     store = ResultStore(tmp_path / "r.sqlite", create=True)
-    row = CaseResult(0, {"exam_id": "a", "score": 1.0}, [{"k": 0, "score": 0.5}])
+    row = CaseResult(0, {"exam_id": "a", "score": 1.0}, [])
     store.commit_batch("toy", [row], [])
     with pytest.raises(StoreError, match="committed twice"):
         store.commit_batch("toy", [row, CaseResult(1, {"exam_id": "b"}, [])], [])

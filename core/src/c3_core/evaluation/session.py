@@ -328,7 +328,7 @@ def _evaluate_all(
         "started": started,
         "seconds": round(time.time() - started, 2),
         "platform": {"python": platform.python_version(), "machine": platform.machine()},
-        "store": "results.sqlite (tables cases, counterfactuals, failures; rows are JSON)",
+        "store": "results.sqlite (tables cases: JSON rows; counterfactuals: one column per field; failures)",
     }
     try:
         write_json(out, "summary.json", results)

@@ -14,20 +14,32 @@ status are committed with ``synchronous = FULL`` (waiting for the disk), which m
 before them durable too. (An fsync per batch cost about 0.1 ms per case at batch size 32 on the
 machine measured: a third of the host-work budget of issue 18.)
 
-Tables (rows are JSON objects, the same dicts that become ``cases.csv`` / ``counterfactuals.csv``):
+Tables (schema version ``SCHEMA_VERSION``, recorded in ``meta``):
 
-* ``meta(key, value)``: the run's fingerprint (the request that ``--resume`` must match);
-* ``cases(modality, idx, exam_id, row)``: one row per evaluated case, ``idx`` its dataset index;
-* ``counterfactuals(modality, idx, k, row)``;
+* ``meta(key, value)``: the run's fingerprint (the request that ``--resume`` must match) and
+  ``schema``;
+* ``cases(modality, idx, exam_id, row)``: one row per evaluated case, ``idx`` its dataset index,
+  ``row`` the JSON object that becomes its line of ``cases.csv``;
+* ``counterfactuals(modality, idx, exam_id, k, ops, operator, severity, admitted, reason,
+  gate_statistic, score, score_drop, flipped, provenance)``: one typed column per field of a
+  counterfactual row (:data:`COUNTERFACTUAL_KEYS`, the columns of ``counterfactuals.csv``, in
+  that order); ``severity``, ``gate_statistic``, ``score`` and ``score_drop`` are REAL, where
+  SQLite keeps a NaN as NULL (read back as NaN); ``admitted`` and ``flipped`` are 0/1 (read back
+  as bool); ``provenance`` is the JSON text the row carries. No JSON is encoded or parsed per
+  counterfactual, and a summary reads the columns it needs directly;
 * ``failures(modality, idx, reason)``: cases that could not be read or scored;
 * ``modalities(modality, status, detail)``: ``complete`` once its summary was written.
+
+A store of another schema version (version 1 kept each counterfactual as one JSON ``row``) is
+refused when opened, with a :class:`StoreError` naming the file: such a run cannot be resumed.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,20 +47,47 @@ from typing import Any
 from c3_core._jsonenc import dumps
 
 STORE_NAME = "results.sqlite"
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
-_SCHEMA = """
+#: The fields of a counterfactual row (as ``scoring.score_batch`` builds it), in order, with their
+#: SQLite column definitions; they are the columns of ``counterfactuals.csv``.
+_COUNTERFACTUAL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("exam_id", "TEXT NOT NULL"),
+    ("k", "INTEGER NOT NULL"),
+    ("ops", "TEXT NOT NULL"),
+    ("operator", "TEXT NOT NULL"),
+    ("severity", "REAL"),  # REAL columns are nullable: SQLite stores a NaN as NULL
+    ("admitted", "INTEGER NOT NULL"),  # 0/1
+    ("reason", "TEXT NOT NULL"),
+    ("gate_statistic", "REAL"),
+    ("score", "REAL"),
+    ("score_drop", "REAL"),
+    ("flipped", "INTEGER NOT NULL"),  # 0/1
+    ("provenance", "TEXT NOT NULL"),  # JSON text, stored as given
+)
+COUNTERFACTUAL_KEYS: tuple[str, ...] = tuple(name for name, _ in _COUNTERFACTUAL_COLUMNS)
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS cases (
     modality TEXT NOT NULL, idx INTEGER NOT NULL, exam_id TEXT NOT NULL, row TEXT NOT NULL,
     PRIMARY KEY (modality, idx));
 CREATE TABLE IF NOT EXISTS counterfactuals (
-    modality TEXT NOT NULL, idx INTEGER NOT NULL, k INTEGER NOT NULL, row TEXT NOT NULL,
+    modality TEXT NOT NULL, idx INTEGER NOT NULL,
+    {", ".join(f"{name} {kind}" for name, kind in _COUNTERFACTUAL_COLUMNS)},
     PRIMARY KEY (modality, idx, k));
 CREATE TABLE IF NOT EXISTS failures (
     modality TEXT NOT NULL, idx INTEGER NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (modality, idx));
 CREATE TABLE IF NOT EXISTS modalities (modality TEXT PRIMARY KEY, status TEXT NOT NULL, detail TEXT NOT NULL);
 """
+
+_INSERT_COUNTERFACTUAL = (
+    f"INSERT INTO counterfactuals (modality, idx, {', '.join(COUNTERFACTUAL_KEYS)})"
+    f" VALUES ({', '.join('?' * (len(COUNTERFACTUAL_KEYS) + 2))})"
+)
+_SELECT_COUNTERFACTUALS = (
+    f"SELECT {', '.join(COUNTERFACTUAL_KEYS)} FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
+)
 
 
 class StoreError(OSError):
@@ -73,11 +112,27 @@ class ResultStore:
         self.path = path
         try:
             self._db = sqlite3.connect(path, timeout=300.0, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{path}: cannot open the evaluation store ({exc})") from None
+        try:
+            self._open()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _open(self) -> None:
+        """Refuse a store of another schema version (leaving it untouched), set the connection
+        up, create the tables."""
+        try:
+            found = _stored_schema(self._db)
+            _check_schema(self.path, found)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # batches: see the module docstring
             self._db.executescript(_SCHEMA)
+            if found is None:
+                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_VERSION,))
         except sqlite3.Error as exc:
-            raise StoreError(f"{path}: cannot open the evaluation store ({exc})") from None
+            raise StoreError(f"{self.path}: cannot open the evaluation store ({exc})") from None
 
     # -- fingerprint ---------------------------------------------------------------------
     def fingerprint(self) -> dict[str, Any] | None:
@@ -97,17 +152,18 @@ class ResultStore:
 
     # -- writes ------------------------------------------------------------------------------
     def commit_batch(self, modality: str, results: Sequence[CaseResult], failures: Sequence[tuple[int, str]]) -> None:
-        """Commit a batch's cases, counterfactuals and failures in one transaction."""
+        """Commit a batch's cases, counterfactuals and failures in one transaction.
+
+        Every counterfactual row must have exactly the keys :data:`COUNTERFACTUAL_KEYS`, in that
+        order; otherwise ValueError names the case and the keys, and nothing of the batch is
+        written."""
+        cases = [(modality, r.idx, str(r.case["exam_id"]), _dump(r.case)) for r in results]
+        counterfactuals = [_counterfactual_values(modality, r.idx, cf) for r in results for cf in r.counterfactuals]
+        failed = [(modality, i, reason) for i, reason in failures]
         with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO cases VALUES (?, ?, ?, ?)",
-                [(modality, r.idx, str(r.case["exam_id"]), _dump(r.case)) for r in results],
-            )
-            db.executemany(
-                "INSERT INTO counterfactuals VALUES (?, ?, ?, ?)",
-                [(modality, r.idx, int(cf["k"]), _dump(cf)) for r in results for cf in r.counterfactuals],
-            )
-            db.executemany("INSERT INTO failures VALUES (?, ?, ?)", [(modality, i, reason) for i, reason in failures])
+            db.executemany("INSERT INTO cases VALUES (?, ?, ?, ?)", cases)
+            db.executemany(_INSERT_COUNTERFACTUAL, counterfactuals)
+            db.executemany("INSERT INTO failures VALUES (?, ?, ?)", failed)
 
     def set_status(self, modality: str, status: str, detail: str = "") -> None:
         with self._transaction(durable=True) as db:
@@ -130,8 +186,7 @@ class ResultStore:
 
     def counterfactuals(self, modality: str) -> list[dict[str, Any]]:
         """Counterfactual rows in dataset order, then k."""
-        q = "SELECT row FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
-        return [json.loads(r[0]) for r in self._db.execute(q, (modality,))]
+        return list(self.iter_counterfactuals(modality))
 
     def iter_cases(self, modality: str) -> Iterator[dict[str, Any]]:
         """Case rows in dataset order, one at a time (memory does not grow with the cohort)."""
@@ -140,21 +195,20 @@ class ResultStore:
             yield json.loads(row)
 
     def iter_counterfactuals(self, modality: str) -> Iterator[dict[str, Any]]:
-        """Counterfactual rows in dataset order, then k, one at a time."""
-        q = "SELECT row FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
-        for (row,) in self._db.execute(q, (modality,)):
-            yield json.loads(row)
+        """Counterfactual rows in dataset order, then k, one at a time: dicts with the keys
+        :data:`COUNTERFACTUAL_KEYS` in order, equal to the rows committed (NaN for NaN)."""
+        for values in self._db.execute(_SELECT_COUNTERFACTUALS, (modality,)):
+            yield _counterfactual_row(values)
 
     def iter_counterfactual_outcomes(self, modality: str) -> Iterator[tuple[str, float, bool, float, bool, str]]:
-        """(operator, severity, admitted, score_drop, flipped, reason) per counterfactual, without
-        parsing the provenance (SQLite's JSON functions pick the fields)."""
+        """(operator, severity, admitted, score_drop, flipped, reason) per counterfactual, in
+        dataset order, then k; the provenance is not read."""
         q = (
-            "SELECT json_extract(row, '$.operator'), json_extract(row, '$.severity'), json_extract(row, '$.admitted'),"
-            " json_extract(row, '$.score_drop'), json_extract(row, '$.flipped'), json_extract(row, '$.reason')"
+            "SELECT operator, severity, admitted, score_drop, flipped, reason"
             " FROM counterfactuals WHERE modality = ? ORDER BY idx, k"
         )
         for op, sev, adm, drop, flip, reason in self._db.execute(q, (modality,)):
-            yield str(op), float(sev), bool(adm), float(drop), bool(flip), reason or ""
+            yield op, _real(sev), bool(adm), _real(drop), bool(flip), reason
 
     def failures(self, modality: str) -> list[dict[str, Any]]:
         q = "SELECT idx, reason FROM failures WHERE modality = ? ORDER BY idx"
@@ -210,7 +264,7 @@ class _Transaction:
                 self.db.execute("ROLLBACK")
                 raise StoreError(f"{self.path}: cannot commit ({error})") from None
         self.db.execute("ROLLBACK")
-        if isinstance(exc, sqlite3.IntegrityError):
+        if isinstance(exc, sqlite3.IntegrityError) and "UNIQUE" in str(exc):
             raise StoreError(f"{self.path}: a case was committed twice ({exc})") from None
         if isinstance(exc, sqlite3.Error):
             raise StoreError(f"{self.path}: cannot write ({exc})") from None
@@ -219,3 +273,78 @@ class _Transaction:
 def _dump(row: dict[str, Any]) -> str:
     return dumps(row)  # json.dumps(row, sort_keys=False, allow_nan=True), without its per-call set-up
 
+
+def _stored_schema(db: sqlite3.Connection) -> str | None:
+    """The schema version of the store ``db`` holds; None for a new (empty) one. Version 1 is
+    recognised by its JSON ``row`` column as well (a store with no fingerprint has no version)."""
+    tables = {name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "counterfactuals" in tables:
+        columns = {r[1] for r in db.execute("PRAGMA table_info(counterfactuals)")}
+        if "row" in columns:
+            return "1"
+    if "meta" in tables:
+        row = db.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is not None:
+            return str(row[0])
+    return SCHEMA_VERSION if tables else None
+
+
+def _check_schema(path: Path, found: str | None) -> None:
+    """Raise StoreError unless ``found`` (a stored schema version, None: new) is this version's."""
+    if found is None or found == SCHEMA_VERSION:
+        return
+    if found.isdigit() and int(found) < int(SCHEMA_VERSION):
+        raise StoreError(
+            f"{path}: written by an earlier version of C³ (store schema {found}; this version uses schema "
+            f"{SCHEMA_VERSION}), so it cannot be resumed or read here; re-run without --resume into a new folder"
+        )
+    raise StoreError(
+        f"{path}: written by another version of C³ (store schema {found!r}; this version uses schema "
+        f"{SCHEMA_VERSION}); open it with that version"
+    )
+
+
+def _counterfactual_values(modality: str, idx: int, row: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The ``counterfactuals`` columns of one row of case ``idx``, in table order; ValueError
+    unless the row's keys are :data:`COUNTERFACTUAL_KEYS` in that order."""
+    if tuple(row) != COUNTERFACTUAL_KEYS:
+        raise ValueError(_key_mismatch(idx, row))
+    return (modality, idx, *row.values())
+
+
+def _key_mismatch(idx: int, row: Mapping[str, Any]) -> str:
+    """What is wrong with the keys of a counterfactual row of case ``idx``."""
+    missing = [key for key in COUNTERFACTUAL_KEYS if key not in row]
+    unexpected = [key for key in row if key not in COUNTERFACTUAL_KEYS]
+    problems = ([f"missing key(s) {', '.join(map(repr, missing))}"] if missing else []) + (
+        [f"unexpected key(s) {', '.join(map(repr, unexpected))}"] if unexpected else []
+    )
+    if not problems:
+        problems = [f"keys in the order {', '.join(row)}, not {', '.join(COUNTERFACTUAL_KEYS)}"]
+    return f"counterfactual row k={row.get('k')!r} of case {idx} cannot be stored: {'; '.join(problems)}"
+
+
+def _real(value: float | None) -> float:
+    """A REAL column's value as float: NULL (how SQLite keeps a NaN) is NaN."""
+    return math.nan if value is None else value
+
+
+def _counterfactual_row(values: tuple[Any, ...]) -> dict[str, Any]:
+    """The row dict of one ``SELECT`` of :data:`COUNTERFACTUAL_KEYS`, with the types
+    ``score_batch`` gives (bools from 0/1, NaN from NULL; a REAL column gives float even for an
+    int committed there). The keys are listed literally, for speed; a test checks their order."""
+    exam_id, k, ops, operator, severity, admitted, reason, statistic, score, drop, flipped, provenance = values
+    return {
+        "exam_id": exam_id,
+        "k": k,
+        "ops": ops,
+        "operator": operator,
+        "severity": _real(severity),
+        "admitted": bool(admitted),
+        "reason": reason,
+        "gate_statistic": _real(statistic),
+        "score": _real(score),
+        "score_drop": _real(drop),
+        "flipped": bool(flipped),
+        "provenance": provenance,
+    }

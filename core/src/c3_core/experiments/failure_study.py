@@ -231,9 +231,11 @@ def resolve_modality(host: Any, modality: str, config: StudyConfig, source: Stud
 
 def inputs_record(ms: ModalityStudy) -> dict[str, Any]:
     """What a modality's numbers depend on besides the study's configuration and source: the gate's
-    teacher and thresholds and the version of every operator and editor drawn (the neighbourhood's
-    and the held-out shifts'); a checkpoint or stored result made with other inputs is recomputed."""
+    teacher and thresholds, the version of every operator and editor drawn (the neighbourhood's
+    and the held-out shifts') and how plans are drawn; a checkpoint or stored result made with
+    other inputs is recomputed."""
     from c3_core.neighbourhood import Neighbourhood
+    from c3_core.streams import STREAM_VERSION
 
     versions = Neighbourhood(ms.spec, ms.make_operator).operator_versions()
     for h in ms.shifts:
@@ -241,7 +243,7 @@ def inputs_record(ms: ModalityStudy) -> dict[str, Any]:
             op = ms.make_operator(step.op, dict(step.options))
             versions[op.id] = str(op.version)
     return {"teacher": ms.teacher_id, "gate": None if ms.gate is None else ms.gate.to_dict(),
-            "operator_versions": dict(sorted(versions.items()))}
+            "operator_versions": dict(sorted(versions.items())), "streams": STREAM_VERSION}
 
 
 def _member(ref: str, seed: int, device: str) -> Any:

@@ -29,6 +29,7 @@ from typing import Any
 from c3_core.experiments.rows import BASELINE, ROWS, Row
 from c3_core.experiments.sizes import Budget, Size, choose_size
 from c3_core.shown_paths import portable_source, shown_args, shown_path
+from c3_core.streams import STREAM_VERSION
 
 EXIT_OK, EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 0, 2, 3, 130
 
@@ -117,6 +118,7 @@ def run_modality_experiment(
         "budget": asdict(budget), "shift": described["shift"], "train_neighbourhood": described["train_neighbourhood"],
         "eval_neighbourhood": described["eval_neighbourhood"], "in_domain_split": ctx.in_domain_split,
         "teacher": described["teacher"], "gate": described["gate"], "operator_versions": ctx.operator_versions(),
+        "streams": STREAM_VERSION,
     })
     keys = [r.key for r in config.rows]
     notes = {r.key: row_note(ctx, r, keys) for r in config.rows}
