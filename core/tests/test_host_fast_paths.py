@@ -76,7 +76,7 @@ def test_the_scored_provenance_record_is_the_plans_provenance() -> None:
     import toy_plugin
 
     from c3_core.batch import collate
-    from c3_core.evaluation.scoring import _provenance_record
+    from c3_core.evaluation.scoring import _ProvenanceWriter
     from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
     from c3_core.plugins.host import PluginHost
 
@@ -88,8 +88,36 @@ def test_the_scored_provenance_record_is_the_plans_provenance() -> None:
     )
     ds = toy_plugin.make_dataset(n=3)
     plans = Neighbourhood(spec, host.make_operator).plan(collate([ds[i] for i in range(3)]))
+    writer = _ProvenanceWriter()  # one per batch: its cached step heads serve every plan
     for plan in (p for case in plans for p in case):
         prov = plan.provenance()
         expected = (prov.label, prov.steps[0].op_id, prov.steps[0].severity,
                     json.dumps(prov.to_dict() | {"exam_id": "written-id"}, sort_keys=True))  # fmt: skip
-        assert _provenance_record(plan, "written-id") == expected
+        assert writer(plan, "written-id") == expected
+
+
+def test_provenance_json_is_json_dumps_sorted() -> None:
+    """The one provenance writer (Provenance.to_json, the evaluation's rows) writes what
+    ``json.dumps(..., sort_keys=True)`` writes, for awkward ids, options, params and severities."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from c3_core.provenance import Provenance, Step
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=8),
+                        st.floats(allow_nan=True, allow_infinity=True))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+                          max_leaves=6)
+    steps = st.builds(Step, op_id=st.text(min_size=1, max_size=12), op_version=st.text(max_size=3),
+                      severity=st.one_of(st.floats(allow_nan=False), st.integers(-5, 5)),
+                      params=st.dictionaries(st.text(max_size=6), values, max_size=4),
+                      options=st.dictionaries(st.text(max_size=6), values, max_size=3))
+    records = st.builds(Provenance, exam_id=st.text(max_size=16), index=st.integers(0, 10**6),
+                        member=st.integers(0, 99), seed=st.integers(-2**63, 2**63), steps=st.lists(steps, max_size=3).map(tuple))
+
+    @settings(max_examples=300, deadline=None)
+    @given(records)
+    def check(prov: Provenance) -> None:
+        assert prov.to_json() == json.dumps(prov.to_dict(), sort_keys=True)
+
+    check()

@@ -4,15 +4,56 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from c3_core._jsonenc import dumps, dumps_sorted
 
-def params_to_dict(params: Any) -> dict[str, Any]:
-    """A JSON-ready dict of a frozen params dataclass."""
-    if not dataclasses.is_dataclass(params):
-        raise TypeError(f"params must be a dataclass instance, got {type(params).__name__}")
-    return {f.name: _jsonable(getattr(params, f.name)) for f in dataclasses.fields(params)}
+_ESCAPE = json.encoder.encode_basestring_ascii  # what json.dumps writes a str with
+
+
+def params_to_dict(params: Any, names: Sequence[str] | None = None) -> dict[str, Any]:
+    """A JSON-ready dict of a frozen params dataclass (``names``: its field names, when the caller
+    has them already)."""
+    if names is None:
+        if not dataclasses.is_dataclass(params):
+            raise TypeError(f"params must be a dataclass instance, got {type(params).__name__}")
+        names = [f.name for f in dataclasses.fields(params)]
+    return {name: _jsonable(getattr(params, name)) for name in names}
+
+
+# -- the provenance JSON text: one writer, used by Provenance.to_json and the evaluation's rows --
+def step_head(op_id: str, op_version: str, options: Mapping[str, Any]) -> str:
+    """The JSON text of a provenance step up to its params (keys sorted, as ``json.dumps(...,
+    sort_keys=True)`` writes them): what every step of one operator with one set of options shares."""
+    return f'{{"op_id": {dumps(op_id)}, "op_version": {dumps(op_version)}, "options": {dumps_sorted(dict(options))}, "params": '
+
+
+def step_json(head: str, params: Mapping[str, Any], severity: float) -> str:
+    """One step's JSON text from its :func:`step_head` and its JSON-ready params."""
+    return f'{head}{dumps_sorted(params)}, "severity": {_number(severity)}}}'
+
+
+def record_json(exam_id: str, index: int, member: int, seed: int, steps: Sequence[str]) -> str:
+    """A provenance record's JSON text from its steps' (:func:`step_json`): equal to
+    ``json.dumps(Provenance(...).to_dict(), sort_keys=True)``."""
+    return (f'{{"exam_id": {_string(exam_id)}, "index": {_number(index)}, "member": {_number(member)}, '
+            f'"seed": {_number(seed)}, "steps": [{", ".join(steps)}]}}')
+
+
+def _string(value: str) -> str:
+    """``json.dumps`` of a str (its C escaper, called directly)."""
+    return _ESCAPE(value) if type(value) is str else dumps(value)
+
+
+def _number(value: Any) -> str:
+    """``json.dumps`` of an int or float, as its encoder writes them (``repr``; NaN and the
+    infinities as ``NaN``, ``Infinity``, ``-Infinity``), without the encoder's per-call cost."""
+    kind = type(value)
+    if kind is int or (kind is float and value - value == 0.0):  # finite floats: x - x == 0
+        return repr(value)
+    return dumps(value)
 
 
 def params_from_dict(params_type: type, data: dict[str, Any]) -> Any:
@@ -84,7 +125,9 @@ class Provenance:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        """``json.dumps(self.to_dict(), sort_keys=True)``."""
+        steps = [step_json(step_head(s.op_id, s.op_version, s.options), s.params, s.severity) for s in self.steps]
+        return record_json(self.exam_id, self.index, self.member, self.seed, steps)
 
     @property
     def label(self) -> str:

@@ -12,12 +12,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from c3_core._jsonenc import dumps_sorted
 from c3_core.batch import Batch
 from c3_core.gate import ClassificationGate, GateDecision, SegmentationGate
 from c3_core.model import ModelBundle
-from c3_core.neighbourhood import Plan
-from c3_core.provenance import params_to_dict
+from c3_core.neighbourhood import Plan, PlannedStep
+from c3_core.provenance import params_to_dict, record_json, step_head, step_json
 from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
 
 
@@ -174,6 +173,7 @@ def score_batch(
     label_l = batch.label.tolist() if task != "segmentation" else None  # type: ignore[union-attr]
 
     ids = list(written_ids) if written_ids is not None else list(batch.exam_ids)
+    provenance_record = _ProvenanceWriter()
     class_keys = [f"prob_{name}" for name in bundle.class_names] if probs_l is not None else []
     case_rows: list[dict[str, Any]] = []
     cf_rows: list[dict[str, Any]] = []
@@ -182,7 +182,7 @@ def score_batch(
         worst = int(worst_l[i])
         exam = ids[i]
         # each plan's label and provenance record, built once (the worst plan's label is one of them)
-        records = [_provenance_record(plan, exam) for plan in plans[i]]
+        records = [provenance_record(plan, exam) for plan in plans[i]]
         worst_plan = plans[i][worst] if worst >= 0 else None
         row: dict[str, Any] = {
             "exam_id": exam,
@@ -236,19 +236,37 @@ def score_batch(
     return case_rows, cf_rows, raw
 
 
-def _provenance_record(plan: Plan, written_id: str) -> tuple[str, str, float, str]:
-    """(label, first operator id, first severity, provenance JSON naming the exam ``written_id``)
-    of one plan: the values ``plan.provenance()`` gives (``.label``, ``.steps[0]``,
-    ``json.dumps(.to_dict() | {"exam_id": written_id}, sort_keys=True)``), without building the
-    Provenance and Step objects (one per counterfactual, used once)."""
-    steps = [
-        {"op_id": s.operator.id, "op_version": s.operator.version, "severity": s.severity,
-         "params": params_to_dict(s.params), "options": dict(s.options)}
-        for s in plan.steps
-    ]
-    record = {"exam_id": written_id, "index": plan.index, "member": plan.member, "seed": plan.seed, "steps": steps}
-    label = " + ".join(f"{s['op_id']}@{s['severity']:g}" for s in steps)
-    return label, steps[0]["op_id"], steps[0]["severity"], dumps_sorted(record)
+class _ProvenanceWriter:
+    """Each plan's (label, first operator id, first severity, provenance JSON) for the rows of
+    one batch: the values ``plan.provenance()`` gives (``.label``, ``.steps[0]``, ``.to_json()``
+    with ``exam_id`` the written id), without building Provenance and Step objects (one per
+    counterfactual, used once). The JSON text shared by every step of one operator with one set
+    of options (:func:`~c3_core.provenance.step_head`) and each params type's field names are
+    worked out once per batch."""
+
+    def __init__(self) -> None:
+        self._heads: dict[tuple[int, int], str] = {}
+        self._fields: dict[type, tuple[str, ...]] = {}
+
+    def _head(self, step: PlannedStep) -> str:
+        key = (id(step.operator), id(step.options))  # both live as long as the plans do
+        head = self._heads.get(key)
+        if head is None:
+            head = self._heads[key] = step_head(step.operator.id, step.operator.version, step.options)
+        return head
+
+    def _params(self, params: Any) -> dict[str, Any]:
+        names = self._fields.get(type(params))
+        if names is None:
+            names = self._fields[type(params)] = tuple(params_to_dict(params))
+        return params_to_dict(params, names)
+
+    def __call__(self, plan: Plan, written_id: str) -> tuple[str, str, float, str]:
+        steps = plan.steps
+        text = record_json(written_id, plan.index, plan.member, plan.seed,
+                           [step_json(self._head(s), self._params(s.params), s.severity) for s in steps])
+        label = " + ".join(f"{s.operator.id}@{s.severity:g}" for s in steps)
+        return label, steps[0].operator.id, steps[0].severity, text
 
 
 def _counterfactual_truth(task: str, batch: Batch, cf: Batch, k: int) -> tuple[Batch, list[bool]]:
