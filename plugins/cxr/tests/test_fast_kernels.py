@@ -85,7 +85,16 @@ def _direct_psf_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     return torch.nn.functional.conv2d(x, taps.view(1, 1, 1, -1))
 
 
-def test_sampled_gaussian_blur_is_the_direct_convolution_with_its_psf_per_case() -> None:
+@pytest.fixture(params=["matrices", "fft"])
+def blur_path(request, monkeypatch):  # noqa: ANN001, ANN201
+    """Both ways sampled_gaussian_blur_batched computes: folded matrices (small images), padded FFTs."""
+    import c3_cxr.functional.filters as filters
+
+    monkeypatch.setattr(filters, "MATRIX_BLUR_MAX_PX", 10**6 if request.param == "matrices" else 0)
+    return request.param
+
+
+def test_sampled_gaussian_blur_is_the_direct_convolution_with_its_psf_per_case(blur_path: str) -> None:
     from c3_cxr.functional.filters import sampled_gaussian_blur_batched
 
     g = torch.Generator().manual_seed(3)
@@ -100,7 +109,7 @@ def test_sampled_gaussian_blur_is_the_direct_convolution_with_its_psf_per_case()
     assert torch.equal(sampled_gaussian_blur_batched(image, torch.zeros(3)), image)  # σ = 0: identity
 
 
-def test_sampled_gaussian_blur_agrees_with_the_gaussian_mtf_where_both_are_compact() -> None:
+def test_sampled_gaussian_blur_agrees_with_the_gaussian_mtf_where_both_are_compact(blur_path: str) -> None:
     from c3_cxr.functional.filters import sampled_gaussian_blur_batched
 
     g = torch.Generator().manual_seed(4)
@@ -109,7 +118,7 @@ def test_sampled_gaussian_blur_agrees_with_the_gaussian_mtf_where_both_are_compa
     assert (sampled_gaussian_blur_batched(image, sigma) - gaussian_blur_batched(image, sigma)).abs().max() <= 2e-5
 
 
-def test_a_psf_wider_than_the_image_wraps_over_its_mirror_extension() -> None:
+def test_a_psf_wider_than_the_image_wraps_over_its_mirror_extension(blur_path: str) -> None:
     from c3_cxr.functional.filters import sampled_gaussian_blur_batched
 
     g = torch.Generator().manual_seed(5)
@@ -141,3 +150,11 @@ def test_pixel_pitch_change_of_a_mixed_batch_is_each_case_alone() -> None:
     with torch.enable_grad():  # the autograd path (no out= writes) gives the same bytes
         tracked = change_pixel_pitch(image.clone().requires_grad_(True), ratio)
     assert torch.equal(tracked.detach(), out)
+
+
+def test_the_blur_keeps_gradients_to_sigma_and_image_on_both_paths(blur_path: str) -> None:
+    from c3_cxr.functional.filters import sampled_gaussian_blur_batched
+
+    image = torch.rand(2, 1, 20, 24, generator=torch.Generator().manual_seed(6), dtype=torch.float64, requires_grad=True)
+    sigma = torch.tensor([0.83, 2.47], dtype=torch.float64, requires_grad=True)  # 5σ off an integer: the cut is fixed
+    assert torch.autograd.gradcheck(lambda x, s: sampled_gaussian_blur_batched(x, s), (image, sigma))

@@ -27,7 +27,6 @@ from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, Neighbourhoo
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import Contribution
 from c3_core.resolve import InputError as EvaluationInputError
-from c3_core.streams import STREAM_VERSION
 from c3_core.resolve import (  # re-exported: these lived here before the resolve service existed
     build_dataset,
     check_counterfactual_budget,
@@ -36,6 +35,7 @@ from c3_core.resolve import (  # re-exported: these lived here before the resolv
     resolve_model,
     resolve_resource,
 )
+from c3_core.streams import STREAM_VERSION
 
 Progress = Callable[[int, int], None]
 

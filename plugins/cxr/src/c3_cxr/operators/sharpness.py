@@ -23,12 +23,14 @@ class SharpnessParams:
 class Sharpness(RadiographOperator[SharpnessParams]):
     """Softer: convolution with a Gaussian of σ = |c| · σ_mm. Sharper: x + c · (x − blur_σ(x)).
 
-    The Gaussian is the sampled, normalised PSF cut at ±5σ (compact: exact linear convolution on a
-    padding of its radius). Version 2 multiplied by the continuous Gaussian MTF cut at Nyquist, whose
+    The Gaussian is the sampled, normalised PSF cut at ±5σ (compact: exact linear convolution with
+    the image mirrored beyond its edges). Version 2 multiplied by the continuous Gaussian MTF cut at Nyquist, whose
     ringing tails below σ ≈ 1.5 px needed half-image padding (26× its FFTs on 8 × 512²)."""
 
     id = "cxr.sharpness"
-    version = "3"  # 3: the sampled Gaussian PSF (compact) in place of the Gaussian MTF cut at Nyquist
+    version = "4"  # 3: the sampled Gaussian PSF (compact) in place of the Gaussian MTF cut at Nyquist;
+    # 4: each case's PSF cut at its own ±⌈5σ⌉ (not the batch's widest), and images up to 128 px blurred
+    # by folded convolution matrices (the same convolution, other rounding: within 6e-7)
     severity = Severity(
         "sharpness_change", "fraction of the vendor range (sign drawn)", 0.0, 0.5, (0.125, 0.25, 0.375, 0.5),
         source=SeveritySource(
