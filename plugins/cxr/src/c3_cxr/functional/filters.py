@@ -177,32 +177,32 @@ def _psf_pads(n: int, radius: int) -> tuple[int, int]:
     return 0, max(n - 2, 0)
 
 
-def _mirror_index(index: Tensor, n: int) -> Tensor:
-    """Where index ``index`` (any integer) of the endlessly mirrored axis of ``n`` px lands in the
-    axis (reflect without repeating the edge; period 2n − 2)."""
-    if n == 1:
-        return torch.zeros_like(index)
-    period = 2 * (n - 1)
-    j = index.remainder(period)
-    return torch.where(j >= n, period - j, j)
-
-
 def _sampled_gaussian_matrices(sigma_px: Tensor, n: int) -> Tensor:
     """``(B, n, n)`` matrices M_b with M_b @ x = x (an axis of ``n`` px, mirrored endlessly)
-    convolved with case b's normalised sampled Gaussian of σ ``sigma_px[b]`` px cut at ±⌈5σ⌉ px:
-    the taps a mirrored sample receives are folded onto the pixel it mirrors."""
+    convolved with case b's normalised sampled Gaussian of σ ``sigma_px[b]`` px cut at ±⌈5σ⌉ px.
+
+    The mirrored axis has period P = 2n − 2 and index x lands on pixel j when x ≡ ±j (mod P), so
+    the taps are first summed by offset modulo P (a kernel wider than the period wraps), and
+    M[i, j] = g_P[(j − i) mod P] + g_P[(−j − i) mod P], the second term only for 0 < j < n − 1
+    (at the two edge pixels both congruences are one)."""
     sigma = sigma_px.view(-1, 1)
+    b = sigma.shape[0]
+    if n == 1:
+        return torch.ones((b, 1, 1), device=sigma_px.device, dtype=sigma_px.dtype)
     reach = math.ceil(PSF_REACH_SIGMAS * float(sigma_px.detach().max()))
     m = torch.arange(-reach, reach + 1, device=sigma_px.device, dtype=sigma_px.dtype)
     own = torch.ceil(PSF_REACH_SIGMAS * sigma.detach())  # each case's own cut: batch-invariant taps
     taps = torch.where(sigma > 0, torch.exp(-0.5 * (m / sigma.clamp_min(1e-12)) ** 2), (m == 0).to(sigma.dtype))
     taps = taps * (m.abs() <= own)
     taps = taps / taps.sum(dim=1, keepdim=True)
-    rows = torch.arange(n, device=sigma_px.device)
-    cols = _mirror_index(rows.view(-1, 1) + m.long().view(1, -1), n)  # (n, 2·reach + 1)
-    b = sigma.shape[0]
-    out = torch.zeros((b, n, n), device=sigma_px.device, dtype=sigma_px.dtype)
-    return out.scatter_add(2, cols.expand(b, n, -1), taps.view(b, 1, -1).expand(b, n, -1))
+    period = 2 * (n - 1)
+    folded = torch.zeros((b, period), device=sigma_px.device, dtype=taps.dtype).index_add(1, m.long().remainder(period), taps)
+    i = torch.arange(n, device=sigma_px.device).view(-1, 1)
+    j = torch.arange(n, device=sigma_px.device).view(1, -1)
+    direct = folded.index_select(1, (j - i).remainder(period).view(-1)).view(b, n, n)
+    mirrored = folded.index_select(1, (-j - i).remainder(period)[:, 1:-1].reshape(-1)).view(b, n, n - 2)
+    direct[..., 1:-1] += mirrored
+    return direct
 
 
 # Up to this many px per axis a blur is two small matmuls instead of padded FFTs. Measured on the
