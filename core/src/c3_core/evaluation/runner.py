@@ -288,16 +288,38 @@ class _GuardedCases(Dataset):
         idx = self.indices[j]
         try:
             sample = self.dataset[idx]
-            check_finite(sample.image, f"case {idx}")
         except Exception as exc:  # noqa: BLE001 - recorded with its reason
             return idx, None, f"{type(exc).__name__}: {exc}"
         return idx, sample, None
 
 
 def _collate_guarded(items: Sequence[tuple[int, Sample | None, str | None]]) -> tuple[list[int], Batch | None, list[tuple[int, str]]]:
+    """The batch of the readable, finite cases, their indices, and (index, reason) of the others
+    in index order. Finiteness is checked on the whole stack at once; a case with NaN or Inf
+    values gets :func:`check_finite`'s message."""
     ok = [(i, s) for i, s, err in items if err is None and s is not None]
     failed = [(i, err) for i, _, err in items if err is not None]
+    finite = _finite_rows([s.image for _, s in ok])
+    if not all(finite):
+        for (i, s), good in zip(ok, finite):
+            if not good:
+                try:
+                    check_finite(s.image, f"case {i}")
+                except ValueError as exc:
+                    failed.append((i, f"{type(exc).__name__}: {exc}"))
+        ok = [pair for pair, good in zip(ok, finite) if good]
+        failed.sort(key=lambda f: f[0])
     return [i for i, _ in ok], collate([s for _, s in ok]) if ok else None, failed
+
+
+def _finite_rows(images: Sequence[torch.Tensor]) -> list[bool]:
+    """Whether each image holds only finite values: one pass over the stack when the images share
+    a shape and dtype (the usual batch), else one per image."""
+    if not images:
+        return []
+    if len({(tuple(x.shape), x.dtype) for x in images}) == 1:
+        return torch.isfinite(torch.stack(images)).flatten(1).all(1).tolist()
+    return [bool(torch.isfinite(x).all()) for x in images]
 
 
 def run_modality(
