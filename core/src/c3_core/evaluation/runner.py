@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from c3_core.batch import Batch, Sample, check_finite, collate
+from c3_core.evaluation.collection import fewer_collections
 from c3_core.evaluation.output import write_csv_stream, write_json
 from c3_core.evaluation.records import ModalityRun
 from c3_core.evaluation.scoring import GateSettings, score_batch
@@ -357,6 +358,22 @@ def run_modality(
     done = len(finished)
     if progress:
         progress(done, p.n)
+    with fewer_collections():
+        _evaluate_batches(p, store, loader, gate, device, done, progress, on_failure, max_failures)
+
+
+def _evaluate_batches(
+    p: PreparedModality,
+    store: ResultStore,
+    loader: DataLoader,
+    gate: GateSettings,
+    device: str,
+    done: int,
+    progress: Progress | None,
+    on_failure: Callable[[int, str], None] | None,
+    max_failures: int | None,
+) -> None:
+    """:func:`run_modality`'s loop: draw, gate, score and commit each batch of ``loader``."""
     for indices, batch, failed in loader:
         results: list[CaseResult] = []
         if batch is not None:
