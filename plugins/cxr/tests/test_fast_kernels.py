@@ -90,7 +90,9 @@ def blur_path(request, monkeypatch):  # noqa: ANN001, ANN201
     """Both ways sampled_gaussian_blur_batched computes: folded matrices (small images), padded FFTs."""
     import c3_cxr.functional.filters as filters
 
-    monkeypatch.setattr(filters, "MATRIX_BLUR_MAX_PX", 10**6 if request.param == "matrices" else 0)
+    matrices = request.param == "matrices"
+    monkeypatch.setattr(filters, "MATRIX_BLUR_MAX_PX", 10**6 if matrices else 0)
+    monkeypatch.setattr(filters, "MATRIX_BLUR_WIDE_MAX_PX", 10**6 if matrices else 0)
     return request.param
 
 
@@ -158,3 +160,18 @@ def test_the_blur_keeps_gradients_to_sigma_and_image_on_both_paths(blur_path: st
     image = torch.rand(2, 1, 20, 24, generator=torch.Generator().manual_seed(6), dtype=torch.float64, requires_grad=True)
     sigma = torch.tensor([0.83, 2.47], dtype=torch.float64, requires_grad=True)  # 5σ off an integer: the cut is fixed
     assert torch.autograd.gradcheck(lambda x, s: sampled_gaussian_blur_batched(x, s), (image, sigma))
+
+
+def test_a_batch_split_between_the_two_ways_gives_each_case_its_own_blur() -> None:
+    from c3_cxr.functional.filters import _blurs_by_matrices, sampled_gaussian_blur_batched
+
+    image = torch.rand(3, 1, 160, 150, generator=torch.Generator().manual_seed(7))
+    sigma = torch.tensor([1.3, 9.0, 0.0])  # radius 7 px: FFTs; 45 px (over a fifth of 160): matrices; identity
+    assert _blurs_by_matrices(torch.ceil(5 * sigma), 160).tolist() == [False, True, False]
+    out = sampled_gaussian_blur_batched(image, sigma)
+    for i, s in enumerate(sigma.tolist()):
+        alone = sampled_gaussian_blur_batched(image[i : i + 1], sigma[i : i + 1])
+        assert (out[i : i + 1] - alone).abs().max() <= 2e-6, s
+        if s > 0:
+            assert (out[i : i + 1] - _direct_psf_blur(image[i : i + 1], s).float()).abs().max() <= 2e-6, s
+    assert torch.equal(out[2], image[2])

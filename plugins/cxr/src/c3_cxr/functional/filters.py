@@ -169,10 +169,10 @@ def _sampled_gaussian_spectrum(sigma_px: Tensor, radius: int, n: int, onesided: 
 
 def _psf_pads(n: int, radius: int) -> tuple[int, int]:
     """(before, after) reflect pads of an axis of ``n`` px for a kernel of ``radius`` px: the radius
-    each side (grown to a fast FFT length) when reflect allows it (radius ≤ n − 1); otherwise
-    one period of the image's mirror extension, (0, n − 2): the circular convolution over that
-    period is the linear convolution with the endlessly reflected image, however wide the kernel."""
-    if radius <= n - 1:
+    each side (grown to a fast FFT length) while that is less padding than one period of the image's
+    mirror extension; otherwise that period, (0, n − 2): the circular convolution over it is the
+    linear convolution with the endlessly reflected image, however wide the kernel."""
+    if 2 * radius < n - 2:
         return _axis_pads(n, radius, True)
     return 0, max(n - 2, 0)
 
@@ -205,11 +205,25 @@ def _sampled_gaussian_matrices(sigma_px: Tensor, n: int) -> Tensor:
     return direct
 
 
-# Up to this many px per axis a blur is two small matmuls instead of padded FFTs. Measured on the
-# 2-core CPU (2 threads, 2026-12-05): at 64 px, 35 images, σ 3-6 px 0.9 vs 2.8 ms, σ 0.75-1.25 px
-# 0.8 vs 0.9 ms; at 128 px, 16 images, 1.1 vs 1.5 ms and 1.6 vs 1.2 ms; at 256 px the FFTs win.
-# The choice depends on the image size only, so a case's path never depends on its batch.
+# Which way a case is blurred (measured on the 2-core CPU, 2 threads, 2026-12-05). Folded matrices
+# cost O(n³) per axis pair whatever the kernel's width; padded FFTs O((n + 2r)² log) with r the
+# kernel's radius. At 64 px, 35 images: σ 3-6 px matrices 0.9-1.0 ms vs FFTs 2.8 ms, σ 0.75-1.25 px
+# 0.8 vs 0.9 ms; at 128 px, 16 images, 1.1 vs 1.5 ms and 1.6 vs 1.2 ms; at 512 px, 8 images, σ 3-6 px
+# 20 vs 11 ms (FFTs win) but σ 36-85 px (scatter) ~20 vs 233-342 ms. So: matrices up to 128 px,
+# and up to 1,024 px for a kernel whose radius reaches a fifth of the image.
 MATRIX_BLUR_MAX_PX = 128
+MATRIX_BLUR_WIDE_MAX_PX = 1024
+MATRIX_BLUR_WIDE_REACH = 0.2  # radius / image size from which a wide kernel takes the matrices
+
+
+def _blurs_by_matrices(radius: Tensor, size: int) -> Tensor:
+    """Per case (its own radius ``radius (B,)`` px, the image's larger side ``size`` px): whether
+    its blur is computed with folded matrices rather than padded FFTs (a case's own choice)."""
+    if size <= MATRIX_BLUR_MAX_PX:
+        return torch.ones_like(radius, dtype=torch.bool)
+    if size > MATRIX_BLUR_WIDE_MAX_PX:
+        return torch.zeros_like(radius, dtype=torch.bool)
+    return radius >= MATRIX_BLUR_WIDE_REACH * size
 
 
 def sampled_gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
@@ -217,23 +231,46 @@ def sampled_gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
     pixels, cut at ±⌈5σ⌉ px (mass beyond: < 6e-7), on the image mirrored (reflect) beyond its edges.
 
     The kernel is compact and separable, so the result is exact linear convolution whichever way it
-    is computed: for images up to :data:`MATRIX_BLUR_MAX_PX` px per axis as M_y · x · M_xᵀ with each
-    case's folded convolution matrices (:func:`_sampled_gaussian_matrices`: each case's taps cut
-    at its own radius, so its result does not depend on the batch), for larger ones as the FFT of
-    the image reflect-padded by the widest radius (grown to a fast length), where the PSF's
-    transfer multiplies the spectrum in place. Unlike a Gaussian MTF cut at Nyquist
+    is computed, and each case takes the cheaper way for its size and width
+    (:func:`_blurs_by_matrices`): M_y · x · M_xᵀ with its folded convolution matrices
+    (:func:`_sampled_gaussian_matrices`, taps cut at the case's own radius), or the FFT of the
+    image reflect-padded by the widest radius of those cases (grown to a fast length; one period of
+    the mirror extension when that is shorter), where the PSF's transfer multiplies the spectrum in
+    place. The two agree within 1e-6 of the image's range. Unlike a Gaussian MTF cut at Nyquist
     (:func:`gaussian_blur_batched`), a narrow σ (below ~1.5 px) has no ringing tails. σ = 0 is the
     identity; a kernel wider than the image wraps over the image's mirror extension.
     """
     h, w = image.shape[-2:]
-    radius = math.ceil(PSF_REACH_SIGMAS * float(sigma_px.detach().max())) if sigma_px.numel() else 0
-    if radius == 0:
+    if not sigma_px.numel() or float(sigma_px.detach().max()) <= 0:
         return image.clone()
     sigma = sigma_px.to(image.dtype)  # the transfer keeps the caller's autograd graph
-    if max(h, w) <= MATRIX_BLUR_MAX_PX:
-        my = _sampled_gaussian_matrices(sigma, h).unsqueeze(1)  # (B, 1, H, H): every channel alike
-        mx = _sampled_gaussian_matrices(sigma, w).transpose(-1, -2).unsqueeze(1)
-        return torch.matmul(torch.matmul(my, image), mx)
+    radius = torch.ceil(PSF_REACH_SIGMAS * sigma.detach())
+    way = torch.where(radius == 0, 0, torch.where(_blurs_by_matrices(radius, max(h, w)), 1, 2))  # copy, matrices, FFTs
+    blurs = (lambda x, s: x.clone(), _blur_by_matrices, _blur_by_fft)
+    present = way.unique().tolist()
+    if len(present) == 1:
+        return blurs[present[0]](image, sigma)
+    out = torch.empty_like(image)
+    for k in present:  # σ = 0 is copied exactly, whatever the others need
+        rows = (way == k).nonzero().view(-1)
+        out = out.index_copy(0, rows, blurs[k](image.index_select(0, rows), sigma.index_select(0, rows)))
+    return out
+
+
+def _blur_by_matrices(image: Tensor, sigma: Tensor) -> Tensor:
+    """:func:`sampled_gaussian_blur_batched` as M_y · x · M_xᵀ per case."""
+    h, w = image.shape[-2:]
+    my = _sampled_gaussian_matrices(sigma, h).unsqueeze(1)  # (B, 1, H, H): every channel alike
+    mx = _sampled_gaussian_matrices(sigma, w).transpose(-1, -2).unsqueeze(1)
+    return torch.matmul(torch.matmul(my, image), mx)
+
+
+def _blur_by_fft(image: Tensor, sigma: Tensor) -> Tensor:
+    """:func:`sampled_gaussian_blur_batched` on the FFT of the padded image."""
+    h, w = image.shape[-2:]
+    radius = math.ceil(PSF_REACH_SIGMAS * float(sigma.detach().max()))
+    if radius == 0:
+        return image.clone()
     top, bottom = _psf_pads(h, radius)
     left, right = _psf_pads(w, radius)
     x = F.pad(image, (left, right, top, bottom), mode="reflect") if (bottom or right) else image
