@@ -183,9 +183,9 @@ def test_the_summary_holds_each_case_value_packed_in_eight_bytes() -> None:
 
     run = SimpleNamespace(task="multilabel", class_names=("a", "b"))
     row = {"utility": 0.5, "score": 0.6, "n_admitted": 3, "n_flipped": 1, "prob_a": 0.1, "prob_b": 0.9, "label": [1.0, None]}
-    columns = _columns(run, [row, row, row])  # type: ignore[arg-type]
-    assert {c.itemsize for c in columns.values()} == {8}  # float64 / int64, not Python objects
-    assert sum(columns["n_admitted"]) == 9 and isinstance(sum(columns["n_admitted"]), int)  # counts stay integers
-    assert len(columns["label"]) == 6 and math.isnan(columns["label"][1])  # a missing label is NaN in its row
+    table = _columns(run, [row, row, row])  # type: ignore[arg-type]
+    assert {c.itemsize for c in table.columns.values()} == {8}  # float64 / int64, not Python objects
+    assert table.sums["n_admitted"] == 9 and isinstance(table.sums["n_admitted"], int)  # counts summed, as integers
+    assert len(table.columns["label"]) == 6 and math.isnan(table.columns["label"][1])  # a missing label is NaN in its row
     multiclass = _columns(SimpleNamespace(task="multiclass", class_names=("a", "b")), [{**row, "label": 1}])  # type: ignore[arg-type]
-    assert multiclass["label"].typecode == "q" and multiclass["label"][0] == 1
+    assert multiclass.columns["label"].typecode == "q" and multiclass.columns["label"][0] == 1

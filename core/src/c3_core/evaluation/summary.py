@@ -35,6 +35,7 @@ from c3_core.metrics.undefined import (
     Reasons,
     attempt,
     cohort_mean,
+    iter_reasons,
     non_finite_reason,
     probability_problem,
     ratio,
@@ -130,7 +131,7 @@ def _severity_edges(by_op: dict[str, _OperatorOutcomes]) -> dict[str, tuple[list
     levels, else its quintile (inner quantile edges, right-closed bins)."""
     edges: dict[str, tuple[list[float], bool]] = {}
     for op, o in by_op.items():
-        sev = torch.tensor(o.severity, dtype=torch.float64)
+        sev = _tensor(o.severity, torch.float64)  # torch.tensor(array) would build a list of floats first
         levels = torch.unique(sev)
         if len(levels) > 6:
             edges[op] = (torch.quantile(sev, torch.linspace(0, 1, 6, dtype=torch.float64))[1:-1].tolist(), True)
@@ -207,56 +208,81 @@ def _utility(util: Tensor, generator: torch.Generator, why: Reasons) -> dict[str
     return out
 
 
-def _neighbourhood(columns: dict[str, array], why: Reasons) -> dict[str, float | None]:
+def _neighbourhood(table: _CaseTable, why: Reasons) -> dict[str, float | None]:
     """Agreement over admitted counterfactuals and flip rate over cases with one, from counts."""
-    admitted = sum(columns["n_admitted"])
-    flipped = sum(columns["n_flipped"])
-    with_cf = [f for a, f in zip(columns["n_admitted"], columns["n_flipped"]) if a > 0]
-    drawn = f"the gate admitted no counterfactual of any of the {len(columns['n_admitted'])} cases"
+    admitted, flipped = table.sums["n_admitted"], table.sums["n_flipped"]
+    drawn = f"the gate admitted no counterfactual of any of the {table.n} cases"
     return {
         "neighbourhood_agreement": why.compute(
             ("neighbourhood_agreement",),
             lambda: ratio(admitted - flipped, admitted, "neighbourhood agreement", drawn)),
         "flip_rate": why.compute(
             ("flip_rate",),
-            lambda: ratio(sum(1 for f in with_cf if f > 0), len(with_cf), "the flip rate", drawn)),
+            lambda: ratio(table.with_flip, table.with_admitted, "the flip rate", drawn)),
     }
 
 
-SEGMENTATION_COLUMNS = ("dice", "iou", "lesion_dice", "lesion_f1", "hd95_mm", "lesion_tp", "lesion_fn", "lesion_fp",
-                        "small_lesions", "small_detected", "true_volume_mm3", "pred_volume_mm3")
+#: Per-case values a segmentation summary averages (float64 columns, NaN for a missing value).
+SEGMENTATION_MEANS = ("dice", "iou", "lesion_dice", "lesion_f1", "hd95_mm", "true_volume_mm3", "pred_volume_mm3")
+#: Per-case counts the summary only adds up: summed as the cases stream by, never held per case.
+SUMMED_COLUMNS = ("n_admitted", "n_flipped")
+SEGMENTATION_COUNTS = ("lesion_tp", "lesion_fn", "lesion_fp", "small_lesions", "small_detected")
 
 
-INTEGER_COLUMNS = frozenset({"n_admitted", "n_flipped", "lesion_tp", "lesion_fn", "lesion_fp", "small_lesions", "small_detected"})
+class _CaseTable:
+    """What one pass over the case rows leaves: the per-case columns the metrics need, packed
+    (``columns``: float64 ``array("d")``, a multi-class label int64 ``array("q")``; 8 bytes a
+    value), and the integer columns the summary only adds up, summed (``sums``, Python ints:
+    exact), with the number of cases that have an admitted counterfactual and, of those, a flip.
+
+    A metric reads its columns with :meth:`take`, which frees them: the summary holds per case
+    only what the metrics still to come need."""
+
+    __slots__ = ("columns", "sums", "n", "with_admitted", "with_flip")
+
+    def __init__(self, columns: dict[str, array], summed: Iterable[str]) -> None:
+        self.columns = columns
+        self.sums: dict[str, int] = dict.fromkeys(summed, 0)
+        self.n = self.with_admitted = self.with_flip = 0
+
+    def take(self, key: str, dtype: torch.dtype) -> Tensor:
+        """Column ``key`` as a tensor of ``dtype`` (a copy, 8 bytes a value); the column is dropped."""
+        return _tensor(self.columns.pop(key), dtype)
 
 
-def _columns(run: ModalityRun, cases: Iterable[dict[str, Any]]) -> dict[str, array]:
-    """The per-case values the summary needs, one packed column per value, in dataset order.
+def _columns(run: ModalityRun, cases: Iterable[dict[str, Any]]) -> _CaseTable:
+    """One pass over the case rows (dataset order): the packed columns and the sums of
+    :class:`_CaseTable`.
 
-    Counts are int64 (``array("q")``), everything else float64 (``array("d")``, a missing value
-    NaN); a multi-label case's labels are its C values in a row (missing: NaN), a multi-class
-    label its class index (int64). 8 bytes a value, where lists of Python numbers took about 32:
-    the columns are what the summary holds per case while it bootstraps.
+    Packed: utility and score, then the segmentation means or the ``prob_*`` columns and the
+    label (multi-label: the C values of a case in a row, a missing one NaN; multi-class: the
+    class index, int64). Summed: ``n_admitted``, ``n_flipped`` and the segmentation counts.
+    The per-case memory is 8 bytes a packed value (lists of Python numbers took about 32) and
+    nothing for a summed one.
     """
-    wanted = ["utility", "score", "n_admitted", "n_flipped"]
-    if run.task == "segmentation":
-        wanted += list(SEGMENTATION_COLUMNS)
-    else:
-        wanted += [f"prob_{n}" for n in run.class_names] + ["label"]
-    multilabel = run.task == "multilabel"
-    integer = set(INTEGER_COLUMNS) | ({"label"} if run.task not in ("segmentation", "multilabel") else set())
-    columns = {key: array("q") if key in integer else array("d") for key in wanted}
-    nan = float("nan")
+    segmentation, multilabel = run.task == "segmentation", run.task == "multilabel"
+    floats = ["utility", "score"] + (list(SEGMENTATION_MEANS) if segmentation else [f"prob_{n}" for n in run.class_names])
+    summed = SUMMED_COLUMNS + (SEGMENTATION_COUNTS if segmentation else ())
+    columns = {key: array("d") for key in floats}
+    labels = None if segmentation else columns.setdefault("label", array("d" if multilabel else "q"))
+    table = _CaseTable(columns, summed)
+    sums, nan = table.sums, float("nan")
     for c in cases:
-        for key in wanted:
+        for key in floats:
             v = c[key]
-            if key in integer:
-                columns[key].append(int(v))
-            elif key == "label" and multilabel:
-                columns[key].extend(nan if x is None else float(x) for x in v)
+            columns[key].append(nan if v is None else float(v))
+        for key in summed:
+            sums[key] += int(c[key])
+        if int(c["n_admitted"]) > 0:
+            table.with_admitted += 1
+            table.with_flip += int(c["n_flipped"]) > 0
+        if labels is not None:
+            if multilabel:
+                labels.extend(nan if x is None else float(x) for x in c["label"])
             else:
-                columns[key].append(nan if v is None else float(v))
-    return columns
+                labels.append(int(c["label"]))
+        table.n += 1
+    return table
 
 
 def _tensor(column: array, dtype: torch.dtype) -> Tensor:
@@ -266,6 +292,27 @@ def _tensor(column: array, dtype: torch.dtype) -> Tensor:
     return values.to(dtype)
 
 
+#: The summary's parts in the order their undefined reasons are recorded (the order of its keys).
+_PARTS = ("score_mean", "utility", "neighbourhood", "gate", "severity_response", "task")
+
+
+def _merged(parts: dict[str, Reasons]) -> Reasons:
+    """One tree of reasons: each part's added in :data:`_PARTS` order (parts hold disjoint paths)."""
+    whole = Reasons()
+    for name in _PARTS:
+        for path, reason in iter_reasons(parts[name].to_dict()):
+            whole.add(path, reason)
+    return whole
+
+
+def _task_summary(run: ModalityRun, table: _CaseTable, why: Reasons) -> dict[str, Any]:
+    """Segmentation or classification metrics; takes (frees) the columns they read."""
+    if run.task == "segmentation":
+        return _segmentation_summary(table, why)
+    probs, labels = _probabilities_and_labels(run, table)
+    return _classification_summary(run, probs, labels, why)
+
+
 def summarise(
     run: ModalityRun, cases: Iterable[dict[str, Any]], outcomes: Callable[[], Iterable[Outcome]], seed: int
 ) -> dict[str, Any]:
@@ -273,20 +320,29 @@ def summarise(
 
     Computed from the per-case table alone, streamed once (``cases``, in dataset order) plus
     one pass over the counterfactual outcomes, so a merged (sharded) or resumed table gives
-    exactly the numbers of one uninterrupted run, and memory holds a few numbers per case
-    (two floats and two bytes per counterfactual).
+    exactly the numbers of one uninterrupted run. Memory: integer counts are summed as the cases
+    stream by, and the metrics run one after another, each freeing the per-case values only it
+    needs: the task metrics (8 bytes a packed value: utility, score, C probabilities and C labels
+    of a classification case), then the severity response (two floats and two bytes per
+    counterfactual), then the utility bootstrap (8 bytes per case beside its resamples, a few MiB;
+    see :mod:`c3_core.metrics.utility_stats`). The undefined reasons keep the order of the keys.
     Undefined metrics are None with their reasons under ``"undefined"``; raises ValueError
     only when there is no case at all.
     """
-    columns = _columns(run, cases)
-    n = len(columns["utility"])
+    table = _columns(run, cases)
+    n = table.n
     if n == 0:
         raise ValueError(f"{run.modality}: no evaluated case to summarise")
-    why = Reasons()
-    util = _tensor(columns["utility"], torch.float64)
-    scores = _tensor(columns["score"], torch.float64)
+    why = {part: Reasons() for part in _PARTS}
+    util = table.take("utility", torch.float64)
+    score_mean = _column_mean(table, "score", "score_mean", "score", why["score_mean"])
+    neighbourhood = _neighbourhood(table, why["neighbourhood"])
+    task = _task_summary(run, table, why["task"])
+    del table
     gate_counts = _GateCounts()
-    by_op = _collect(outcomes(), gate_counts)  # the one pass over the counterfactuals
+    severity = _severity_response(_collect(outcomes(), gate_counts), why["severity_response"])  # the one pass
+    utility = _utility(util, torch.Generator().manual_seed(seed), why["utility"])
+    del util
     out: dict[str, Any] = {
         "modality": run.modality,
         "task": run.task,
@@ -295,38 +351,38 @@ def summarise(
         "n_cases": n,
         "k": run.spec.k,
         "gated_by": run.gated_by,
-        "score_mean": why.compute(("score_mean",), lambda: cohort_mean(scores, "score")),
-        "utility": _utility(util, torch.Generator().manual_seed(seed), why),
-        **_neighbourhood(columns, why),
-        "gate": _gate_stats(gate_counts, why),
-        "severity_response": _severity_response(by_op, why),
+        "score_mean": score_mean,
+        "utility": utility,
+        **neighbourhood,
+        "gate": _gate_stats(gate_counts, why["gate"]),
+        "severity_response": severity,
         "conventions": {
             "utility": "U(x) = min of the case score over the original and its admitted counterfactuals",
             "flip_rate": "share of cases with >= 1 admitted counterfactual whose prediction differs from the original's",
             "agreement": "share of admitted counterfactuals whose prediction equals the original's",
             "undefined": "a metric the cohort leaves undefined is null; its reason is at the same path under 'undefined'",
         },
+        **task,
     }
-    if run.task == "segmentation":
-        out.update(_segmentation_summary(columns, why))
-    else:
-        probs, labels = _probabilities_and_labels(run, columns)
-        out.update(_classification_summary(run, probs, labels, why))
-    out = why.finite(out)
-    out[UNDEFINED_KEY] = why.to_dict()
+    reasons = _merged(why)
+    out = reasons.finite(out)
+    out[UNDEFINED_KEY] = reasons.to_dict()
     return out
 
 
-def _probabilities_and_labels(run: ModalityRun, columns: dict[str, array]) -> tuple[Tensor, Tensor]:
-    """Original-image probabilities (N, C) and labels from the ``prob_*`` and ``label`` columns.
+def _probabilities_and_labels(run: ModalityRun, table: _CaseTable) -> tuple[Tensor, Tensor]:
+    """Original-image probabilities (N, C) float64 and labels, taken from the ``prob_*`` and
+    ``label`` columns (each column is copied in, then freed).
 
     Multi-label labels missing in the source (None) become NaN, which the metrics skip.
     """
-    probs = torch.stack([_tensor(columns[f"prob_{n}"], torch.float64) for n in run.class_names]).T.contiguous()
+    probs = torch.empty((table.n, len(run.class_names)), dtype=torch.float64)
+    for c, name in enumerate(run.class_names):
+        probs[:, c] = table.take(f"prob_{name}", torch.float64)
     if run.task == "multilabel":
-        labels = _tensor(columns["label"], torch.float64).view(len(columns["utility"]), -1)
+        labels = table.take("label", torch.float64).view(table.n, -1)
     else:
-        labels = _tensor(columns["label"], torch.long)
+        labels = table.take("label", torch.long)
     return probs, labels
 
 
@@ -392,11 +448,11 @@ def _classification_summary(run: ModalityRun, probs: Tensor, labels: Tensor, why
     return out
 
 
-def _volume_calibration(columns: dict[str, array], why: Reasons) -> dict[str, float | None]:
+def _volume_calibration(table: _CaseTable, why: Reasons) -> dict[str, float | None]:
     """Slope and intercept of predicted on true lesion volume (None with the reason when every
     true volume is equal, e.g. healthy controls, or the cohort has a single case)."""
-    true_v = _tensor(columns["true_volume_mm3"], torch.float64)
-    pred_v = _tensor(columns["pred_volume_mm3"], torch.float64)
+    true_v = table.take("true_volume_mm3", torch.float64)
+    pred_v = table.take("pred_volume_mm3", torch.float64)
     problem = non_finite_reason(torch.stack([true_v, pred_v], 1), "lesion volume")
     fit, reason = attempt(unless(problem, "the volume calibration slope", lambda: volume_calibration_slope(pred_v, true_v)))
     slope, intercept = fit if fit is not None else (None, None)
@@ -406,29 +462,31 @@ def _volume_calibration(columns: dict[str, array], why: Reasons) -> dict[str, fl
     }
 
 
-def _column_mean(columns: dict[str, array], column: str, key: str, what: str, why: Reasons) -> float | None:
-    """The cohort mean of ``column`` written as ``key`` (None with the reason if undefined)."""
-    values = _tensor(columns[column], torch.float64)
+def _column_mean(table: _CaseTable, column: str, key: str, what: str, why: Reasons) -> float | None:
+    """The cohort mean of ``column`` written as ``key`` (None with the reason if undefined); the
+    column is freed."""
+    values = table.take(column, torch.float64)
     return why.compute((key,), lambda: cohort_mean(values, what))
 
 
-def _segmentation_summary(columns: dict[str, array], why: Reasons) -> dict[str, Any]:
+def _segmentation_summary(table: _CaseTable, why: Reasons) -> dict[str, Any]:
     """Volume- and lesion-wise means, pooled lesion F1 and small-lesion recall, volume calibration.
 
     Empty masks follow the per-case rules (Dice 1 and HD95 0 when both are empty, lesion F1 1
     with no true and no predicted lesion), so a cohort of healthy controls has them all."""
-    tp, fn, fp = sum(columns["lesion_tp"]), sum(columns["lesion_fn"]), sum(columns["lesion_fp"])
-    small, small_hit = sum(columns["small_lesions"]), sum(columns["small_detected"])
+    sums = table.sums
+    tp, fn, fp = sums["lesion_tp"], sums["lesion_fn"], sums["lesion_fp"]
+    small, small_hit = sums["small_lesions"], sums["small_detected"]
     no_small = f"the cohort has no small lesion (volume < {SMALL_LESION_MM3:g} mm³)"
     return {
-        "dice_volume_mean": _column_mean(columns, "dice", "dice_volume_mean", "Dice", why),
-        "iou_mean": _column_mean(columns, "iou", "iou_mean", "IoU", why),
-        "lesion_dice_mean": _column_mean(columns, "lesion_dice", "lesion_dice_mean", "lesion-wise Dice", why),
-        "lesion_f1_mean": _column_mean(columns, "lesion_f1", "lesion_f1_mean", "lesion F1", why),
+        "dice_volume_mean": _column_mean(table, "dice", "dice_volume_mean", "Dice", why),
+        "iou_mean": _column_mean(table, "iou", "iou_mean", "IoU", why),
+        "lesion_dice_mean": _column_mean(table, "lesion_dice", "lesion_dice_mean", "lesion-wise Dice", why),
+        "lesion_f1_mean": _column_mean(table, "lesion_f1", "lesion_f1_mean", "lesion F1", why),
         "lesion_f1_pooled": 2 * tp / (2 * tp + fn + fp) if (tp + fn + fp) else 1.0,
         "small_lesion_recall": why.compute(
             ("small_lesion_recall",), lambda: ratio(small_hit, small, "small-lesion recall", no_small)),
         "small_lesion_count": small,
-        "hd95_mm_mean": _column_mean(columns, "hd95_mm", "hd95_mm_mean", "HD95", why),
-        **_volume_calibration(columns, why),
+        "hd95_mm_mean": _column_mean(table, "hd95_mm", "hd95_mm_mean", "HD95", why),
+        **_volume_calibration(table, why),
     }

@@ -8,14 +8,15 @@ Percentiles use linear interpolation between order statistics (NumPy's default `
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import Tensor
 
 __all__ = ["bootstrap_ci", "percentile", "utility_summary"]
 
-_MAX_ELEMENTS_PER_CHUNK = 1 << 22  # bounds the (replicates x cases) index matrix held at once
+_MAX_ELEMENTS_PER_CHUNK = 1 << 22  # replicates per chunk: max(1, this // N); the chunks fix the arithmetic
+_MAX_ELEMENTS_PER_PIECE = 1 << 18  # bounds the (replicates x cases) matrices held at once (see _pieces)
 
 
 def percentile(values: Tensor, q: float) -> Tensor:
@@ -34,6 +35,26 @@ def _validated(values: Tensor) -> Tensor:
     return v
 
 
+def _pieces(start: int, stop: int, n: int, generator: torch.Generator) -> Iterator[tuple[int, int]]:
+    """Replicate ranges ``[a, b)`` that cut the chunk ``[start, stop)`` of ``n`` cases so that
+    about ``_MAX_ELEMENTS_PER_PIECE`` indices (8 bytes each, and as many values) are held at once,
+    with the numbers of the whole chunk.
+
+    Same numbers: a CPU generator draws the indices one after another whatever the shape, and a
+    statistic reduces each row the same way in any batch of two or more rows, whereas a batch of
+    a single row is reduced in another order when threads split it (a mean's last bits differ).
+    So a piece has at least two rows unless its chunk has one, and a CUDA generator (whose draws
+    depend on the shape) keeps whole chunks."""
+    size = max(2, _MAX_ELEMENTS_PER_PIECE // n)
+    if stop - start <= size or generator.device.type != "cpu":
+        yield start, stop
+        return
+    bounds = [*range(start, stop, size), stop]
+    if bounds[-1] - bounds[-2] == 1:
+        del bounds[-2]  # a lone last row joins the piece before it
+    yield from zip(bounds[:-1], bounds[1:])
+
+
 def _replicates(
     v: Tensor, statistics: Sequence[Callable[[Tensor], Tensor]], generator: torch.Generator, n_boot: int
 ) -> Tensor:
@@ -43,15 +64,16 @@ def _replicates(
     n = v.numel()
     chunk = max(1, _MAX_ELEMENTS_PER_CHUNK // n)
     out = torch.empty((len(statistics), n_boot), dtype=torch.float64, device=v.device)
-    for start in range(0, n_boot, chunk):
-        stop = min(n_boot, start + chunk)
-        idx = torch.randint(0, n, (stop - start, n), generator=generator, device=generator.device)
-        sample = v.index_select(0, idx.to(v.device).flatten()).view(stop - start, n)  # faster than v[idx] on CPU
-        for s, stat in enumerate(statistics):
-            r = torch.as_tensor(stat(sample), dtype=torch.float64, device=v.device)
-            if r.shape != (stop - start,):
-                raise ValueError("statistic must reduce the last axis: (B, N) -> (B,)")
-            out[s, start:stop] = r
+    for first in range(0, n_boot, chunk):
+        for start, stop in _pieces(first, min(n_boot, first + chunk), n, generator):
+            idx = torch.randint(0, n, (stop - start, n), generator=generator, device=generator.device)
+            sample = v.index_select(0, idx.to(v.device).flatten()).view(stop - start, n)  # faster than v[idx] on CPU
+            del idx
+            for s, stat in enumerate(statistics):
+                r = torch.as_tensor(stat(sample), dtype=torch.float64, device=v.device)
+                if r.shape != (stop - start,):
+                    raise ValueError("statistic must reduce the last axis: (B, N) -> (B,)")
+                out[s, start:stop] = r
     return out
 
 
