@@ -168,3 +168,18 @@ def test_a_batch_of_another_modality_is_refused(host) -> None:
     batch = collate([ds[0]])
     with pytest.raises(ValueError, match="toy.gain is a toy operator"):
         nb.plan(batch.replace(modality="cxr"))
+
+
+def test_an_operator_that_replaces_sample_params_is_still_called_through_it(host, monkeypatch) -> None:
+    calls: list[float] = []
+
+    def sample_params(self, info, generator, severity):  # noqa: ANN001, ANN202
+        calls.append(severity)
+        return toy_plugin.GainParams(1.5)
+
+    monkeypatch.setattr(toy_plugin.ToyGain, "sample_params", sample_params)
+    nb = Neighbourhood(NeighbourhoodSpec.from_toml_string(SPEC), host.make_operator)
+    ds = toy_plugin.make_dataset(n=2)
+    plans = nb.plan(collate([ds[i] for i in range(2)]))
+    gains = [s for case in plans for p in case for s in p.steps if s.operator.id == "toy.gain"]
+    assert gains and len(calls) == len(gains) and all(s.params == toy_plugin.GainParams(1.5) for s in gains)

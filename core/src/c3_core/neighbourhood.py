@@ -407,9 +407,11 @@ class Neighbourhood:
                     else:
                         sev = low + (high - low) * (w[0] * UNIT)  # type: ignore[operator]
                     draws = StepStream(key, j, s + 1, w)
-                    # sample_params without its checks: the modality is checked above for the batch,
-                    # the severity is a level or in the range checked when the neighbourhood was built
-                    params = op._sample(info, draws if op.stream_sampling else _generator(draws), sev)
+                    # sample_params without its checks (the modality is checked above for the batch,
+                    # the severity is a level or in the range checked when the neighbourhood was
+                    # built), unless a subclass replaced sample_params itself
+                    sample = op._sample if type(op).sample_params is Operator.sample_params else op.sample_params
+                    params = sample(info, draws if op.stream_sampling else _generator(draws), sev)
                     steps.append(PlannedStep(op, sev, params, step_spec.options))
                 case.append(Plan(info.exam_id, j, member, base, tuple(steps)))
                 r += 1
