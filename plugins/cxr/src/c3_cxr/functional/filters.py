@@ -155,16 +155,25 @@ PSF_REACH_SIGMAS = 5.0  # a sampled Gaussian PSF is cut at ±⌈5σ⌉ px: the m
 
 
 def _sampled_gaussian_spectrum(sigma_px: Tensor, radius: int, n: int, onesided: bool) -> Tensor:
-    """The DFT (length ``n``, real: the kernel is even) of each case's normalised sampled Gaussian
-    g[m] ∝ exp(−m² / 2σ²), |m| ≤ ``radius``, placed circularly: ``(B, n)``, or ``(B, n // 2 + 1)``
-    when ``onesided`` (rfft order). σ = 0 is the unit impulse (a spectrum of ones)."""
-    m = torch.arange(-radius, radius + 1, device=sigma_px.device, dtype=sigma_px.dtype)
-    s = sigma_px.view(-1, 1)
-    taps = torch.where(s > 0, torch.exp(-0.5 * (m / s.clamp_min(1e-12)) ** 2), (m == 0).to(s.dtype))
-    taps = taps / taps.sum(dim=1, keepdim=True)
-    kernel = torch.zeros((s.shape[0], n), device=s.device, dtype=s.dtype)
+    """The DFT (length ``n``, real: the kernel is even) of each case's :func:`_sampled_gaussian_taps`
+    (offsets up to ``radius``) placed circularly: ``(B, n)``, or ``(B, n // 2 + 1)`` when
+    ``onesided`` (rfft order). σ = 0 is the unit impulse (a spectrum of ones)."""
+    m, taps = _sampled_gaussian_taps(sigma_px, radius)
+    kernel = torch.zeros((taps.shape[0], n), device=taps.device, dtype=taps.dtype)
     kernel.index_add_(1, m.long().remainder(n), taps)  # tap m at index m mod n
     return (torch.fft.rfft(kernel) if onesided else torch.fft.fft(kernel)).real
+
+
+def _sampled_gaussian_taps(sigma_px: Tensor, reach: int) -> tuple[Tensor, Tensor]:
+    """Offsets m = −``reach`` … ``reach`` (px) and each case's normalised sampled Gaussian on them,
+    g[m] ∝ exp(−m² / 2σ²), cut at the case's own ±⌈5σ⌉ (so a case's kernel does not depend on the
+    widest case of its batch): ``(2·reach + 1,)`` and ``(B, 2·reach + 1)``. σ = 0 is the unit impulse."""
+    sigma = sigma_px.view(-1, 1)
+    m = torch.arange(-reach, reach + 1, device=sigma_px.device, dtype=sigma_px.dtype)
+    own = torch.ceil(PSF_REACH_SIGMAS * sigma.detach())
+    taps = torch.where(sigma > 0, torch.exp(-0.5 * (m / sigma.clamp_min(1e-12)) ** 2), (m == 0).to(sigma.dtype))
+    taps = taps * (m.abs() <= own)
+    return m, taps / taps.sum(dim=1, keepdim=True)
 
 
 def _psf_pads(n: int, radius: int) -> tuple[int, int]:
@@ -185,16 +194,10 @@ def _sampled_gaussian_matrices(sigma_px: Tensor, n: int) -> Tensor:
     the taps are first summed by offset modulo P (a kernel wider than the period wraps), and
     M[i, j] = g_P[(j − i) mod P] + g_P[(−j − i) mod P], the second term only for 0 < j < n − 1
     (at the two edge pixels both congruences are one)."""
-    sigma = sigma_px.view(-1, 1)
-    b = sigma.shape[0]
+    b = sigma_px.numel()
     if n == 1:
         return torch.ones((b, 1, 1), device=sigma_px.device, dtype=sigma_px.dtype)
-    reach = math.ceil(PSF_REACH_SIGMAS * float(sigma_px.detach().max()))
-    m = torch.arange(-reach, reach + 1, device=sigma_px.device, dtype=sigma_px.dtype)
-    own = torch.ceil(PSF_REACH_SIGMAS * sigma.detach())  # each case's own cut: batch-invariant taps
-    taps = torch.where(sigma > 0, torch.exp(-0.5 * (m / sigma.clamp_min(1e-12)) ** 2), (m == 0).to(sigma.dtype))
-    taps = taps * (m.abs() <= own)
-    taps = taps / taps.sum(dim=1, keepdim=True)
+    m, taps = _sampled_gaussian_taps(sigma_px, math.ceil(PSF_REACH_SIGMAS * float(sigma_px.detach().max())))
     period = 2 * (n - 1)
     folded = torch.zeros((b, period), device=sigma_px.device, dtype=taps.dtype).index_add(1, m.long().remainder(period), taps)
     i = torch.arange(n, device=sigma_px.device).view(-1, 1)
