@@ -11,13 +11,6 @@ import torch
 
 from c3_core._jsonenc import dumps, dumps_sorted
 from c3_core.provenance import params_to_dict
-from c3_core.seeding import derive_seed, derive_seeds
-
-
-@pytest.mark.parametrize("base", [0, 7, -3, 2**70])
-@pytest.mark.parametrize("key", ["bench-000001", "a'b\"c", "é", 12, None, ("x", 1)])
-def test_derive_seeds_equal_derive_seed(base: int, key: object) -> None:
-    assert derive_seeds(base, key, 9) == [derive_seed(base, key, i) for i in range(9)]
 
 
 def test_json_encoders_write_what_json_dumps_writes() -> None:

@@ -43,7 +43,7 @@ from c3_core.batch import Batch, CaseInfo, _CheckedSpacing
 from c3_core.operator import Operator, SeverityError
 from c3_core.provenance import Provenance, Step, params_from_dict, params_to_dict
 from c3_core.seeding import generator_from_seed
-from c3_core.streams import StepStream, philox4x32, stream_key
+from c3_core.streams import UNIT, StepStream, stream_key, stream_words
 from c3_core.truth import plan_changes, unknown_like
 
 if sys.version_info >= (3, 11):
@@ -266,7 +266,6 @@ class Plan:
 OperatorFactory = Callable[[str, Mapping[str, Any]], Operator[Any]]
 
 PLANNED_BLOCKS = 1  # Philox blocks (4 words each) precomputed per plan and step; later ones on demand
-UNIT = 2.0**-32  # a 32-bit word w as the uniform draw w / 2^32 on [0, 1)
 
 
 def _generator(draws: StepStream) -> torch.Generator:
@@ -382,13 +381,13 @@ class Neighbourhood:
         n = len(infos) * k
         if n == 0:
             return [[] for _ in infos]
-        slots = 1 + self._depth
-        counter = np.zeros((n, slots, PLANNED_BLOCKS, 4), dtype=np.uint64)
-        counter[..., 0] = np.tile(np.arange(k, dtype=np.uint64), len(infos))[:, None, None]
-        counter[..., 1] = np.arange(slots, dtype=np.uint64)[None, :, None]
-        counter[..., 2] = np.arange(PLANNED_BLOCKS, dtype=np.uint64)[None, None, :]
-        key_rows = np.repeat(np.asarray(keys, dtype=np.uint64), k, axis=0)[:, None, None, :]
-        words = philox4x32(counter, key_rows).reshape(n, slots, PLANNED_BLOCKS * 4)
+        slots = 1 + self._depth  # per plan: its member, then each step
+        words = stream_words(
+            np.repeat(np.asarray(keys, dtype=np.uint64), k * slots, axis=0),
+            np.tile(np.repeat(np.arange(k), slots), len(infos)),
+            np.tile(np.arange(slots), n),
+            PLANNED_BLOCKS,
+        ).reshape(n, slots, PLANNED_BLOCKS * 4)
         members = np.minimum(
             np.searchsorted(self._cum_weights_array, words[:, 0, 0] * UNIT, side="right"), len(self._ops) - 1
         ).tolist()

@@ -32,22 +32,6 @@ def derive_seed(base_seed: int, *keys: object) -> int:
     return int.from_bytes(h.digest(), "little") >> (64 - _SEED_BITS)
 
 
-def derive_seeds(base_seed: int, key: object, count: int) -> list[int]:
-    """``[derive_seed(base_seed, key, i) for i in range(count)]``, hashing the shared prefix once.
-
-    The hashed text is the same (``repr`` of a 3-tuple is the ``repr`` of its items joined by
-    ``", "`` in parentheses), so the seeds are equal to :func:`derive_seed`'s.
-    """
-    prefix = hashlib.blake2b(digest_size=8)
-    prefix.update(f"({int(base_seed)!r}, {key!r}, ".encode())
-    out = []
-    for i in range(count):
-        h = prefix.copy()
-        h.update(f"{i!r})".encode())
-        out.append(int.from_bytes(h.digest(), "little") >> (64 - _SEED_BITS))
-    return out
-
-
 def generator_from_seed(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     """A fresh ``torch.Generator`` on ``device`` seeded with ``seed``."""
     g = torch.Generator(device=device)

@@ -34,7 +34,7 @@ _W0, _W1 = 0x9E3779B9, 0xBB67AE85  # Weyl key increments (golden ratio, sqrt(3) 
 _MASK32 = 0xFFFFFFFF
 _ROUNDS = 10
 WORDS_PER_BLOCK = 4
-_TO_UNIT = 2.0**-32  # a 32-bit word w as w / 2^32 in [0, 1)
+UNIT = 2.0**-32  # a 32-bit word w as the uniform draw w / 2^32 on [0, 1)
 
 
 def philox4x32(counter: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -118,7 +118,7 @@ class StepStream:
 
     def unit(self) -> float:
         """A uniform draw on [0, 1) (32-bit resolution)."""
-        return self.word() * _TO_UNIT
+        return self.word() * UNIT
 
     def units(self, n: int) -> list[float]:
         """``n`` uniform draws on [0, 1)."""
