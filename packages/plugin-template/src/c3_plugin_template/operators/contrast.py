@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Domain, Draws, Operator, Severity, SeveritySource, uniform
+from c3_core.api import Batch, CaseInfo, Domain, Draws, Operator, Severity, SeveritySource, random_sign
 from c3_plugin_template.functional.contrast import contrast_kernel
 
 
@@ -39,7 +39,7 @@ class Contrast(Operator[ContrastParams]):
     stream_sampling = True  # _sample draws only through uniform / draw_seed / random_sign / uniform_tensor
 
     def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> ContrastParams:
-        return ContrastParams(1.0 + severity * (1.0 if uniform(generator, 0, 1) < 0.5 else -1.0))
+        return ContrastParams(1.0 + severity * random_sign(generator))
 
     def _apply(self, batch: Batch, params: Sequence[ContrastParams]) -> Batch:
         factor = torch.tensor([p.factor for p in params], device=batch.device, dtype=batch.image.dtype)

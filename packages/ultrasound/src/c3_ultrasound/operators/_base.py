@@ -6,7 +6,7 @@ from typing import ClassVar
 
 import torch
 
-from c3_core.api import Batch, Domain, Draws, Operator, P, uniform
+from c3_core.api import Batch, Domain, Operator, P
 from c3_ultrasound.intensity_domains import ENVELOPE
 
 
@@ -23,8 +23,3 @@ class UltrasoundOperator(Operator[P]):
 def row_pitch_mm(batch: Batch) -> torch.Tensor:
     """Axial pixel pitch (B,) in mm, float64 on the batch's device."""
     return torch.tensor([s[0] for s in batch.spacing], dtype=torch.float64, device=batch.device)
-
-
-def random_sign(generator: Draws) -> float:
-    """+1 or -1 with equal probability, from ``generator``."""
-    return 1.0 if uniform(generator, 0.0, 1.0) < 0.5 else -1.0

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource, uniform
+from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource, random_sign, uniform
 from c3_ultrasound.functional.gain import apply_depth_gain_db, pixel_depth_cm, tgc_residual_db
-from c3_ultrasound.operators._base import UltrasoundOperator, random_sign, row_pitch_mm
+from c3_ultrasound.operators._base import UltrasoundOperator, row_pitch_mm
 
 
 @dataclass(frozen=True)

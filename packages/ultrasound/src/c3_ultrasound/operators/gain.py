@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
-from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource
+from c3_core.api import Batch, CaseInfo, Draws, Severity, SeveritySource, random_sign
 from c3_ultrasound.functional.gain import apply_gain_db
-from c3_ultrasound.operators._base import UltrasoundOperator, random_sign
+from c3_ultrasound.operators._base import UltrasoundOperator
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import Draws, uniform
+from c3_core.seeding import Draws, random_sign, uniform
 from c3_cxr.functional.ct import as_slices, from_slices, hu_change, pixel_mm, project_hu
 from c3_cxr.functional.tomography import kernel_window, ramp_response
 from c3_cxr.operators._base import CTOperator
@@ -49,7 +49,7 @@ class CTKernel(CTOperator[CTKernelParams]):
     summary = "reconstruction kernel change between soft and sharp (ramp-filter windows)"
 
     def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> CTKernelParams:
-        sign = 1.0 if uniform(generator, 0, 1) < 0.5 else -1.0
+        sign = random_sign(generator)
         return CTKernelParams(sign * severity, uniform(generator, 0.6, 1.0))
 
     def _apply(self, batch: Batch, params: Sequence[CTKernelParams]) -> Batch:

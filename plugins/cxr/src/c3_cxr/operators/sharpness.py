@@ -9,7 +9,7 @@ import torch
 
 from c3_core.batch import Batch, CaseInfo
 from c3_core.operator import Severity, SeveritySource
-from c3_core.seeding import Draws, uniform
+from c3_core.seeding import Draws, random_sign, uniform
 from c3_cxr.functional.filters import sampled_gaussian_blur_batched
 from c3_cxr.operators._base import RadiographOperator
 
@@ -63,7 +63,7 @@ class Sharpness(RadiographOperator[SharpnessParams]):
     summary = "detector MTF / vendor processing between soft and sharp"
 
     def _sample(self, info: CaseInfo, generator: Draws, severity: float) -> SharpnessParams:
-        sign = 1.0 if uniform(generator, 0, 1) < 0.5 else -1.0
+        sign = random_sign(generator)
         return SharpnessParams(sign * severity, uniform(generator, 1.5, 3.0))
 
     def _apply(self, batch: Batch, params: Sequence[SharpnessParams]) -> Batch:
