@@ -20,6 +20,9 @@ operator's ``apply`` is timed where the evaluation calls it, on the sub-batch it
 it that operator's physical floor on the same sub-batch (the floors of ``plugins/cxr/bench/bench_cxr.py``:
 a clone, the FFTs, the draws, the interpolation). Printed per operator in ms per case: the kernels,
 their floors, and what is left of the host work (planning, scoring, provenance, store, summary).
+A fifth pass (``--phases N``, off by default) runs the host-mode evaluation of N cases with each
+phase's calls wrapped in a clock (planning, realising with the operators' ``apply`` inside it,
+scoring with provenance inside it, the store's commits, the summary) and prints ms per case.
 Run: ``nox -s bench -- evaluation`` (add ``--quick`` for a smoke run, ``--device cuda`` on a GPU).
 """
 
@@ -228,6 +231,73 @@ def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
     return {"n": n, "seconds": total, "operators": per_op}
 
 
+PHASES = (  # (label, module, attribute path): what the phase pass wraps, outermost first within a phase
+    ("plan", "c3_core.neighbourhood", "Neighbourhood.plan"),
+    ("realise (with kernels)", "c3_core.neighbourhood", "Neighbourhood.realise"),
+    ("  of which operator apply", "c3_core.operator", "Operator.apply"),
+    ("score", "c3_core.evaluation.runner", "score_batch"),
+    ("  of which provenance", "c3_core.evaluation.scoring", "_ProvenanceWriter.__call__"),
+    ("store commit", "c3_core.evaluation.store", "ResultStore.commit_batch"),
+)
+
+
+def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
+    """The host-mode evaluation of ``n`` cases with each phase of :data:`PHASES` wrapped in a
+    clock, then the summary: seconds per phase, the loop's total and the summary's."""
+    import importlib
+
+    import torch
+
+    from c3_core.evaluation.runner import finish_modality, run_modality
+    from c3_core.evaluation.scoring import GateSettings
+    from c3_core.evaluation.store import ResultStore
+
+    torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    spent: dict[str, float] = {label: 0.0 for label, _, _ in PHASES}
+
+    def clocked(label: str, inner: Any) -> Any:
+        def call(*a: Any, **kw: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return inner(*a, **kw)
+            finally:
+                spent[label] += time.perf_counter() - t0
+        return call
+
+    for label, module, path in PHASES:  # this process only: the pass is its own process
+        owner: Any = importlib.import_module(module)
+        *outer, name = path.split(".")
+        for part in outer:
+            owner = getattr(owner, part)
+        setattr(owner, name, clocked(label, getattr(owner, name)))
+    with tempfile.TemporaryDirectory() as tmp:
+        warm = _prepared(batch_size, k, device, True)
+        store = ResultStore(Path(tmp) / "warm.sqlite", create=True)
+        run_modality(warm, store, gate=GateSettings(), device=device, batch_size=batch_size)
+        store.close()
+        spent.update(dict.fromkeys(spent, 0.0))
+        p = _prepared(n, k, device, True)
+        store = ResultStore(Path(tmp) / "results.sqlite", create=True)
+        t0 = time.perf_counter()
+        run_modality(p, store, gate=GateSettings(), device=device, batch_size=batch_size)
+        t1 = time.perf_counter()
+        finish_modality(p, store, 0.0)
+        t2 = time.perf_counter()
+        store.close()
+    return {"n": n, "loop": t1 - t0, "summary": t2 - t1, "phases": spent}
+
+
+def _print_phases(res: dict[str, Any]) -> None:
+    n, ph = res["n"], res["phases"]
+    print(f"\nhost work by phase (host mode, {n} cases, each phase's calls wrapped in a clock):")
+    for label, _, _ in PHASES:
+        print(f"  {label:<28} {1000 * ph[label] / n:>7.3f} ms per case")
+    top = sum(ph[label] for label, _, _ in PHASES if not label.startswith(" "))
+    print(f"  {'data loading and the rest':<28} {1000 * (res['loop'] - top) / n:>7.3f} ms per case")
+    print(f"  {'summary':<28} {1000 * res['summary'] / n:>7.3f} ms per case")
+    print(f"  {'total':<28} {1000 * (res['loop'] + res['summary']) / n:>7.3f} ms per case (load {os.getloadavg()[0]:.1f})")
+
+
 def _print_kernels(res: dict[str, Any], host_ms: float | None) -> None:
     n = res["n"]
     print(f"\noperator kernels where the evaluation calls them (first {n} cases, each apply and its floor timed on the same sub-batch):")
@@ -253,11 +323,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--quick", action="store_true", help="tiny cohorts (smoke run)")
     ap.add_argument("--kernels", type=int, default=1000, help="cases of the per-operator kernel pass (0: skip it)")
+    ap.add_argument("--phases", type=int, default=0, help="cases of the pass that clocks each phase of the host work (0: skip it)")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
         mode, n = args.one[0], int(args.one[1])
-        res = _kernels(n, args.k, args.batch_size, args.device) if mode == "kernels" else _one(mode, n, args.k, args.batch_size, args.device)
+        run = {"kernels": _kernels, "phases": _phases}.get(mode, lambda *a: _one(mode, *a))
+        res = run(n, args.k, args.batch_size, args.device)
         print(json.dumps(res))
         return 0
     sizes = [64, 256] if args.quick else [int(s) for s in args.sizes.split(",")]
@@ -301,6 +373,14 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         same = [r[3] for r in rows if r[0] == n_kernels]
         _print_kernels(json.loads(out.stdout.strip().splitlines()[-1]), same[0] if same else None)
+    if args.phases > 0:
+        cmd = [sys.executable, __file__, "--one", "phases", str(args.phases), "--k", str(args.k),
+               "--batch-size", str(args.batch_size), "--device", args.device]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            print(out.stderr[-3000:], file=sys.stderr)
+            return 1
+        _print_phases(json.loads(out.stdout.strip().splitlines()[-1]))
     return 0
 
 
