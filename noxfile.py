@@ -1,22 +1,23 @@
 """Every development task in one place: `nox -l` lists them.
 
 Test sessions install c3-core plus ONE package, which proves that each plugin installs and works
-on its own. PyTorch (5.5 GB with torchvision) is installed once into `.nox/_torch` and made
-importable in each session through a `.pth` file, so sessions do not copy it again; pip then
-sees torch as installed and never downloads a CUDA build of its own.
+on its own. PyTorch (5.5 GB with torchvision) is installed once into `.nox/_torch` by scripts/torch_site.py and
+made importable in each session (and in `.venv`, by scripts/bootstrap) through a `.pth` file, so
+nothing copies it again; pip then sees torch as installed and never fetches a build of its own.
 """
 
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import nox
 
 ROOT = Path(__file__).parent
-TORCH = ["torch==2.14.1", "torchvision==0.29.1"]
+sys.path.insert(0, str(ROOT / "scripts"))
+from torch_site import NoRoom, link, torch_site  # noqa: E402  (the one place torch is installed)
+
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6", "scipy>=1.10"]
 BENCH_TOOLS = ["monai>=1.3", "torchio>=0.19", "albumentations>=2", "imagecorruptions>=1.1", "setuptools<81", "medmnistc>=0.1"]  # the reference implementations the benchmarks compare against (imagecorruptions imports pkg_resources)
 BENCH_VALUE_OPTIONS = ("--device", "--sizes", "--kernels", "--k", "--batch-size", "--repeats", "--only", "--modality")  # bench options taking a value
@@ -34,27 +35,13 @@ nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "tests", "integration"]
 
 
-def _torch_site() -> Path:
-    """site-packages of a venv that holds only torch and torchvision (made once)."""
-    base = ROOT / ".nox" / "_torch"
-    py = base / "bin" / "python"
-    marker = base / ".c3-torch-ok"
-    if not marker.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(base)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *TORCH], check=True)
-        marker.write_text(" ".join(TORCH))
-    out = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        check=True, capture_output=True, text=True,
-    )
-    return Path(out.stdout.strip())
-
-
 def _with_torch(session: nox.Session) -> None:
-    site = session.run(
-        "python", "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", silent=True
-    ).strip()
-    Path(site, "_c3_torch.pth").write_text(f"{_torch_site()}\n")
+    """Make the session import torch from the one shared torch-only venv (scripts/torch_site.py)."""
+    try:
+        site = torch_site()
+    except NoRoom as err:
+        session.error(str(err))
+    link(Path(session.bin) / "python", site)
 
 
 def _install(session: nox.Session, *dirs: str, extras: str = "") -> None:
