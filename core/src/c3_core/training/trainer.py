@@ -39,6 +39,7 @@ from c3_core.reference_training import supervised_loss
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.training.checkpoint import load_checkpoint, save_checkpoint
 from c3_core.training.dataset import epoch_neighbourhood
+from c3_core.training.teacher import inference_teacher
 from c3_core.training.gating import admitted_pairs
 from c3_core.training.schedule import LambdaSchedule, warmup_cosine_lr
 
@@ -210,6 +211,7 @@ class Trainer:
             teacher.network.to(self.device).eval()
             for p in teacher.network.parameters():
                 p.requires_grad_(False)
+            self.teacher = inference_teacher(teacher)  # batch norms folded, channels-last (checked)
 
     # -- checkpoints ------------------------------------------------------------------------
     def resume(self, folder: Path) -> None:
