@@ -211,6 +211,7 @@ def _rows(libs: dict[str, Any], pixel_mm: float) -> list[Row]:
         "sensor": row("sensor", Sensor(), FULL_WELL_E, "ours: Poisson + read noise, PRNU/DSNU, 10-bit ADC, RGGB mosaic + demosaic"),
         "camera response": row("camera response", CameraResponse(), 1.0, "ours: exposure, white balance, gamma"),
         "defocus": row("defocus", Optics(components=("defocus",)), 1.0, "ours: supersampled disc PSF, radius 60-120 um"),
+        "haze": row("haze", Optics(components=("haze",)), 1.0, "ours: media haze 12.5-25 %, Gaussian scatter 0.3-0.8 mm"),
         "jpeg": row("jpeg", Jpeg(), 50.0, "ours: quality 50-60, YCbCr 4:2:0, 8x8 DCT in torch"),
         "field of view": row("field of view", FieldOfView(), FieldOfView.severity.extreme, "ours: FOV diameter loss, soft edge"),
     }

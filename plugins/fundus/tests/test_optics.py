@@ -8,7 +8,16 @@ import pytest
 import torch
 
 from c3_fundus.colour import srgb_to_linear
-from c3_fundus.functional.optics import disc_kernel, gaussian_blur_fft, line_kernel, optical_psf, veiling_glare
+from c3_fundus.functional import optics as optics_kernels
+from c3_fundus.functional.optics import (
+    disc_kernel,
+    gaussian_blur,
+    gaussian_blur_fft,
+    gaussian_blur_matrices,
+    line_kernel,
+    optical_psf,
+    veiling_glare,
+)
 from c3_fundus.operators.optics import Optics, OpticsParams
 
 
@@ -60,6 +69,37 @@ def test_glare_conserves_mean_and_lowers_contrast() -> None:
 def test_haze_blur_conserves_light_of_a_flat_image() -> None:
     x = torch.full((1, 3, 40, 40), 0.3)
     assert torch.allclose(gaussian_blur_fft(x, torch.tensor([5.0])), x, atol=1e-5)
+    assert torch.allclose(gaussian_blur_matrices(x, torch.tensor([5.0])), x, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(128, 128), (64, 96), (37, 20), (5, 7), (2, 3)])
+def test_matrix_haze_blur_is_the_fft_blur(shape: tuple[int, int]) -> None:
+    """The same linear map as v1's padded FFTs (mirror padding, periodic kernel), per-sample σ."""
+    x = torch.rand(5, 3, *shape, generator=torch.Generator().manual_seed(1))
+    sigma = torch.tensor([0.3, 1.0, 3.0, 8.0, 25.0])
+    torch.testing.assert_close(gaussian_blur_matrices(x, sigma), gaussian_blur_fft(x, sigma), rtol=0, atol=3e-6)
+
+
+def test_matrix_haze_blur_spreads_an_impulse_by_sigma() -> None:
+    """Far from the edges the blur of a point is a Gaussian: unit mass, variance σ² per axis."""
+    x = torch.zeros(2, 1, 161, 161, dtype=torch.float64)
+    x[:, :, 80, 80] = 1.0
+    sigma = torch.tensor([2.0, 6.0])
+    y = gaussian_blur_matrices(x, sigma)
+    coords = torch.arange(161, dtype=torch.float64) - 80
+    assert torch.allclose(y.sum(dim=(2, 3)), torch.ones(2, 1, dtype=torch.float64), atol=1e-9)
+    var_y = (y[:, 0].sum(2) * coords**2).sum(1)
+    var_x = (y[:, 0].sum(1) * coords**2).sum(1)
+    torch.testing.assert_close(var_y, sigma.double() ** 2, rtol=1e-6, atol=0)
+    torch.testing.assert_close(var_x, sigma.double() ** 2, rtol=1e-6, atol=0)
+
+
+def test_haze_blur_takes_the_ffts_above_the_matrix_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.rand(2, 3, 24, 24, generator=torch.Generator().manual_seed(2))
+    sigma = torch.tensor([2.0, 4.0])
+    assert torch.equal(gaussian_blur(x, sigma), gaussian_blur_matrices(x, sigma))
+    monkeypatch.setattr(optics_kernels, "MATRIX_BLUR_MAX_PX", 16)
+    assert torch.equal(gaussian_blur(x, sigma), gaussian_blur_fft(x, sigma))
 
 
 def test_rim_flare_adds_light_only_inside_the_fov(make_batch) -> None:  # noqa: ANN001

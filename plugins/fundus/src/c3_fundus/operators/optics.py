@@ -58,7 +58,7 @@ class Optics(FundusOperator[OpticsParams]):
     """
 
     id = "fundus.optics"
-    version = "1"
+    version = "2"  # 2: media haze blurs by matrices up to 1,024 px (the same linear map; rounding apart)
     severity = Severity(
         "optics_degradation", "fraction of the admissible optics range", 0.0, 1.0, (0.25, 0.5, 0.75, 1.0),
         source=SeveritySource(
