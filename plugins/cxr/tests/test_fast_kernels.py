@@ -175,3 +175,37 @@ def test_a_batch_split_between_the_two_ways_gives_each_case_its_own_blur() -> No
         if s > 0:
             assert (out[i : i + 1] - _direct_psf_blur(image[i : i + 1], s).float()).abs().max() <= 2e-6, s
     assert torch.equal(out[2], image[2])
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (128, 128), (48, 56), (17, 9), (3, 5)])
+def test_pixel_pitch_matrices_are_the_filter_and_gathers_of_version_2(shape: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """v3 folds v2's aperture FFT filter and its four gathers + lerps into one matrix per axis: the
+    same linear map (float rounding apart), ratio 1 still exactly the identity."""
+    from c3_cxr.functional import filters
+
+    g = torch.Generator().manual_seed(8)
+    image = torch.rand(6, 1, *shape, generator=g)
+    ratio = torch.tensor([1.0, 1.25, 1.5, 2.0, 1.7345, 1.25])
+    out = filters.change_pixel_pitch(image, ratio)
+    assert torch.equal(out[0], image[0])
+    monkeypatch.setattr(filters, "PITCH_MATRIX_MAX_PX", 0)  # version 2's way for every size
+    reference = filters.change_pixel_pitch(image, ratio)
+    assert (out - reference).abs().max() <= 5e-6
+
+
+def test_pixel_pitch_matrices_keep_gradients_to_the_image() -> None:
+    from c3_cxr.functional.filters import change_pixel_pitch
+
+    image = torch.rand(2, 1, 12, 10, generator=torch.Generator().manual_seed(9), dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x: change_pixel_pitch(x, torch.tensor([1.5, 2.0], dtype=torch.float64)), (image,))
+
+
+def test_pixel_pitch_takes_the_gathers_above_the_matrix_size(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c3_cxr.functional import filters
+
+    image = torch.rand(2, 1, 24, 24, generator=torch.Generator().manual_seed(10))
+    ratio = torch.tensor([1.5, 2.0])
+    by_matrices = filters.change_pixel_pitch(image, ratio)
+    monkeypatch.setattr(filters, "PITCH_MATRIX_MAX_PX", 16)
+    by_gathers = filters.change_pixel_pitch(image, ratio)
+    assert not torch.equal(by_matrices, by_gathers) and (by_matrices - by_gathers).abs().max() <= 5e-6

@@ -324,11 +324,71 @@ def _lerp_rows(x: Tensor, i0: Tensor, i1: Tensor, weight: Tensor) -> Tensor:
     return torch.lerp(x.index_select(-2, i0), x.index_select(-2, i1), weight.view(-1, 1))
 
 
+#: images up to this many pixels on a side change pitch by matrices (:func:`pixel_pitch_matrices`):
+#: the aperture filter, the coarse sampling and the interpolation back are all linear and separable,
+#: so per axis they fold into one (n × n) matrix, and two small products per image replace the padded
+#: FFTs and four gathers (measured in docs/benchmarks-cxr.md)
+PITCH_MATRIX_MAX_PX = 128
+APERTURE_PAD_PX = 8  # the aperture filter's reflect padding (grown to a fast FFT length)
+
+
+def _aperture_matrices(n: int, ratio: Tensor) -> Tensor:
+    """``(B, n, n)``: :func:`aperture_change` along one axis of ``n`` px, as matrices (float64).
+
+    That filter reflect-pads by ``_axis_pads(n, 8, fast=True)``, multiplies the spectrum over the
+    padded length L by sinc(r f) / sinc(f) and crops. Row i of its circular convolution reads the
+    kernel (the inverse DFT of that transfer) at (i + before − l) mod L from padded sample l; each
+    padded sample is a copy of one pixel, so its column is added onto that pixel's (folded)."""
+    before, after = _axis_pads(n, APERTURE_PAD_PX, True)
+    length = n + before + after
+    r = ratio.to(torch.float64).view(-1, 1)
+    f = torch.fft.rfftfreq(length, dtype=torch.float64, device=ratio.device)
+    kernel = torch.fft.irfft(torch.sinc(r * f) / torch.sinc(f), n=length)  # (B, L), real and even
+    i = torch.arange(n, device=ratio.device).view(n, 1)
+    pos = torch.arange(length, device=ratio.device).view(1, length)
+    circulant = kernel[:, (i + before - pos) % length]  # (B, n, L)
+    source = torch.cat([
+        torch.arange(before, 0, -1), torch.arange(n), torch.arange(n - 2, n - 2 - after, -1),
+    ]).to(ratio.device)  # the pixel each padded sample copies (reflect)
+    folded = torch.zeros((r.shape[0], n, n), dtype=torch.float64, device=ratio.device)
+    return folded.index_add_(2, source, circulant)
+
+
+def _resampling_matrices(n: int, ratio: Tensor) -> Tensor:
+    """``(B, n, n)``: the coarse sampling of pitch r (a node at pixel n // 2, read bilinearly,
+    clamped at the border) followed by linear interpolation back to the fine pixels, as matrices
+    (float64): :func:`_axis_resampling`'s map. Fine pixel i lies between nodes k0 = ⌊u⌋ and k0 + 1
+    (u = (i − n // 2) / r, weight w of the second); node k reads pixels ⌊q⌋ and ⌊q⌋ + 1 at
+    q = clamp(n // 2 + k r, 0, n − 1) (weight q − ⌊q⌋ of the second): four entries per row."""
+    r = ratio.to(torch.float64).view(-1, 1)
+    centre = float(n // 2)
+    u = (torch.arange(n, dtype=torch.float64, device=ratio.device) - centre) / r  # (B, n)
+    k0 = torch.floor(u)
+    w = u - k0
+    out = torch.zeros((r.shape[0], n, n), dtype=torch.float64, device=ratio.device)
+    for node, weight in ((k0, 1.0 - w), (k0 + 1.0, w)):
+        q = (centre + node * r).clamp(0.0, n - 1.0)
+        f = torch.floor(q)
+        t = q - f
+        f0 = f.long()
+        out.scatter_add_(2, f0.unsqueeze(2), (weight * (1.0 - t)).unsqueeze(2))
+        out.scatter_add_(2, (f0 + 1).clamp_max(n - 1).unsqueeze(2), (weight * t).unsqueeze(2))
+    return out
+
+
+def pixel_pitch_matrices(n: int, ratio: Tensor) -> Tensor:
+    """``(B, n, n)`` matrices M with M · v = :func:`change_pixel_pitch` along one axis of ``n`` px
+    (aperture filter, then resampling), computed in float64."""
+    return torch.matmul(_resampling_matrices(n, ratio), _aperture_matrices(n, ratio))
+
+
 def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
     """Acquire at ``ratio`` × the pixel pitch (aperture widened likewise), then display on the
     original grid by bilinear interpolation between the coarse samples. ratio 1 is the identity.
 
-    Separable: the coarse samples are read bilinearly between fine pixels (clamped at the border)
+    Up to ``PITCH_MATRIX_MAX_PX`` px: M_y · x · M_xᵀ with each axis's whole map folded into one
+    matrix (:func:`pixel_pitch_matrices`; cases that share a ratio share them). Larger images:
+    the coarse samples are read bilinearly between fine pixels (clamped at the border)
     and each fine pixel is the linear interpolation of its two coarse neighbours. The four steps
     run as row gathers + ``lerp`` in the order coarse rows, coarse columns, fine columns, fine
     rows, so the column steps (on a transposed copy) touch only the coarse rows. Cases that share
@@ -336,6 +396,12 @@ def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
     element-wise arithmetic as case by case, so the same bytes.
     """
     h, w = image.shape[-2:]
+    if max(h, w) <= PITCH_MATRIX_MAX_PX and min(h, w) >= 2:
+        unique, index = torch.unique(ratio.detach().to(torch.float64), return_inverse=True)
+        my = pixel_pitch_matrices(h, unique).to(image.dtype)
+        mx = my if w == h else pixel_pitch_matrices(w, unique).to(image.dtype)
+        my, mx = my.index_select(0, index), mx.index_select(0, index)
+        return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(1, 2).unsqueeze(1))
     blurred = aperture_change(image, ratio.to(image.dtype))
     groups: dict[float, list[int]] = {}
     for i, r in enumerate(ratio.tolist()):

@@ -24,7 +24,7 @@ class Resolution(RadiographOperator[ResolutionParams]):
     bilinear up-sampling back to the native grid. Values stay line integrals (a local mean)."""
 
     id = "cxr.resolution"
-    version = "2"  # 2: coarse samples then linear interpolation as two gathers + lerp per axis (same model, float rounding)
+    version = "3"  # 3: up to 128 px, aperture + resampling folded into one matrix per axis (same map, float rounding); 2: gathers + lerp
     severity = Severity(
         "pitch_ratio", "× native pixel pitch", 1.0, 2.0, (1.25, 1.5, 2.0),
         source=SeveritySource(
