@@ -320,9 +320,10 @@ def main(argv: list[str] | None = None) -> int:
     verdicts = compare(rows, batches, images, repeats, sync, name_width=15, peer_width=48)
     verdicts += _round_trip_verdicts(rows, batches, repeats, sync)
     failed = sum(v.startswith("FAIL") for v in verdicts)
+    sensor = next((r for r in rows if r.name == "sensor"), None)  # absent when --only leaves it out
     print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
-          + f"; peers: ShotNoise scale 1/{rows[[r.name for r in rows].index('sensor')].severity:g} (our full well) where "
-          "the sensor row runs, MedMNIST-C runs on PIL images.")
+          + (f"; peers: ShotNoise scale 1/{sensor.severity:g} (our full well) where the sensor row runs" if sensor else "")
+          + "; MedMNIST-C runs on PIL images.")
     print()
     for v in verdicts:
         print(v)
