@@ -209,3 +209,12 @@ def test_pixel_pitch_takes_the_gathers_above_the_matrix_size(monkeypatch: pytest
     monkeypatch.setattr(filters, "PITCH_MATRIX_MAX_PX", 16)
     by_gathers = filters.change_pixel_pitch(image, ratio)
     assert not torch.equal(by_matrices, by_gathers) and (by_matrices - by_gathers).abs().max() <= 5e-6
+
+
+def test_a_square_image_blurred_by_matrices_keeps_gradients_to_sigma() -> None:
+    """A square image uses one set of matrices for both axes: σ's gradient sums both uses."""
+    from c3_cxr.functional.filters import _blur_by_matrices
+
+    image = torch.rand(2, 1, 12, 12, generator=torch.Generator().manual_seed(11), dtype=torch.float64, requires_grad=True)
+    sigma = torch.tensor([0.83, 1.47], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_blur_by_matrices, (image, sigma))

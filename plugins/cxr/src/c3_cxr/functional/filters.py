@@ -263,9 +263,9 @@ def sampled_gaussian_blur_batched(image: Tensor, sigma_px: Tensor) -> Tensor:
 def _blur_by_matrices(image: Tensor, sigma: Tensor) -> Tensor:
     """:func:`sampled_gaussian_blur_batched` as M_y · x · M_xᵀ per case."""
     h, w = image.shape[-2:]
-    my = _sampled_gaussian_matrices(sigma, h).unsqueeze(1)  # (B, 1, H, H): every channel alike
-    mx = _sampled_gaussian_matrices(sigma, w).transpose(-1, -2).unsqueeze(1)
-    return torch.matmul(torch.matmul(my, image), mx)
+    my = _sampled_gaussian_matrices(sigma, h)  # (B, H, H): every channel alike
+    mx = my if w == h else _sampled_gaussian_matrices(sigma, w)  # a square image: the same matrices
+    return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(-1, -2).unsqueeze(1))
 
 
 def _blur_by_fft(image: Tensor, sigma: Tensor) -> Tensor:
