@@ -39,9 +39,9 @@ from c3_core.reference_training import supervised_loss
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.training.checkpoint import load_checkpoint, save_checkpoint
 from c3_core.training.dataset import epoch_neighbourhood
-from c3_core.training.teacher import inference_teacher
 from c3_core.training.gating import admitted_pairs
 from c3_core.training.schedule import LambdaSchedule, warmup_cosine_lr
+from c3_core.training.teacher import inference_teacher
 
 AUGMENTS: tuple[str, ...] = ("none", "standard", "randaugment", "augmix")
 
