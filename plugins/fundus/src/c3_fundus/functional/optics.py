@@ -127,7 +127,7 @@ def _padded_blur_matrices(n: int, sigma_px: Tensor) -> Tensor:
 
 def gaussian_blur_matrices(image: Tensor, sigma_px: Tensor) -> Tensor:
     """:func:`gaussian_blur_fft` as M_y · x · M_xᵀ per sample (the same linear map; float rounding apart)."""
-    b, _, h, w = image.shape
+    h, w = image.shape[-2:]
     my = _padded_blur_matrices(h, sigma_px).to(image.dtype)
     mx = my if w == h else _padded_blur_matrices(w, sigma_px).to(image.dtype)
     return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(1, 2).unsqueeze(1))
