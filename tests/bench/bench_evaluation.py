@@ -10,7 +10,10 @@ neighbourhood with K counterfactuals), three passes over the same cases, each in
 * **host**: the same real evaluation with a model whose forward is free (zero logits): the host
   work alone (planning, operators, gate, scoring, provenance, SQLite), which is what limits a GPU.
 
-Each pass first runs one batch through the same path untimed (imports, allocator warm-up).
+Each pass first runs one batch through the same path untimed (imports, allocator warm-up). Each
+size runs ``--passes`` rounds (default 3) of the three passes, interleaved; the table gives the
+medians (the bare pass alone varies by ~10 % between processes on the 2-core machine, enough to
+move a single overhead number by that much) and the range of the rounds' overheads.
 Printed per cohort size: cases per second, peak resident memory of each process (it should stay
 flat as the cohort grows: cases stream), overhead = (t_c3 - t_bare) / t_bare, the extra time per
 case (t_c3 - t_bare) / n, the host work alone per case t_host / n (target <= 0.3 ms at K = 8) and
@@ -32,6 +35,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -324,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny cohorts (smoke run)")
     ap.add_argument("--kernels", type=int, default=1000, help="cases of the per-operator kernel pass (0: skip it)")
     ap.add_argument("--phases", type=int, default=0, help="cases of the pass that clocks each phase of the host work (0: skip it)")
+    ap.add_argument("--passes", type=int, default=3,
+                    help="rounds of the bare / c3 / host passes per size, interleaved; medians printed (default 3)")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -335,26 +341,34 @@ def main(argv: list[str] | None = None) -> int:
     sizes = [64, 256] if args.quick else [int(s) for s in args.sizes.split(",")]
     print(f"evaluation benchmark: 1x64x64 cases, K={args.k}, batch {args.batch_size}, device {args.device}, "
           f"threads {os.environ.get('OMP_NUM_THREADS', '2')}")
+    passes = 1 if args.quick else max(1, args.passes)
+    print(f"each size: {passes} round(s) of the bare, c3 and host passes, interleaved, each in its own process; "
+          "times are the medians over rounds, memory the largest peak, overhead range the rounds' (bare_i, c3_i) pairs")
     header = (f"{'cases':>7} {'bare s':>8} {'c3 s':>8} {'c3 cases/s':>11} {'bare MiB':>9} {'c3 MiB':>8} {'overhead':>9} "
-              f"{'c3-bare ms/case':>16} {'host alone ms/case':>19} {'load':>5}")
+              f"{'overhead range':>15} {'c3-bare ms/case':>16} {'host alone ms/case':>19} {'load':>5}")
     print(header)
     rows = []
     for n in sizes:
-        res = {}
-        for mode in ("bare", "c3", "host"):
-            cmd = [sys.executable, __file__, "--one", mode, str(n), "--k", str(args.k),
-                   "--batch-size", str(args.batch_size), "--device", args.device]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if out.returncode != 0:
-                print(out.stderr[-3000:], file=sys.stderr)
-                return 1
-            res[mode] = json.loads(out.stdout.strip().splitlines()[-1])
+        runs: dict[str, list[dict[str, Any]]] = {"bare": [], "c3": [], "host": []}
+        for _ in range(passes):  # interleaved, so drift on a shared machine hits the three alike
+            for mode in runs:
+                cmd = [sys.executable, __file__, "--one", mode, str(n), "--k", str(args.k),
+                       "--batch-size", str(args.batch_size), "--device", args.device]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                if out.returncode != 0:
+                    print(out.stderr[-3000:], file=sys.stderr)
+                    return 1
+                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+        res = {mode: {"seconds": statistics.median(r["seconds"] for r in rs), "peak_mib": max(r["peak_mib"] for r in rs)}
+               for mode, rs in runs.items()}
         overhead = (res["c3"]["seconds"] - res["bare"]["seconds"]) / res["bare"]["seconds"]
+        each = [(c["seconds"] - b["seconds"]) / b["seconds"] for b, c in zip(runs["bare"], runs["c3"])]
+        spread = f"{min(each):.0%}..{max(each):.0%}"
         extra_ms = 1000 * (res["c3"]["seconds"] - res["bare"]["seconds"]) / n
         host_ms = 1000 * res["host"]["seconds"] / n
         rows.append((n, res, overhead, host_ms))
         print(f"{n:>7} {res['bare']['seconds']:>8.1f} {res['c3']['seconds']:>8.1f} {n / res['c3']['seconds']:>11.1f} "
-              f"{res['bare']['peak_mib']:>9.0f} {res['c3']['peak_mib']:>8.0f} {overhead:>8.0%} "
+              f"{res['bare']['peak_mib']:>9.0f} {res['c3']['peak_mib']:>8.0f} {overhead:>8.0%} {spread:>15} "
               f"{extra_ms:>16.3f} {host_ms:>19.3f} {os.getloadavg()[0]:>5.1f}")
     worst = max(r[2] for r in rows)
     worst_host = max(r[3] for r in rows)
