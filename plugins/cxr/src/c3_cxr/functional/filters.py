@@ -10,6 +10,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from c3_core.functional.separable import apply_separable, padded_filter_matrices
+
 
 def affine_matrices(angle_deg: Tensor, shift_frac: Tensor, scale: Tensor) -> Tensor:
     """(B, 2, 3) sampling matrices (normalised coordinates) for rotation, translation, magnification.
@@ -265,7 +267,7 @@ def _blur_by_matrices(image: Tensor, sigma: Tensor) -> Tensor:
     h, w = image.shape[-2:]
     my = _sampled_gaussian_matrices(sigma, h)  # (B, H, H): every channel alike
     mx = my if w == h else _sampled_gaussian_matrices(sigma, w)  # a square image: the same matrices
-    return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(-1, -2).unsqueeze(1))
+    return apply_separable(image, my, mx)
 
 
 def _blur_by_fft(image: Tensor, sigma: Tensor) -> Tensor:
@@ -334,25 +336,11 @@ APERTURE_PAD_PX = 8  # the aperture filter's reflect padding (grown to a fast FF
 
 
 def _aperture_matrices(n: int, ratio: Tensor) -> Tensor:
-    """``(B, n, n)``: :func:`aperture_change` along one axis of ``n`` px, as matrices (float64).
-
-    That filter reflect-pads by ``_axis_pads(n, 8, fast=True)``, multiplies the spectrum over the
-    padded length L by sinc(r f) / sinc(f) and crops. Row i of its circular convolution reads the
-    kernel (the inverse DFT of that transfer) at (i + before − l) mod L from padded sample l; each
-    padded sample is a copy of one pixel, so its column is added onto that pixel's (folded)."""
+    """``(B, n, n)``: :func:`aperture_change` along one axis of ``n`` px, as matrices (float64):
+    its reflect padding (``_axis_pads(n, 8, fast=True)``) and transfer sinc(r f) / sinc(f)."""
     before, after = _axis_pads(n, APERTURE_PAD_PX, True)
-    length = n + before + after
     r = ratio.to(torch.float64).view(-1, 1)
-    f = torch.fft.rfftfreq(length, dtype=torch.float64, device=ratio.device)
-    kernel = torch.fft.irfft(torch.sinc(r * f) / torch.sinc(f), n=length)  # (B, L), real and even
-    i = torch.arange(n, device=ratio.device).view(n, 1)
-    pos = torch.arange(length, device=ratio.device).view(1, length)
-    circulant = kernel[:, (i + before - pos) % length]  # (B, n, L)
-    source = torch.cat([
-        torch.arange(before, 0, -1), torch.arange(n), torch.arange(n - 2, n - 2 - after, -1),
-    ]).to(ratio.device)  # the pixel each padded sample copies (reflect)
-    folded = torch.zeros((r.shape[0], n, n), dtype=torch.float64, device=ratio.device)
-    return folded.index_add_(2, source, circulant)
+    return padded_filter_matrices(n, before, after, lambda f: torch.sinc(r * f) / torch.sinc(f), ratio.device)
 
 
 def _resampling_matrices(n: int, ratio: Tensor) -> Tensor:
@@ -401,8 +389,7 @@ def change_pixel_pitch(image: Tensor, ratio: Tensor) -> Tensor:
         unique, index = torch.unique(ratio.detach().to(torch.float64), return_inverse=True)
         my = pixel_pitch_matrices(h, unique).to(image.dtype)
         mx = my if w == h else pixel_pitch_matrices(w, unique).to(image.dtype)
-        my, mx = my.index_select(0, index), mx.index_select(0, index)
-        return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(1, 2).unsqueeze(1))
+        return apply_separable(image, my.index_select(0, index), mx.index_select(0, index))
     blurred = aperture_change(image, ratio.to(image.dtype))
     groups: dict[float, list[int]] = {}
     for i, r in enumerate(ratio.tolist()):

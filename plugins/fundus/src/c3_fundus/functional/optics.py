@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from c3_core.functional.separable import apply_separable, padded_filter_matrices
 from c3_fundus.functional.geometry import polar_angle, radial_distance
 
 
@@ -103,26 +104,12 @@ MATRIX_BLUR_MAX_PX = 1024
 
 
 def _padded_blur_matrices(n: int, sigma_px: Tensor) -> Tensor:
-    """(B, n, n) matrices M with M·v = the 1-D form of :func:`gaussian_blur_fft` along an axis of n.
-
-    That function reflect-pads by p = min(n // 2, n − 1), convolves circularly over L = n + 2p
-    with the kernel whose DFT is exp(−2π²σ²f²) at the L frequencies, and crops. Its transfer is
-    separable, so the 2-D blur is M_y · x · M_xᵀ. Here: the kernel is that inverse DFT (float64),
-    row i of the circular convolution reads k[(i + p − l) mod L] from padded sample l, and the
-    padding's columns are added onto the samples they copy (the same linear map, folded).
-    """
+    """(B, n, n) matrices M with M·v = the 1-D form of :func:`gaussian_blur_fft` along an axis of n:
+    its reflect padding p = min(n // 2, n − 1) each side and transfer exp(−2π²σ²f²), which is
+    separable, so the 2-D blur is M_y · x · M_xᵀ (float64)."""
     p = min(n // 2, n - 1)
-    length = n + 2 * p
-    f = torch.fft.rfftfreq(length, dtype=torch.float64, device=sigma_px.device)
     s = sigma_px.to(torch.float64).view(-1, 1)
-    kernel = torch.fft.irfft(torch.exp(-2.0 * math.pi**2 * s**2 * f**2), n=length)  # (B, L)
-    i = torch.arange(n, device=sigma_px.device).view(n, 1)
-    l_idx = torch.arange(length, device=sigma_px.device).view(1, length)
-    circ = kernel[:, (i + p - l_idx) % length]  # (B, n, L)
-    src = torch.cat([torch.arange(p, 0, -1), torch.arange(n), torch.arange(n - 2, n - 2 - p, -1)]).to(sigma_px.device)
-    folded = torch.zeros(s.shape[0], n, n, dtype=torch.float64, device=sigma_px.device)
-    folded.index_add_(2, src, circ)
-    return folded
+    return padded_filter_matrices(n, p, p, lambda f: torch.exp(-2.0 * math.pi**2 * s**2 * f**2), sigma_px.device)
 
 
 def gaussian_blur_matrices(image: Tensor, sigma_px: Tensor) -> Tensor:
@@ -130,7 +117,7 @@ def gaussian_blur_matrices(image: Tensor, sigma_px: Tensor) -> Tensor:
     h, w = image.shape[-2:]
     my = _padded_blur_matrices(h, sigma_px).to(image.dtype)
     mx = my if w == h else _padded_blur_matrices(w, sigma_px).to(image.dtype)
-    return torch.matmul(torch.matmul(my.unsqueeze(1), image), mx.transpose(1, 2).unsqueeze(1))
+    return apply_separable(image, my, mx)
 
 
 def gaussian_blur(image: Tensor, sigma_px: Tensor) -> Tensor:
