@@ -86,3 +86,74 @@ def test_visibility_is_computed_in_linear_light(demo_lesion_batch) -> None:  # n
     c_lin, _ = lesion_contrast(srgb_to_linear(b.image), b.mask)
     c_enc, _ = lesion_contrast(b.image, b.mask)
     assert not torch.allclose(c_lin, c_enc)  # the encoding compresses contrast; the measure must not use it
+
+
+def _dense_visibility_float64(original: torch.Tensor, counterfactual: torch.Tensor, masks: torch.Tensor,
+                              cf_masks: torch.Tensor | None, area_scale: torch.Tensor | None, ring_px: int = 4) -> torch.Tensor:
+    """The measure's definition evaluated densely in float64, dilating with max-pooling: the
+    reference the (sparse) implementation must agree with."""
+    from torch.nn import functional as F
+
+    def contrast(green: torch.Tensor, m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lesion = (m > 0.5).double()
+        near = F.max_pool2d(lesion.amax(1, keepdim=True), 3, stride=1, padding=1)
+        ring = (F.max_pool2d(lesion, 2 * ring_px + 1, stride=1, padding=ring_px) - near).clamp_min(0)
+        n_l, n_r = lesion.sum((2, 3)), ring.sum((2, 3))
+        mean_l = (green * lesion).sum((2, 3)) / n_l.clamp_min(1)
+        mean_r = (green * ring).sum((2, 3)) / n_r.clamp_min(1)
+        valid = (n_l > 0) & (n_r > 0)
+        return torch.where(valid, (mean_l - mean_r).abs() / mean_r.clamp_min(1e-6), 0.0), torch.where(valid, n_l, 0.0)
+
+    c0, n0 = contrast(original[:, 1:2].double(), masks.double())
+    c1, n1 = contrast(counterfactual[:, 1:2].double(), (masks if cf_masks is None else cf_masks).double())
+    ratio = c1 / c0.clamp_min(1e-9)
+    if cf_masks is not None:
+        scale = torch.ones(len(n0), dtype=torch.float64) if area_scale is None else area_scale.double()
+        ratio = ratio * ((n1 / scale.view(-1, 1)) / n0.clamp_min(1)).clamp(max=1.0)
+    present = (c0 > 0) & (n0 > 0)
+    worst = torch.where(present, ratio, float("inf")).min(1).values
+    return torch.where(present.any(1), worst, 1.0)
+
+
+def _random_lesions(g: torch.Generator, b: int = 5, h: int = 48, w: int = 40) -> tuple[torch.Tensor, torch.Tensor]:
+    """Linear images and sparse 3-type masks (case 0 without lesions, case 1 with one type only)."""
+    image = 0.05 + 0.9 * torch.rand((b, 3, h, w), generator=g)
+    masks = (torch.rand((b, 3, h, w), generator=g) < 0.01).float()
+    masks[0] = 0
+    masks[1, 1:] = 0
+    return image, masks
+
+
+def test_visibility_agrees_with_the_dense_float64_definition() -> None:
+    g = generator_from_seed(7)
+    for trial in range(6):
+        image, masks = _random_lesions(g)
+        cf = image * (0.4 + 0.6 * torch.rand((image.shape[0], 1, 1, 1), generator=g)) + 0.03
+        moved = torch.roll(masks, (trial % 3, 2), (2, 3)) if trial % 2 else None
+        scale = 1.0 + torch.rand(image.shape[0], generator=g) if moved is not None else None
+        vis, worst = lesion_visibility(image, cf, masks, moved, scale)
+        ref = _dense_visibility_float64(image, cf, masks, moved, scale)
+        assert vis.dtype == torch.float32
+        assert torch.allclose(vis.double(), ref, rtol=1e-6, atol=0), (vis, ref)
+        assert float(vis[0]) == 1.0 and int(worst[0]) == -1  # no lesions: nothing to lose
+        assert int(worst[1]) in (-1, 0)  # only type 0 present
+
+
+def test_encoded_values_decoded_at_the_read_pixels_equal_decoding_first() -> None:
+    from c3_fundus.functional.srgb import srgb_to_linear_fast
+
+    image, masks = _random_lesions(generator_from_seed(3))
+    cf = (image * 0.7).clamp(0, 1)
+    encoded = lesion_visibility(image, cf, masks, to_linear=srgb_to_linear_fast)
+    decoded = lesion_visibility(srgb_to_linear_fast(image), srgb_to_linear_fast(cf), masks)
+    assert torch.equal(encoded[1], decoded[1])
+    assert torch.allclose(encoded[0], decoded[0], rtol=1e-6, atol=0)
+
+
+def test_a_case_gets_the_same_visibility_alone_as_in_a_batch() -> None:
+    image, masks = _random_lesions(generator_from_seed(11))
+    cf = image * 0.6 + 0.1
+    together = lesion_visibility(image, cf, masks, torch.roll(masks, 1, 3))
+    for i in range(image.shape[0]):
+        alone = lesion_visibility(image[i : i + 1], cf[i : i + 1], masks[i : i + 1], torch.roll(masks, 1, 3)[i : i + 1])
+        assert torch.equal(alone[0], together[0][i : i + 1]) and torch.equal(alone[1], together[1][i : i + 1])

@@ -13,6 +13,8 @@ area still inside the image (spatial operators can crop lesions away).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -46,40 +48,74 @@ def _dilate_axis(x: Tensor, radius: int, dim: int) -> Tensor:
     return torch.maximum(a.narrow(dim, 0, length), a.narrow(dim, n - width, length))  # two windows cover 2r+1
 
 
-def lesion_geometry(masks: Tensor, ring_px: int = DEFAULT_RING_PX, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Lesion pixels, their annuli and both pixel counts: ``(m, ring, n_lesion, n_ring)``.
-
-    ``m`` and ``ring`` are (B, M, H, W) 0/1 in ``dtype``; the counts (B, M). Depends only on the
-    masks, so a check whose counterfactual keeps the original's masks computes it once.
-    """
+def _lesion_sets(masks: Tensor, ring_px: int) -> tuple[Tensor, Tensor, Tensor]:
+    """``(lesion, far, near)`` as uint8 0/1 planes of ``H·W`` pixels: lesion pixels ``(B, M, ·)``
+    (mask > 0.5), each type's lesions dilated by ``ring_px`` ``(B, M, ·)``, and every lesion
+    dilated by 1 px ``(B, 1, ·)``; the annulus of type c is ``far_c`` and not ``near``."""
     lesion = (masks > 0.5).to(torch.uint8)
     near = dilate(lesion.amax(dim=1, keepdim=True), 1)
     far = dilate(lesion, ring_px)
-    m = lesion.to(dtype)
-    ring = (far > near).to(dtype)  # == (far − near).clamp_min(0) on 0/1 values
-    return m, ring, m.sum(dim=(2, 3)), ring.sum(dim=(2, 3))
+    return lesion.flatten(2), far.flatten(2), near.flatten(2)
 
 
-def _green(linear: Tensor) -> Tensor:
-    return linear if linear.shape[1] == 1 else linear[:, 1:2]
+def _green(image: Tensor) -> Tensor:
+    return image if image.shape[1] == 1 else image[:, 1:2]
 
 
-def _contrast(g: Tensor, geometry: tuple[Tensor, Tensor, Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-    m, ring, n_l, n_r = geometry
-    mean_l = (g * m).sum(dim=(2, 3)) / n_l.clamp_min(1)
-    mean_r = (g * ring).sum(dim=(2, 3)) / n_r.clamp_min(1)
+class _ReadPixels:
+    """The pixels the means read — those in a lesion or an annulus, a few per cent of a
+    photograph — case by case (``nonzero``'s row-major order, so each case's pixels are
+    contiguous), with the sets each belongs to."""
+
+    def __init__(self, masks: Tensor, ring_px: int) -> None:
+        lesion, far, near = _lesion_sets(masks, ring_px)
+        b = lesion.shape[0]
+        read = (far.amax(1) > near[:, 0]) | (lesion.amax(1) > 0)  # in some annulus, or a lesion pixel
+        case, pixel = read.nonzero(as_tuple=True)
+        lesion_at, far_at = lesion.transpose(1, 2)[case, pixel], far.transpose(1, 2)[case, pixel]  # (P, M)
+        self.members = torch.cat([lesion_at, far_at > near.transpose(1, 2)[case, pixel]], 1).double()  # (P, 2M)
+        self.case, self.pixel = case, pixel
+        self.lengths = torch.bincount(case, minlength=b)  # read pixels per case
+        self.counts = self.per_case(self.members).round().long()  # (B, 2M) pixels per set
+
+    def per_case(self, columns: Tensor) -> Tensor:
+        """``(P, 2M)`` -> ``(B, 2M)`` float64 sums over each case's pixels, in order: a case gets
+        the same sums alone as in any batch, on every device (a segment sum, not a scatter-add)."""
+        return torch.segment_reduce(columns, "sum", lengths=self.lengths, axis=0)
+
+    def sums(self, images: Sequence[Tensor], to_linear: Callable[[Tensor], Tensor] | None) -> Tensor:
+        """``(B, 2M, C)`` float64 sums of C green channels (each ``(B, 1, H, W)``) over each set;
+        ``to_linear`` (if given) converts the read values only."""
+        out = []
+        for image in images:
+            values = image.flatten(2)[self.case, 0, self.pixel]  # a view of the channel: no copy of it
+            if to_linear is not None:
+                values = to_linear(values)
+            out.append(self.per_case(self.members * values.double().unsqueeze(1)))
+        return torch.stack(out, -1)
+
+
+def _contrasts(sums: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
+    """Weber contrasts ``(B, M, C)`` (float64) from :meth:`_ReadPixels.sums`, and the lesion pixel
+    counts ``(B, M)``; types with no lesion pixels (or no annulus) get contrast 0 and count 0."""
+    m = counts.shape[1] // 2
+    n_l, n_r = counts[:, :m].double(), counts[:, m:].double()
+    mean_l = sums[:, :m] / n_l.clamp_min(1).unsqueeze(-1)
+    mean_r = sums[:, m:] / n_r.clamp_min(1).unsqueeze(-1)
     contrast = (mean_l - mean_r).abs() / mean_r.clamp_min(1e-6)
     valid = (n_l > 0) & (n_r > 0)
-    return torch.where(valid, contrast, torch.zeros_like(contrast)), torch.where(valid, n_l, torch.zeros_like(n_l))
+    return torch.where(valid.unsqueeze(-1), contrast, 0.0), torch.where(valid, n_l, 0.0)
 
 
 def lesion_contrast(linear: Tensor, masks: Tensor, ring_px: int = DEFAULT_RING_PX) -> tuple[Tensor, Tensor]:
-    """Per-type Weber contrast (B, M) and lesion pixel counts (B, M).
+    """Per-type Weber contrast (B, M) and lesion pixel counts (B, M), in ``linear``'s dtype.
 
     ``linear`` (B, 3, H, W) linear light, or its green channel alone (B, 1, H, W); ``masks``
     (B, M, H, W) in [0, 1]. Types with no lesion pixels (or no annulus) get contrast 0.
     """
-    return _contrast(_green(linear), lesion_geometry(masks, ring_px, linear.dtype))
+    read = _ReadPixels(masks, ring_px)
+    contrast, n = _contrasts(read.sums([_green(linear)], None), read.counts)
+    return contrast[..., 0].to(linear.dtype), n.to(linear.dtype)
 
 
 def lesion_visibility(
@@ -89,20 +125,29 @@ def lesion_visibility(
     counterfactual_masks: Tensor | None = None,
     area_scale: Tensor | None = None,
     ring_px: int = DEFAULT_RING_PX,
+    to_linear: Callable[[Tensor], Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Visibility (B,) of lesions in ``counterfactual`` relative to ``original`` and the worst type (B,).
 
-    Images are linear light (B, 3, H, W), or their green channels alone (B, 1, H, W).
+    Images are linear light (B, 3, H, W), or their green channels alone (B, 1, H, W); with
+    ``to_linear`` (an element-wise transfer function, e.g. the sRGB decode) they are encoded
+    values and only the pixels the means read are converted.
     ``counterfactual_masks`` defaults to the original masks
     (intensity operators); ``area_scale (B,)`` is the factor by which a spatial operator scales
     areas (zoom²), so area kept = (counterfactual lesion pixels / area_scale) / original pixels.
-    Cases without lesions get visibility 1 and worst type -1.
+    Cases without lesions get visibility 1 and worst type -1. Means are summed in float64; the
+    result is in ``original``'s dtype.
     """
-    geometry = lesion_geometry(original_masks, ring_px, original.dtype)
-    c0, n0 = _contrast(_green(original), geometry)
-    if counterfactual_masks is not None:
-        geometry = lesion_geometry(counterfactual_masks, ring_px, counterfactual.dtype)
-    c1, n1 = _contrast(_green(counterfactual), geometry)
+    read = _ReadPixels(original_masks, ring_px)
+    if counterfactual_masks is None:  # one geometry: both images read at the same pixels
+        contrast, n0 = _contrasts(read.sums([_green(original), _green(counterfactual)], to_linear), read.counts)
+        c0, c1, n1 = contrast[..., 0], contrast[..., 1], n0
+    else:
+        contrast, n0 = _contrasts(read.sums([_green(original)], to_linear), read.counts)
+        c0 = contrast[..., 0]
+        moved = _ReadPixels(counterfactual_masks, ring_px)
+        contrast, n1 = _contrasts(moved.sums([_green(counterfactual)], to_linear), moved.counts)
+        c1 = contrast[..., 0]
     present = (c0 > 0) & (n0 > 0)
     ratio = c1 / c0.clamp_min(1e-9)
     if counterfactual_masks is not None:
@@ -113,4 +158,4 @@ def lesion_visibility(
     worst_value, worst_type = ratio.min(dim=1)
     has_any = present.any(dim=1)
     visibility = torch.where(has_any, worst_value, torch.ones_like(worst_value))
-    return visibility, torch.where(has_any, worst_type, torch.full_like(worst_type, -1))
+    return visibility.to(original.dtype), torch.where(has_any, worst_type, torch.full_like(worst_type, -1))

@@ -33,12 +33,13 @@ def lesion_check(
     if original.mask is None:
         return [None] * original.size
     cf_masks = None if counterfactual.mask is original.mask else counterfactual.mask
-    vis, worst = lesion_visibility(  # the measure reads only the green channel: convert that alone
-        srgb_to_linear_fast(original.image[:, 1:2].float()),
-        srgb_to_linear_fast(counterfactual.image[:, 1:2].float()),
+    vis, worst = lesion_visibility(  # the green channel, decoded only at the pixels the means read
+        original.image[:, 1:2].float(),
+        counterfactual.image[:, 1:2].float(),
         original.mask.float(),
         None if cf_masks is None else cf_masks.float(),
         area_scale,
+        to_linear=srgb_to_linear_fast,
     )
     names = LESION_TYPES if original.mask.shape[1] == len(LESION_TYPES) else None
     reasons: list[str | None] = []
