@@ -1,7 +1,7 @@
 """Evaluation at cohort scale: throughput, peak memory and the overhead of C3 over bare forwards.
 
 For synthetic cohorts of small radiographs (1 x 64 x 64, five findings, the c3-cxr default
-neighbourhood with K counterfactuals), three passes over the same cases, each in its own process:
+neighbourhood with K counterfactuals), four passes over the same cases, each in its own process:
 
 * **bare**: the DataLoader and the model's forward on the (K+1)·B inputs of every batch, nothing
   else (what any robustness evaluation must pay);
