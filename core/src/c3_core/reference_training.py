@@ -37,6 +37,7 @@ def supervised_loss(task: str) -> Callable[[Tensor, Batch], Tensor]:
     return seg
 
 
+@torch.enable_grad()  # a demo model may be trained on first use from inside an evaluation's no-grad loop
 def train_reference(
     bundle: ModelBundle,
     dataset: Dataset,
@@ -50,7 +51,8 @@ def train_reference(
 ) -> dict[str, Tensor]:
     """Train ``bundle.network`` with AdamW on ``dataset``; returns its state dict.
 
-    Shuffling and ``augment`` draw only from a generator seeded with ``seed``.
+    Shuffling and ``augment`` draw only from a generator seeded with ``seed``. Gradients are
+    enabled for the training whatever the caller's grad mode.
     """
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)  # weight init of any lazily built layers

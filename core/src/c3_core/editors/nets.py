@@ -55,9 +55,11 @@ def minibatches(n: int, batch_size: int, epochs: int, g: torch.Generator) -> lis
     return [chunk for _ in range(epochs) for chunk in torch.randperm(n, generator=g).split(batch_size)]
 
 
+@torch.enable_grad()  # fitting may be triggered lazily from inside an editor's no-grad apply or an evaluation
 def fit_one_cycle(net: nn.Module, steps: list[Tensor], lr: float, loss_fn: Callable[[Tensor], Tensor], params: Any = None) -> None:
     """AdamW (weight decay 1e-4) on ``params`` (default: all of ``net``'s) with a one-cycle schedule
-    peaking at ``lr``: one step per entry of ``steps`` on ``loss_fn(entry)``; ``net`` left in eval mode."""
+    peaking at ``lr``: one step per entry of ``steps`` on ``loss_fn(entry)``; ``net`` left in eval
+    mode. Gradients are enabled for the fit whatever the caller's grad mode."""
     opt = torch.optim.AdamW(net.parameters() if params is None else params, lr=lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(1, len(steps)))
     net.train()
