@@ -76,30 +76,27 @@ class _ReadPixels:
         self.members = torch.cat([lesion_at, far_at > near.transpose(1, 2)[case, pixel]], 1).double()  # (P, 2M)
         self.case, self.pixel = case, pixel
         self.lengths = torch.bincount(case, minlength=b)  # read pixels per case
-        self.counts = self.per_case(self.members).round().long()  # (B, 2M) pixels per set
+        self.counts = self.per_case(self.members)  # (B, 2M) pixels per set (float64, exact)
 
     def per_case(self, columns: Tensor) -> Tensor:
-        """``(P, 2M)`` -> ``(B, 2M)`` float64 sums over each case's pixels, in order: a case gets
+        """``(P, ...)`` -> ``(B, ...)`` float64 sums over each case's pixels, in order: a case gets
         the same sums alone as in any batch, on every device (a segment sum, not a scatter-add)."""
         return torch.segment_reduce(columns, "sum", lengths=self.lengths, axis=0)
 
     def sums(self, images: Sequence[Tensor], to_linear: Callable[[Tensor], Tensor] | None) -> Tensor:
         """``(B, 2M, C)`` float64 sums of C green channels (each ``(B, 1, H, W)``) over each set;
         ``to_linear`` (if given) converts the read values only."""
-        out = []
-        for image in images:
-            values = image.flatten(2)[self.case, 0, self.pixel]  # a view of the channel: no copy of it
-            if to_linear is not None:
-                values = to_linear(values)
-            out.append(self.per_case(self.members * values.double().unsqueeze(1)))
-        return torch.stack(out, -1)
+        values = torch.stack([image.flatten(2)[self.case, 0, self.pixel] for image in images], 1)  # (P, C)
+        if to_linear is not None:
+            values = to_linear(values)
+        return self.per_case(self.members.unsqueeze(2) * values.double().unsqueeze(1))
 
 
 def _contrasts(sums: Tensor, counts: Tensor) -> tuple[Tensor, Tensor]:
     """Weber contrasts ``(B, M, C)`` (float64) from :meth:`_ReadPixels.sums`, and the lesion pixel
     counts ``(B, M)``; types with no lesion pixels (or no annulus) get contrast 0 and count 0."""
     m = counts.shape[1] // 2
-    n_l, n_r = counts[:, :m].double(), counts[:, m:].double()
+    n_l, n_r = counts[:, :m], counts[:, m:]
     mean_l = sums[:, :m] / n_l.clamp_min(1).unsqueeze(-1)
     mean_r = sums[:, m:] / n_r.clamp_min(1).unsqueeze(-1)
     contrast = (mean_l - mean_r).abs() / mean_r.clamp_min(1e-6)
