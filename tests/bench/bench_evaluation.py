@@ -365,6 +365,18 @@ def _print_kernels(res: dict[str, Any], host: tuple[float, float] | None, k: int
           f"{1000 * left_ms / k:.1f} us per counterfactual, for the rest ({1000 * rest_ms / k:.1f} us here)")
 
 
+def _in_own_process(mode: str, n: int, args: argparse.Namespace) -> dict[str, Any] | None:
+    """Run pass ``mode`` on ``n`` cases in a fresh process; its result, or None (its stderr
+    printed) when it failed."""
+    cmd = [sys.executable, __file__, "--one", mode, str(n), "--k", str(args.k),
+           "--batch-size", str(args.batch_size), "--device", args.device]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        print(out.stderr[-3000:], file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="1000,10000", help="comma-separated cohort sizes")
@@ -375,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernels", type=int, default=1000, help="cases of the per-operator kernel pass (0: skip it)")
     ap.add_argument("--phases", type=int, default=0, help="cases of the pass that clocks each phase of the host work (0: skip it)")
     ap.add_argument("--passes", type=int, default=3,
-                    help="rounds of the bare / c3 / host passes per size, interleaved; medians printed (default 3)")
+                    help="rounds of the bare / c3 / host / data passes per size, interleaved; medians printed (default 3)")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -398,13 +410,10 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, Any]]] = {"bare": [], "c3": [], "host": [], "data": []}
         for _ in range(passes):  # interleaved, so drift on a shared machine hits the four alike
             for mode in runs:
-                cmd = [sys.executable, __file__, "--one", mode, str(n), "--k", str(args.k),
-                       "--batch-size", str(args.batch_size), "--device", args.device]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                if out.returncode != 0:
-                    print(out.stderr[-3000:], file=sys.stderr)
+                one = _in_own_process(mode, n, args)
+                if one is None:
                     return 1
-                runs[mode].append(json.loads(out.stdout.strip().splitlines()[-1]))
+                runs[mode].append(one)
         res = {mode: {"seconds": statistics.median(r["seconds"] for r in rs), "peak_mib": max(r["peak_mib"] for r in rs)}
                for mode, rs in runs.items()}
         overhead = (res["c3"]["seconds"] - res["bare"]["seconds"]) / res["bare"]["seconds"]
@@ -426,22 +435,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"peak memory {sizes[0]} -> {sizes[-1]} cases: x{growth:.2f} ({'flat' if growth < 1.25 else 'GROWS'})")
     n_kernels = min(args.kernels, 64) if args.quick else args.kernels
     if n_kernels > 0:
-        cmd = [sys.executable, __file__, "--one", "kernels", str(n_kernels), "--k", str(args.k),
-               "--batch-size", str(args.batch_size), "--device", args.device]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
+        kernels = _in_own_process("kernels", n_kernels, args)
+        if kernels is None:
             return 1
         same = [(r[3], r[4]) for r in rows if r[0] == n_kernels]
-        _print_kernels(json.loads(out.stdout.strip().splitlines()[-1]), same[0] if same else None, args.k)
+        _print_kernels(kernels, same[0] if same else None, args.k)
     if args.phases > 0:
-        cmd = [sys.executable, __file__, "--one", "phases", str(args.phases), "--k", str(args.k),
-               "--batch-size", str(args.batch_size), "--device", args.device]
-        out = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            print(out.stderr[-3000:], file=sys.stderr)
+        phases = _in_own_process("phases", args.phases, args)
+        if phases is None:
             return 1
-        _print_phases(json.loads(out.stdout.strip().splitlines()[-1]))
+        _print_phases(phases)
     return 0
 
 
