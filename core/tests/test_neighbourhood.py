@@ -7,7 +7,7 @@ import torch
 import toy_plugin
 
 from c3_core.batch import collate
-from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError, replay
+from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError, apply_plans, replay
 from c3_core.plugins.host import PluginHost
 
 SPEC = """
@@ -119,3 +119,50 @@ def test_spec_round_trips_through_dict() -> None:
     spec = NeighbourhoodSpec.from_toml_string(SPEC)
     again = NeighbourhoodSpec.from_dict(spec.to_dict())
     assert again.members == spec.members and again.k == spec.k and again.seed == spec.seed
+
+
+class _RatioCheck:
+    """A check that rejects a counterfactual whose mean exceeds 1.5x its reference's."""
+
+    def check(self, original, counterfactual, params):  # type: ignore[no-untyped-def]
+        ratio = counterfactual.image.flatten(1).mean(1) / original.image.flatten(1).mean(1)
+        return [None if r <= 1.5 else f"{self.id}: mean x{r:.2f}" for r in ratio.tolist()]
+
+
+class _GainCheckedAgainstInput(_RatioCheck, toy_plugin.ToyGain):
+    id = "toy.gain_input"
+
+
+class _GainCheckedAgainstCase(_RatioCheck, toy_plugin.ToyGain):
+    id = "toy.gain_case"
+    check_reference = "case"
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_check_reference_case_sees_the_whole_chain(host: PluginHost, k: int) -> None:
+    # two +3 dB steps: each multiplies the mean by 1.41 (passes 1.5), together by 2.0 (fails)
+    ops = {"toy.gain_input": _GainCheckedAgainstInput(), "toy.gain_case": _GainCheckedAgainstCase()}
+    batch = _batch(2)
+    batch = batch.replace(image=batch.image.abs() + 0.5)  # positive means, so the ratio is the gain
+    reasons = {}
+    for op_id in ops:
+        steps = f'{{ op = "{op_id}", levels = [3.0] }}'
+        spec = NeighbourhoodSpec.from_toml_string(f"k = {k}\n[[members]]\nsteps = [{steps}, {steps}]\n")
+        nb = Neighbourhood(spec, lambda i, o: ops[i])
+        plans = nb.plan(batch)
+        for case in plans:  # positive gains only, so both steps push the same way
+            for j, p in enumerate(case):
+                case[j] = p.__class__(p.exam_id, p.index, p.member, p.seed, tuple(
+                    s.__class__(s.operator, s.severity, toy_plugin.GainParams(3.0), s.options) for s in p.steps))
+        _, got = nb.realise(batch, plans)  # the planner's path (rows read from the source batch)
+        flat = [p for case in plans for p in case]
+        _, again = apply_plans(batch.repeat_interleave(k), flat)  # the plain path
+        assert got == again
+        reasons[op_id] = got
+    assert reasons["toy.gain_input"] == [None] * (2 * k)  # each step alone passes
+    assert all(r is not None and "mean x2.00" in r for r in reasons["toy.gain_case"])  # the second sees x2
+
+
+def test_check_reference_is_validated() -> None:
+    with pytest.raises(TypeError, match="check_reference must be one of"):
+        type("Bad", (toy_plugin.ToyGain,), {"id": "toy.bad", "check_reference": "step"})

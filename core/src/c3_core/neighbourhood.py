@@ -315,6 +315,12 @@ class Neighbourhood:
         result must not mix outputs of two versions of an operator)."""
         return {op.id: str(op.version) for chain in self._ops for op in chain}
 
+    def case_checked(self) -> list[str]:
+        """Ids of the operators whose ``check`` compares a later step of a chain with the case as
+        drawn (``check_reference == "case"``): a stored result records them beside the versions,
+        so a resume never mixes decisions made under the two rules."""
+        return sorted({op.id for chain in self._ops for op in chain if op.check_reference == "case"})
+
     @property
     def k(self) -> int:
         return self.spec.k
@@ -467,7 +473,9 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
     declares ``"mask"`` in ``changes``; its label is what a step declaring ``"label"`` returned.
     A declared mask or label the step returned as None becomes unknown (NaN, or -1 for class
     indices), so no row carries the original's value for something its edit changed. Each step
-    sees the mask and label the previous steps left.
+    sees the mask and label the previous steps left. A step's ``check`` compares its output with
+    its input, or with the row of ``original`` when the operator's ``check_reference`` is
+    ``"case"``; a row's reasons are those of all its steps, joined by "; ".
     """
     return _apply_plans(original, plans)
 
@@ -501,7 +509,10 @@ def _apply_plans(
             sub = source.select([r // k for r in rows]) if source is not None and s == 0 else current.select(rows)
             params = [plans[r].steps[s].params for r in rows]
             out = op.apply(sub, params)
-            for r, why in zip(rows, op.check(sub, out, params)):
+            ref = sub
+            if s > 0 and op.check_reference == "case":  # the case as drawn: the earlier steps' losses count
+                ref = source.select([r // k for r in rows]) if source is not None else original.select(rows)
+            for r, why in zip(rows, op.check(ref, out, params)):
                 if why is not None:
                     reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
             idx = torch.as_tensor(rows, device=image.device)

@@ -39,6 +39,9 @@ CHANGES: Mapping[str, str] = MappingProxyType({
 })  # the vocabulary of Operator.changes and what each word promises
 
 
+CHECK_REFERENCES: tuple[str, ...] = ("input", "case")  # values of Operator.check_reference
+
+
 def check_changes(cls: type) -> None:
     """Raise TypeError when ``cls.changes`` is not a frozenset of :data:`CHANGES` words, overlaps
     ``cls.preserves``, or declares ``structure_area`` or ``structure_volume`` without ``mask``."""
@@ -168,6 +171,13 @@ class Operator(ABC, Generic[P]):
     * ``stream_sampling`` — True when ``_sample`` draws only through :mod:`c3_core.seeding`'s
       helpers: the neighbourhood planner then gives it counter-based draws (no generator per
       counterfactual); False (the default) gives it a ``torch.Generator`` seeded from its stream.
+    * ``check_reference`` — what :meth:`check` gets as ``original`` in a step after the first of
+      a composed plan: ``"input"`` (the default), the step's input (the previous steps' output),
+      for checks about what this step did (an editor's achieved target); ``"case"``, the case as
+      drawn, before the plan's first step, for checks about what the counterfactual kept of the
+      case (lesions still visible): the losses of earlier steps then count, so a chain of steps
+      that each pass cannot add up to a counterfactual that fails. In a first step both are the
+      same rows.
     """
 
     id: ClassVar[str]
@@ -184,10 +194,16 @@ class Operator(ABC, Generic[P]):
     channels: ClassVar[tuple[int, ...] | None] = None  # allowed channel counts, None = any
     kind: ClassVar[Literal["operator", "editor"]] = "operator"
     stream_sampling: ClassVar[bool] = False
+    check_reference: ClassVar[Literal["input", "case"]] = "input"
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         check_changes(cls)
+        if cls.check_reference not in CHECK_REFERENCES:
+            raise TypeError(
+                f"{getattr(cls, 'id', cls.__name__)}: check_reference must be one of {CHECK_REFERENCES}, "
+                f"got {cls.check_reference!r}"
+            )
 
     # -- public API -----------------------------------------------------------------------
     def sample_params(self, info: CaseInfo, generator: Draws, severity: float) -> P:
@@ -226,7 +242,10 @@ class Operator(ABC, Generic[P]):
         return self.apply(batch, params)
 
     def check(self, original: Batch, counterfactual: Batch, params: Sequence[P]) -> list[str | None]:
-        """Operator-declared validity: a rejection reason per case, or None. Default: all valid."""
+        """Operator-declared validity: a rejection reason per case, or None. Default: all valid.
+
+        ``counterfactual`` is this step's output for ``params``; ``original`` is its input, or the
+        case as drawn when ``check_reference == "case"`` (they differ only in a composed plan)."""
         return [None] * original.size
 
     def check_input(self, batch: Batch) -> None:

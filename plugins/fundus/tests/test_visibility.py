@@ -11,7 +11,10 @@ import torch
 
 from c3_core.seeding import generator_from_seed
 from c3_fundus.colour import srgb_to_linear
+from c3_fundus.data.demo import FundusDemo
+from c3_fundus.functional.srgb import srgb_to_linear_fast
 from c3_fundus.functional.visibility import lesion_contrast, lesion_visibility
+from c3_fundus.operators._base import MIN_VISIBILITY
 from c3_fundus.operators.camera_response import CameraResponse
 from c3_fundus.operators.field_of_view import FieldOfView
 from c3_fundus.operators.illumination import Illumination, Vignetting
@@ -157,3 +160,38 @@ def test_a_case_gets_the_same_visibility_alone_as_in_a_batch() -> None:
     for i in range(image.shape[0]):
         alone = lesion_visibility(image[i : i + 1], cf[i : i + 1], masks[i : i + 1], torch.roll(masks, 1, 3)[i : i + 1])
         assert torch.equal(alone[0], together[0][i : i + 1]) and torch.equal(alone[1], together[1][i : i + 1])
+
+
+def _chain(host, steps: str, k: int = 8):  # noqa: ANN001, ANN202
+    from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
+
+    return Neighbourhood(NeighbourhoodSpec.from_toml_string(f"k = {k}\nseed = 3\n[[members]]\nsteps = [{steps}]\n"),
+                         host.make_operator)
+
+
+def test_a_chain_is_checked_against_the_case_not_step_by_step() -> None:
+    """Two blurs that each keep half the lesions' contrast can keep a quarter together: every
+    step's check compares with the case as drawn, so the chain is rejected exactly when its final
+    image (or its first step's) has lost too much, which step-by-step checks miss."""
+    from c3_core.batch import collate
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost().load()
+    ds = FundusDemo("test")
+    batch = collate([ds[i] for i in range(16)])
+    blur = '{ op = "fundus.optics", levels = [0.6] }'
+    chain = _chain(host, f"{blur}, {blur}")
+    cf, plans, reasons = chain.draw(batch)
+    first, _, first_reasons = _chain(host, blur).draw(batch)  # the same draws for step 0 (same streams)
+    case = batch.repeat_interleave(8)
+    rejected = [r is not None for row in reasons for r in row]
+    first_rejected = [r is not None for row in first_reasons for r in row]
+    final_vis, _ = lesion_visibility(case.image[:, 1:2], cf.image[:, 1:2], case.mask, to_linear=srgb_to_linear_fast)
+    expected = [a or v < MIN_VISIBILITY for a, v in zip(first_rejected, final_vis.tolist())]
+    assert rejected == expected
+    # the second step judged alone (its input against its output), as before check_reference
+    flat = [p for row in plans for p in row]
+    alone = Optics().check(first, cf, [p.steps[1].params for p in flat])
+    missed = [i for i, (a, r) in enumerate(zip(alone, rejected)) if r and a is None and not first_rejected[i]]
+    assert missed, "the configuration must hold a chain that only the cumulative check rejects"
+    assert all(final_vis[i] < MIN_VISIBILITY for i in missed)

@@ -107,6 +107,7 @@ class PreparedModality:
             **({"gate": self.gate.to_dict()} if self.gate is not None else {}),
             "spec": self.spec.to_dict(),
             "operator_versions": self.neighbourhood.operator_versions(),
+            **({"case_checked": cc} if (cc := self.neighbourhood.case_checked()) else {}),
             "streams": STREAM_VERSION,  # how plans are drawn: a resume must not mix two
             **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
                if self.probe is not None or self.probe_note else {}),

@@ -108,6 +108,13 @@ class ModalityContext:
         shift = self.shifted_set.shift.operator_versions()
         return dict(sorted({**self.eval_nb.operator_versions(), **train, **shift}.items()))
 
+    def case_checked(self) -> list[str]:
+        """Operators (evaluation, training, shift) whose checks compare a chain with the case as drawn."""
+        from c3_core.neighbourhood import Neighbourhood
+
+        train = Neighbourhood(self.train_spec, self.make_operator).case_checked()
+        return sorted({*self.eval_nb.case_checked(), *train, *self.shifted_set.shift.case_checked()})
+
     def describe(self) -> dict[str, Any]:
         return {
             "modality": self.modality, "dataset": self.dataset_id, "model": self.model_id, "task": self.task,

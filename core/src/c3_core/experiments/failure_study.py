@@ -237,13 +237,17 @@ def inputs_record(ms: ModalityStudy) -> dict[str, Any]:
     from c3_core.neighbourhood import Neighbourhood
     from c3_core.streams import STREAM_VERSION
 
-    versions = Neighbourhood(ms.spec, ms.make_operator).operator_versions()
+    nb = Neighbourhood(ms.spec, ms.make_operator)
+    versions, case_checked = nb.operator_versions(), set(nb.case_checked())
     for h in ms.shifts:
         for step in h.steps:
             op = ms.make_operator(step.op, dict(step.options))
             versions[op.id] = str(op.version)
+            if op.check_reference == "case":
+                case_checked.add(op.id)
     return {"teacher": ms.teacher_id, "gate": None if ms.gate is None else ms.gate.to_dict(),
-            "operator_versions": dict(sorted(versions.items())), "streams": STREAM_VERSION}
+            "operator_versions": dict(sorted(versions.items())), "streams": STREAM_VERSION,
+            **({"case_checked": sorted(case_checked)} if case_checked else {})}
 
 
 def _member(ref: str, seed: int, device: str) -> Any:

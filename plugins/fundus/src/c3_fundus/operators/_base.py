@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -29,10 +29,15 @@ def lesion_check(
 
     The one helper every fundus operator's ``check`` calls. No mask: nothing to check.
     Masks with 3 channels are named microaneurysms / haemorrhages / exudates in the reason.
+    ``original`` is the case as drawn (``check_reference = "case"``): in a chain, the contrast
+    lost by earlier steps counts. Lesions moved by an earlier re-framing step are read where
+    they now are; the area they lost is that step's own check's (``area_scale`` is this step's).
     """
     if original.mask is None:
         return [None] * original.size
-    cf_masks = None if counterfactual.mask is original.mask else counterfactual.mask
+    cf_masks = counterfactual.mask
+    if cf_masks is original.mask or (area_scale is None and torch.equal(cf_masks, original.mask)):
+        cf_masks = None  # one geometry (an intensity step; in a chain, no earlier step moved the lesions)
     vis, worst = lesion_visibility(  # the green channel, decoded only at the pixels the means read
         original.image[:, 1:2].float(),
         counterfactual.image[:, 1:2].float(),
@@ -58,9 +63,12 @@ class FundusOperator(Operator[P]):
     ``check`` rejects a counterfactual when any lesion type in the mask keeps less than
     ``min_visibility`` of its original local contrast against the surrounding retina
     (microaneurysms, haemorrhages and exudates must stay visible for the grade to stay the same).
+    The original is the case as drawn, also in a later step of a chain (``check_reference``), so
+    steps that each keep enough contrast cannot add up to a counterfactual that does not.
     """
 
     modality: ClassVar[str] = "fundus"
+    check_reference: ClassVar[Literal["input", "case"]] = "case"  # visibility relative to the case
     domain: ClassVar[IntensityDomain] = IntensityDomain.SRGB
     spatial_dims: ClassVar[tuple[int, ...]] = (2,)
     channels: ClassVar[tuple[int, ...] | None] = (3,)
