@@ -17,10 +17,12 @@ expected cost of a step), interleaved with the standard step's.
 A second table splits the K = 1 step (the same steps, clocked inside): drawing and realising the
 counterfactuals with the operators' checks, the gate (the teacher's forward and its test), and
 the rest (the student's forward and backward on the originals plus the admitted counterfactuals,
-Eq. 1 and the update), each as a multiple of the standard step. The rest plus the gate is what a
+Eq. 1 and the update), each as a multiple of the standard step; the draw is split again into the
+operators' ``check`` calls and everything else (planning, the operators' ``apply``, row copies). The rest plus the gate is what a
 K = 1 step costs with counterfactuals that cost nothing to draw: the floor of a step that keeps
 Eq. 1 and the teacher's gate.
-Run: ``nox -s bench -- training`` (``--quick`` smoke run, ``--device cuda``).
+Run: ``nox -s bench -- training`` (``--quick`` smoke run, ``--device cuda``, ``--batch-size 8,16,32,64``
+a row per batch size).
 """
 
 from __future__ import annotations
@@ -89,8 +91,9 @@ def _time(trainer: Any, batch: Any, device: str, epoch: int) -> float:
 
 
 class _StepClock:
-    """Seconds spent in ``Neighbourhood.draw`` and in the trainer's ``admitted_pairs`` (the gate)
-    while ``on``; installed on the classes and module of this process only."""
+    """Seconds spent in ``Neighbourhood.draw``, in the operators' ``check`` calls inside it and in
+    the trainer's ``admitted_pairs`` (the gate) while ``on``; installed on the classes and module
+    of this process only (a check that calls another check is clocked once, outermost)."""
 
     def __init__(self) -> None:
         import c3_core.training.trainer as trainer_module
@@ -99,18 +102,36 @@ class _StepClock:
         self.on = False
         self.draw: list[float] = []
         self.gate: list[float] = []
+        self.check: list[float] = []
+        self._inside: set[int] = set()  # the lists whose clock is running (a nested call is not clocked again)
+        self._checked: set[type] = set()
         Neighbourhood.draw = self._clocked(Neighbourhood.draw, self.draw)  # type: ignore[method-assign]
         trainer_module.admitted_pairs = self._clocked(trainer_module.admitted_pairs, self.gate)
 
+    def clock_checks(self, nb: Any) -> None:
+        """Clock ``check`` on the class that defines it, for every operator ``nb`` draws from."""
+        for op in nb.operators():
+            owner = next(c for c in type(op).__mro__ if "check" in vars(c))
+            if owner not in self._checked:
+                self._checked.add(owner)
+                owner.check = self._clocked(owner.check, self.check)
+
+    def clear(self) -> None:
+        self.draw.clear()
+        self.gate.clear()
+        self.check.clear()
+
     def _clocked(self, inner: Any, into: list[float]) -> Any:
         def call(*a: Any, **kw: Any) -> Any:
-            if not self.on:
+            if not self.on or id(into) in self._inside:
                 return inner(*a, **kw)
+            self._inside.add(id(into))
             t0 = time.perf_counter()
             try:
                 return inner(*a, **kw)
             finally:
                 into.append(time.perf_counter() - t0)
+                self._inside.discard(id(into))
 
         return call
 
@@ -120,9 +141,16 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="smoke run: 3 repeats")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--modality", action="append", help="modalities (default: cxr, fundus, mri where installed)")
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", default="16",
+                    help="cases per step, or a comma-separated list (e.g. 8,16,32,64): one row per size (MRI: at most 4)")
     ap.add_argument("--repeats", type=int, default=15)
     args = ap.parse_args()
+    try:
+        sizes = [int(b) for b in str(args.batch_size).split(",")]
+    except ValueError:
+        ap.error(f"--batch-size: integers separated by commas, got {args.batch_size!r}")
+    if any(b < 1 for b in sizes):
+        ap.error(f"--batch-size: every size must be >= 1, got {args.batch_size!r}")
     import torch
 
     from c3_core.plugins.host import PluginHost
@@ -137,36 +165,45 @@ def main() -> None:
     clock = _StepClock()
     splits = []
     for modality in modalities:
-        bs = min(args.batch_size, 4) if modality == "mri" else args.batch_size
-        make, nb, batch, teacher = _setup(modality, bs, args.device)
-        runs = {name: _trainer(make, nb, k, teacher, args.device) for name, k in (("std", None), ("k1", 1), ("k4", 4))}
-        for t in runs.values():  # warm-up, untimed
-            t.step(batch, 0, 0)
-            t.step(batch, 0, 1)
-        times: dict[str, list[float]] = {name: [] for name in runs}
-        clock.draw.clear()
-        clock.gate.clear()
-        for r in range(repeats):  # interleaved, so drift on a shared machine hits all three alike
-            for name, t in runs.items():
-                clock.on = name == "k1"
-                times[name].append(_time(t, batch, args.device, epoch=r + 1))  # a fresh draw per repeat
-        clock.on = False
-        med = {name: statistics.mean(v) * 1000 for name, v in times.items()}
-        draw, gate = statistics.mean(clock.draw) * 1000, statistics.mean(clock.gate) * 1000
-        splits.append((modality, bs, med["std"], draw, gate, med["k1"] - draw - gate))
-        r1, r4 = med["k1"] / med["std"], med["k4"] / med["std"]
-        verdict = "PASS" if r1 <= TARGET_K1 else "FAIL"
-        print(f"| {modality} (B={bs}) | {med['std']:.1f} | {med['k1']:.1f} | {r1:.2f}x | {med['k4']:.1f} | {r4:.2f}x | {verdict} "
-              f"| {os.getloadavg()[0]:.1f} |")
+        for bs in dict.fromkeys(min(b, 4) if modality == "mri" else b for b in sizes):
+            splits.append(_measure(modality, bs, args.device, repeats, clock))
     print("\nThe K = 1 step split (the same steps, clocked inside; each as a multiple of the standard step):")
-    print("| modality | draw + operator checks | gate (teacher) | student fwd + bwd on originals + admitted, Eq. 1, update "
+    print("| modality | draw: operators, planning, copies | draw: operator checks | gate (teacher) "
+          "| student fwd + bwd on originals + admitted, Eq. 1, update "
           "| floor of a gated K=1 step (student + gate) | floor against the 2.3x target |")
-    print("|---|---|---|---|---|---|")
-    for modality, bs, std, draw, gate, rest in splits:
+    print("|---|---|---|---|---|---|---|")
+    for modality, bs, std, draw, check, gate, rest in splits:
         floor = (rest + gate) / std
-        print(f"| {modality} (B={bs}) | {draw / std:.2f}x | {gate / std:.2f}x | {rest / std:.2f}x | {floor:.2f}x "
+        print(f"| {modality} (B={bs}) | {(draw - check) / std:.2f}x | {check / std:.2f}x | {gate / std:.2f}x "
+              f"| {rest / std:.2f}x | {floor:.2f}x "
               f"| {'floor within it' if floor <= TARGET_K1 else 'floor above it: out of reach'} |")
 
+
+def _measure(modality: str, bs: int, device: str, repeats: int, clock: _StepClock) -> tuple[Any, ...]:
+    """Print one row (standard, K = 1, K = 4 at batch size ``bs``) and return the K = 1 split:
+    ``(modality, bs, standard ms, draw ms, checks ms, gate ms, rest ms)``, means per step."""
+    make, nb, batch, teacher = _setup(modality, bs, device)
+    clock.clock_checks(nb)
+    runs = {name: _trainer(make, nb, k, teacher, device) for name, k in (("std", None), ("k1", 1), ("k4", 4))}
+    for t in runs.values():  # warm-up, untimed
+        t.step(batch, 0, 0)
+        t.step(batch, 0, 1)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    clock.clear()
+    for r in range(repeats):  # interleaved, so drift on a shared machine hits all three alike
+        for name, t in runs.items():
+            clock.on = name == "k1"
+            times[name].append(_time(t, batch, device, epoch=r + 1))  # a fresh draw per repeat
+    clock.on = False
+    med = {name: statistics.mean(v) * 1000 for name, v in times.items()}
+    steps = len(clock.draw)
+    draw, gate = statistics.mean(clock.draw) * 1000, statistics.mean(clock.gate) * 1000
+    check = sum(clock.check) * 1000 / steps  # every check call of a step, summed, per step
+    r1, r4 = med["k1"] / med["std"], med["k4"] / med["std"]
+    verdict = "PASS" if r1 <= TARGET_K1 else "FAIL"
+    print(f"| {modality} (B={bs}) | {med['std']:.1f} | {med['k1']:.1f} | {r1:.2f}x | {med['k4']:.1f} | {r4:.2f}x | {verdict} "
+          f"| {os.getloadavg()[0]:.1f} |", flush=True)
+    return modality, bs, med["std"], draw, check, gate, med["k1"] - draw - gate
 
 if __name__ == "__main__":
     main()
