@@ -166,3 +166,27 @@ def test_check_reference_case_sees_the_whole_chain(host: PluginHost, k: int) -> 
 def test_check_reference_is_validated() -> None:
     with pytest.raises(TypeError, match="check_reference must be one of"):
         type("Bad", (toy_plugin.ToyGain,), {"id": "toy.bad", "check_reference": "step"})
+
+
+class _GainEdit(toy_plugin.ToyGain):
+    """A gain that declares a label change (an edit: its output's truth is not the case's)."""
+
+    id = "toy.gain_edit"
+    preserves = frozenset({"mask"})
+    changes = frozenset({"label"})
+
+
+def test_a_case_check_after_an_edit_compares_with_the_step_input(host: PluginHost) -> None:
+    # rows 0, 1: gain, then the case-checked gain; rows 2, 3: an edit, then the same: both second
+    # steps run in one group, which is checked in two calls (case rows, edited rows)
+    from c3_core.neighbourhood import Plan, PlannedStep
+
+    ops = {"gain": toy_plugin.ToyGain(), "edit": _GainEdit(), "case": _GainCheckedAgainstCase()}
+    batch = _batch(4)
+    batch = batch.replace(image=batch.image.abs() + 0.5)
+    gain = toy_plugin.GainParams(3.0)
+    plans = [Plan(batch.exam_ids[i], 0, 0, 0, (PlannedStep(ops["edit" if i >= 2 else "gain"], 3.0, gain, {}),
+                                               PlannedStep(ops["case"], 3.0, gain, {}))) for i in range(4)]
+    _, reasons = apply_plans(batch, plans)
+    assert all(r is not None and "mean x2.00" in r for r in reasons[:2])  # measured against the case
+    assert reasons[2:] == [None, None]  # after the edit: against the edited input (x1.41)

@@ -475,7 +475,8 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
     indices), so no row carries the original's value for something its edit changed. Each step
     sees the mask and label the previous steps left. A step's ``check`` compares its output with
     its input, or with the row of ``original`` when the operator's ``check_reference`` is
-    ``"case"``; a row's reasons are those of all its steps, joined by "; ".
+    ``"case"`` and no earlier step of the row's plan declared ``changes``; a row's reasons are
+    those of all its steps, joined by "; ".
     """
     return _apply_plans(original, plans)
 
@@ -509,10 +510,7 @@ def _apply_plans(
             sub = source.select([r // k for r in rows]) if source is not None and s == 0 else current.select(rows)
             params = [plans[r].steps[s].params for r in rows]
             out = op.apply(sub, params)
-            ref = sub
-            if s > 0 and op.check_reference == "case":  # the case as drawn: the earlier steps' losses count
-                ref = source.select([r // k for r in rows]) if source is not None else original.select(rows)
-            for r, why in zip(rows, op.check(ref, out, params)):
+            for r, why in zip(rows, _step_check(op, s, rows, plans, sub, out, params, *((source, k) if source is not None else (original, 1)))):
                 if why is not None:
                     reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
             idx = torch.as_tensor(rows, device=image.device)
@@ -529,6 +527,31 @@ def _apply_plans(
         # cloned per step
         current = original.replace(image=image, mask=mask, label=label, extras=extras)
     return current, reasons
+
+
+def _step_check(
+    op: Operator[Any], s: int, rows: list[int], plans: Sequence[Plan], sub: Batch, out: Batch,
+    params: list[Any], cases: Batch, k: int,
+) -> list[str | None]:
+    """``op.check`` for step ``s`` of ``rows`` (input ``sub``, output ``out``). A ``"case"`` check
+    compares with the case as drawn (row r // k of ``cases``), except in rows where an earlier step
+    declared ``changes`` (an edit whose new truth the case no longer shows): those compare with
+    the step's input, as an ``"input"`` check does. Checks are per row, so the two sets of rows
+    may be checked in separate calls."""
+    if s == 0 or op.check_reference != "case":
+        return op.check(sub, out, params)
+    edited = [any(step.operator.changes for step in plans[r].steps[:s]) for r in rows]
+    if not any(edited):
+        return op.check(cases.select([r // k for r in rows]), out, params)
+    if all(edited):
+        return op.check(sub, out, params)
+    reasons: list[str | None] = [None] * len(rows)
+    for want_edited in (False, True):
+        at = [i for i, e in enumerate(edited) if e == want_edited]
+        ref = sub.select(at) if want_edited else cases.select([rows[i] // k for i in at])
+        for i, why in zip(at, op.check(ref, out.select(at), [params[i] for i in at])):
+            reasons[i] = why
+    return reasons
 
 
 def replay(original: Batch, provenance: Provenance, make_operator: OperatorFactory) -> Batch:

@@ -177,7 +177,8 @@ class Operator(ABC, Generic[P]):
       drawn, before the plan's first step, for checks about what the counterfactual kept of the
       case (lesions still visible): the losses of earlier steps then count, so a chain of steps
       that each pass cannot add up to a counterfactual that fails. In a first step both are the
-      same rows.
+      same rows; after a step that declared ``changes`` (an edit: the case no longer shows the
+      row's truth) a ``"case"`` check, too, gets the step's input.
     """
 
     id: ClassVar[str]
