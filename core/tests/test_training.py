@@ -288,6 +288,7 @@ bundle = make_model()
 opts = TrainOptions(epochs=1, batch_size=batch, lr=0.05, augment="none", lam=2.0, seed=1)
 trainer = Trainer(bundle, ToyDataset(n=8, seed=1), nb, opts, group=group)
 trainer.fit()
+assert trainer._ddp is None, "fit() must drop its DDP wrapper before the group closes (gloo aborts at exit otherwise)"
 if group.leader:
     net = bundle.network
     json.dump({"weights": {k: v.tolist() for k, v in net.state_dict().items()},

@@ -17,6 +17,7 @@ resumed from a checkpoint continues exactly as an uninterrupted one would.
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import math
 import time
@@ -200,18 +201,35 @@ class Trainer:
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
             bundle.network = net
         self.network = net
-        self.model: nn.Module = net
-        if self.group.world > 1:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(net, device_ids=ids)
+        self._ddp: nn.Module | None = None  # the DistributedDataParallel wrapper while steps run (self.model)
         self.optimizer = torch.optim.AdamW(net.parameters(), lr=options.lr, weight_decay=options.weight_decay)
         if teacher is not None:
             teacher.network.to(self.device).eval()
             for p in teacher.network.parameters():
                 p.requires_grad_(False)
             self.teacher = inference_teacher(teacher)  # batch norms folded, channels-last (checked)
+
+    @property
+    def model(self) -> nn.Module:
+        """The network the steps run: with several processes, wrapped in DistributedDataParallel
+        (made on the first step after construction or :meth:`release`, on every rank at once)."""
+        if self.group.world == 1:
+            return self.network
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.network, device_ids=ids)
+        return self._ddp
+
+    def release(self) -> None:
+        """Drop the DistributedDataParallel wrapper (the next step makes a new one). Its reducer
+        holds the process group: a wrapper that outlives the group is destroyed at interpreter
+        exit, where gloo can abort the process ("terminate called without an active exception")
+        after every step succeeded. :meth:`fit` releases it when it returns or raises."""
+        if self._ddp is not None:
+            self._ddp = None
+            gc.collect()  # DDP leaves reference cycles that keep the group alive: free them now, not at exit
 
     # -- checkpoints ------------------------------------------------------------------------
     def resume(self, folder: Path) -> None:
@@ -308,6 +326,8 @@ class Trainer:
         except KeyboardInterrupt:
             self._save()
             raise Interrupted(f"stopped at step {self.state.global_step}") from None
+        finally:
+            self.release()
         return self.state.history
 
     def _epoch(self) -> None:
