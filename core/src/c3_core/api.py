@@ -50,7 +50,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors; kept equal t
     from c3_core.plugins.meta import DatasetMeta, EditorMeta, MetricMeta, ModelMeta, OperatorMeta
     from c3_core.plugins.registry import Registry
     from c3_core.reference_models import PoolResNet, SmallCNN
-    from c3_core.reference_training import one_thread, train_reference
+    from c3_core.reference_training import one_thread, seeded_training, train_reference
     from c3_core.seeding import Draws, derive_seed, draw_seed, generator_from_seed, random_sign, uniform, uniform_tensor
 
 # home module -> the names it gives the API
@@ -70,7 +70,7 @@ _EXPORTS: dict[str, tuple[str, ...]] = {
     "c3_core.model": ("ModelBundle", "WeightsError", "load_state_dict_safely"),
     "c3_core.cache": ("cache_dir", "cached_weights"),
     "c3_core.reference_models": ("PoolResNet", "SmallCNN"),
-    "c3_core.reference_training": ("one_thread", "train_reference"),
+    "c3_core.reference_training": ("one_thread", "seeded_training", "train_reference"),
     # what a modality's experiments hold out (held-out shifts, budgets, in-domain split)
     "c3_core.experiment_spec": ("ExperimentSpec", "HeldOutShift", "ShiftStep"),
     # cohort loaders that read user files
@@ -103,7 +103,7 @@ __all__ = [
     "WeightsError", "cache_dir", "cached_default_model", "cached_weights", "collate", "derive_seed", "draw_seed",
     "encode_labels", "fit_concept_model", "fit_structure_model", "generator_from_seed", "hookimpl",
     "load_state_dict_safely", "load_volume_model", "model_from_state", "one_thread", "parse_domain", "photon_counts", "random_sign", "refuse_duplicate_ids",
-    "resolve_inside", "stable_id", "train_reference", "uniform", "uniform_tensor",
+    "resolve_inside", "seeded_training", "stable_id", "train_reference", "uniform", "uniform_tensor",
 ]  # the promise: equal to the names in _EXPORTS (checked by a test)
 
 

@@ -121,3 +121,20 @@ def test_gain_severity_is_the_magnitude_in_db() -> None:
     assert torch.allclose(db.abs(), torch.full_like(db, 6.0), atol=1e-4)
     assert bool((db > 0).any() and (db < 0).any())  # the sign is drawn per case
     assert np.isfinite(db.numpy()).all()
+
+
+def test_demo_weights_are_the_same_bytes_whatever_the_process_rng() -> None:
+    """First-use training starts from a seeded initialisation: a fresh PyTorch process starts from
+    a random seed, so an unseeded network would train different weights on every run."""
+    import torch
+
+    from c3_ultrasound.models import demo_cnn, train_demo_weights
+
+    states = []
+    for seed in (1, 2):
+        torch.manual_seed(seed)  # a different process-wide RNG state, and a different random init
+        bundle = demo_cnn(weights=None)
+        states.append(train_demo_weights(bundle))
+    assert states[0].keys() == states[1].keys()
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert torch.initial_seed() == 2  # the caller's RNG is left as it was (not reseeded by the training)
