@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -265,6 +265,17 @@ class Plan:
 
 OperatorFactory = Callable[[str, Mapping[str, Any]], Operator[Any]]
 
+
+def operators_record(operators: Iterable[Operator[Any]]) -> dict[str, Any]:
+    """What a stored result depends on in the operators it drew from: ``operator_versions``
+    (``{id: version}``) and, where any check compares a chain with the case as drawn
+    (``check_reference == "case"``), ``case_checked`` (their ids), so a resume never mixes outputs
+    of two versions of an operator nor decisions made under the two check rules."""
+    ops = list(operators)
+    case = sorted({op.id for op in ops if op.check_reference == "case"})
+    return {"operator_versions": dict(sorted({op.id: str(op.version) for op in ops}.items())),
+            **({"case_checked": case} if case else {})}
+
 PLANNED_BLOCKS = 1  # Philox blocks (4 words each) precomputed per plan and step; later ones on demand
 
 
@@ -313,13 +324,11 @@ class Neighbourhood:
         """``{operator id: version}`` of every operator and editor the neighbourhood draws from:
         what a stored result made with it depends on besides the spec (a resumed run or a cached
         result must not mix outputs of two versions of an operator)."""
-        return {op.id: str(op.version) for chain in self._ops for op in chain}
+        return {op.id: str(op.version) for op in self.drawn_operators()}
 
-    def case_checked(self) -> list[str]:
-        """Ids of the operators whose ``check`` compares a later step of a chain with the case as
-        drawn (``check_reference == "case"``): a stored result records them beside the versions,
-        so a resume never mixes decisions made under the two rules."""
-        return sorted({op.id for chain in self._ops for op in chain if op.check_reference == "case"})
+    def drawn_operators(self) -> list[Operator[Any]]:
+        """Every operator and editor instance of every member's steps, in spec order."""
+        return [op for chain in self._ops for op in chain]
 
     @property
     def k(self) -> int:
@@ -499,6 +508,7 @@ def _apply_plans(
         image, mask, label, extras = original.image, original.mask, original.label, dict(original.extras)
     reasons: list[str | None] = [None] * len(plans)
     depth = max((len(p.steps) for p in plans), default=0)
+    cases, case_k = (source, k) if source is not None else (original, 1)  # row r's case: cases[r // case_k]
     current = original
     for s in range(depth):
         groups: dict[tuple[str, str], list[int]] = {}
@@ -510,7 +520,7 @@ def _apply_plans(
             sub = source.select([r // k for r in rows]) if source is not None and s == 0 else current.select(rows)
             params = [plans[r].steps[s].params for r in rows]
             out = op.apply(sub, params)
-            for r, why in zip(rows, _step_check(op, s, rows, plans, sub, out, params, *((source, k) if source is not None else (original, 1)))):
+            for r, why in zip(rows, _step_check(op, s, rows, plans, sub, out, params, cases, case_k)):
                 if why is not None:
                     reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
             idx = torch.as_tensor(rows, device=image.device)
@@ -541,15 +551,15 @@ def _step_check(
     if s == 0 or op.check_reference != "case":
         return op.check(sub, out, params)
     edited = [any(step.operator.changes for step in plans[r].steps[:s]) for r in rows]
-    if not any(edited):
-        return op.check(cases.select([r // k for r in rows]), out, params)
-    if all(edited):
-        return op.check(sub, out, params)
     reasons: list[str | None] = [None] * len(rows)
-    for want_edited in (False, True):
-        at = [i for i, e in enumerate(edited) if e == want_edited]
-        ref = sub.select(at) if want_edited else cases.select([rows[i] // k for i in at])
-        for i, why in zip(at, op.check(ref, out.select(at), [params[i] for i in at])):
+    for after_edit in (False, True):
+        at = [i for i, e in enumerate(edited) if e == after_edit]
+        if not at:
+            continue
+        whole = len(at) == len(rows)  # the usual case: no copies of the step's rows
+        ref = (sub if whole else sub.select(at)) if after_edit else cases.select([rows[i] // k for i in at])
+        got = op.check(ref, out if whole else out.select(at), params if whole else [params[i] for i in at])
+        for i, why in zip(at, got):
             reasons[i] = why
     return reasons
 

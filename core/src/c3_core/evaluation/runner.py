@@ -24,7 +24,7 @@ from c3_core.evaluation.scoring import GateSettings, score_batch
 from c3_core.evaluation.store import CaseResult, ResultStore
 from c3_core.evaluation.summary import segmentation_case_metrics, summarise
 from c3_core.model import ModelBundle
-from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError
+from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec, NeighbourhoodSpecError, operators_record
 from c3_core.plugins.host import PluginHost
 from c3_core.plugins.registry import Contribution
 from c3_core.resolve import InputError as EvaluationInputError
@@ -106,8 +106,7 @@ class PreparedModality:
             "teacher": self.teacher_id,
             **({"gate": self.gate.to_dict()} if self.gate is not None else {}),
             "spec": self.spec.to_dict(),
-            "operator_versions": self.neighbourhood.operator_versions(),
-            **({"case_checked": cc} if (cc := self.neighbourhood.case_checked()) else {}),
+            **operators_record(self.neighbourhood.drawn_operators()),
             "streams": STREAM_VERSION,  # how plans are drawn: a resume must not mix two
             **({"probe": self.probe.ids() if self.probe is not None else self.probe_note}
                if self.probe is not None or self.probe_note else {}),

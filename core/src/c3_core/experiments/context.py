@@ -100,20 +100,14 @@ class ModalityContext:
             raise ExperimentInputError(f"{self.train_spec.source}: no {members} member")
         return NeighbourhoodSpec(keep, k, self.train_spec.seed, f"{self.train_spec.source} [{members}]")
 
-    def operator_versions(self) -> dict[str, str]:
-        """Versions of every operator and editor the runs draw from (evaluation, training, shift)."""
-        from c3_core.neighbourhood import Neighbourhood
+    def operators_record(self) -> dict[str, Any]:
+        """:func:`~c3_core.neighbourhood.operators_record` of every operator and editor the runs
+        draw from (evaluation, training, shift)."""
+        from c3_core.neighbourhood import Neighbourhood, operators_record
 
-        train = Neighbourhood(self.train_spec, self.make_operator).operator_versions()
-        shift = self.shifted_set.shift.operator_versions()
-        return dict(sorted({**self.eval_nb.operator_versions(), **train, **shift}.items()))
-
-    def case_checked(self) -> list[str]:
-        """Operators (evaluation, training, shift) whose checks compare a chain with the case as drawn."""
-        from c3_core.neighbourhood import Neighbourhood
-
-        train = Neighbourhood(self.train_spec, self.make_operator).case_checked()
-        return sorted({*self.eval_nb.case_checked(), *train, *self.shifted_set.shift.case_checked()})
+        train = Neighbourhood(self.train_spec, self.make_operator)
+        return operators_record([*self.eval_nb.drawn_operators(), *train.drawn_operators(),
+                                 *self.shifted_set.shift.drawn_operators()])
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -234,20 +234,13 @@ def inputs_record(ms: ModalityStudy) -> dict[str, Any]:
     teacher and thresholds, the version of every operator and editor drawn (the neighbourhood's
     and the held-out shifts') and how plans are drawn; a checkpoint or stored result made with
     other inputs is recomputed."""
-    from c3_core.neighbourhood import Neighbourhood
+    from c3_core.neighbourhood import Neighbourhood, operators_record
     from c3_core.streams import STREAM_VERSION
 
-    nb = Neighbourhood(ms.spec, ms.make_operator)
-    versions, case_checked = nb.operator_versions(), set(nb.case_checked())
-    for h in ms.shifts:
-        for step in h.steps:
-            op = ms.make_operator(step.op, dict(step.options))
-            versions[op.id] = str(op.version)
-            if op.check_reference == "case":
-                case_checked.add(op.id)
+    shift_ops = [ms.make_operator(step.op, dict(step.options)) for h in ms.shifts for step in h.steps]
     return {"teacher": ms.teacher_id, "gate": None if ms.gate is None else ms.gate.to_dict(),
-            "operator_versions": dict(sorted(versions.items())), "streams": STREAM_VERSION,
-            **({"case_checked": sorted(case_checked)} if case_checked else {})}
+            **operators_record([*Neighbourhood(ms.spec, ms.make_operator).drawn_operators(), *shift_ops]),
+            "streams": STREAM_VERSION}
 
 
 def _member(ref: str, seed: int, device: str) -> Any:

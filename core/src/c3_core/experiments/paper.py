@@ -117,8 +117,8 @@ def run_modality_experiment(
     _check_fingerprint(config.out, modality, {
         "budget": asdict(budget), "shift": described["shift"], "train_neighbourhood": described["train_neighbourhood"],
         "eval_neighbourhood": described["eval_neighbourhood"], "in_domain_split": ctx.in_domain_split,
-        "teacher": described["teacher"], "gate": described["gate"], "operator_versions": ctx.operator_versions(),
-        "streams": STREAM_VERSION, **({"case_checked": cc} if (cc := ctx.case_checked()) else {}),
+        "teacher": described["teacher"], "gate": described["gate"], **ctx.operators_record(),
+        "streams": STREAM_VERSION,
     })
     keys = [r.key for r in config.rows]
     notes = {r.key: row_note(ctx, r, keys) for r in config.rows}
