@@ -190,3 +190,67 @@ def test_a_case_check_after_an_edit_compares_with_the_step_input(host: PluginHos
     _, reasons = apply_plans(batch, plans)
     assert all(r is not None and "mean x2.00" in r for r in reasons[:2])  # measured against the case
     assert reasons[2:] == [None, None]  # after the edit: against the edited input (x1.41)
+
+
+class _Counted:
+    """Counts its ``apply`` calls and the rows each call got."""
+
+    def __init__(self, op):  # type: ignore[no-untyped-def]
+        self.op, self.calls = op, []
+
+    def __getattr__(self, name):  # type: ignore[no-untyped-def]
+        return getattr(self.op, name)
+
+    def apply(self, batch, params):  # type: ignore[no-untyped-def]
+        self.calls.append(batch.size)
+        return self.op.apply(batch, params)
+
+
+def _planned(host: PluginHost, batch, chains, k: int = 1):  # type: ignore[no-untyped-def]
+    """Plans applying ``chains[r % len(chains)]`` (operator ids) to row r of ``batch`` repeated k times,
+    with params drawn from a fixed generator, and the counted operators by id."""
+    from c3_core.neighbourhood import Plan, PlannedStep
+
+    ops = {i: _Counted(host.make_operator(i, {})) for i in ("toy.gain", "toy.noise", "toy.shift")}
+    g = torch.Generator().manual_seed(3)
+    rows = batch.size * k
+    plans = []
+    for r in range(rows):
+        info = batch.case_info(r // k)
+        steps = tuple(PlannedStep(ops[i], ops[i].severity.extreme, ops[i].op.sample_params(info, g, ops[i].severity.extreme), {})
+                      for i in chains[r % len(chains)])
+        plans.append(Plan(batch.exam_ids[r // k], r % k, 0, 0, steps))
+    return plans, ops
+
+
+def _one_by_one(batch, plans, k: int = 1):  # type: ignore[no-untyped-def]
+    """Each row realised alone, step after step: what the batched schedule must reproduce."""
+    return torch.cat([apply_plans(batch.select([r // k]), [p])[0].image for r, p in enumerate(plans)])
+
+
+def test_an_operator_runs_once_for_the_rows_of_every_chain_position(host: PluginHost) -> None:
+    # the chains order gain before noise before shift: each operator is one call, whichever position
+    # its rows are at (the step-by-step order made gain 1, noise 2 and shift 3 calls)
+    batch = _batch(6)
+    chains = [("toy.gain",), ("toy.noise",), ("toy.gain", "toy.noise"), ("toy.shift",), ("toy.gain", "toy.noise", "toy.shift")]
+    for k in (1, 2):
+        plans, ops = _planned(host, batch, chains, k)
+        nb = Neighbourhood(NeighbourhoodSpec.from_toml_string(SPEC).with_overrides(k=k), host.make_operator)
+        got, _ = nb.realise(batch, [plans[i * k : (i + 1) * k] for i in range(batch.size)])  # rows read from the source
+        assert {i: len(op.calls) for i, op in ops.items()} == {"toy.gain": 1, "toy.noise": 1, "toy.shift": 1}
+        plain, _ = apply_plans(batch.repeat_interleave(k), plans)
+        assert torch.equal(got.image, plain.image)
+        assert torch.equal(got.image, _one_by_one(batch, plans, k))
+        assert torch.equal(got.mask, torch.cat([apply_plans(batch.select([r // k]), [p])[0].mask for r, p in enumerate(plans)]))
+
+
+def test_chains_in_both_orders_keep_each_rows_order(host: PluginHost) -> None:
+    # gain then noise is not noise then gain (the gain scales the noise): every row gets its own
+    # order, though no order of the calls runs each operator once
+    batch = _batch(4)
+    plans, ops = _planned(host, batch, [("toy.gain", "toy.noise"), ("toy.noise", "toy.gain")])
+    got, _ = apply_plans(batch, plans)
+    assert [len(ops[i].calls) for i in ("toy.gain", "toy.noise")] == [2, 1]  # gain (rows 0, 2), noise (all), gain (1, 3)
+    assert torch.equal(got.image, _one_by_one(batch, plans))
+    swapped = [p.__class__(p.exam_id, p.index, p.member, p.seed, p.steps[::-1]) for p in plans]
+    assert not torch.equal(apply_plans(batch, swapped)[0].image, got.image)  # the order matters here

@@ -30,7 +30,7 @@ from __future__ import annotations
 import copy
 import math
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
@@ -486,6 +486,11 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
     its input, or with the row of ``original`` when the operator's ``check_reference`` is
     ``"case"`` and no earlier step of the row's plan declared ``changes``; a row's reasons are
     those of all its steps, joined by "; ".
+
+    Steps are batched across positions in the plans: a call applies one operator (with one set
+    of options) to every row whose next step it is, and the calls are ordered so that an
+    operator runs once all the rows that reach it have (see :func:`_schedule`): with the chains
+    of one neighbourhood in a consistent order, each operator is called once.
     """
     return _apply_plans(original, plans)
 
@@ -495,7 +500,7 @@ def _apply_plans(
 ) -> tuple[Batch, list[str | None]]:
     """:func:`apply_plans`. With ``source``, ``original`` is ``source.repeat_interleave(k)`` whose
     buffers belong to this call (they are updated in place, not cloned) and whose image need not
-    hold pixels: the first step reads row r from row r // k of ``source`` (the same values) and
+    hold pixels: a row's first step reads it from row r // k of ``source`` (the same values) and
     every plan has a first step, so every row of the image is written."""
     if len(plans) != original.size:
         raise ValueError(f"{len(plans)} plans for {original.size} rows")
@@ -507,59 +512,92 @@ def _apply_plans(
     else:
         image, mask, label, extras = original.image, original.mask, original.label, dict(original.extras)
     reasons: list[str | None] = [None] * len(plans)
-    depth = max((len(p.steps) for p in plans), default=0)
     cases, case_k = (source, k) if source is not None else (original, 1)  # row r's case: cases[r // case_k]
-    current = original
-    for s in range(depth):
-        groups: dict[tuple[str, str], list[int]] = {}
-        for r, plan in enumerate(plans):
-            if s < len(plan.steps):
-                groups.setdefault(_group_key(plan.steps[s]), []).append(r)
-        for rows in groups.values():
-            op = plans[rows[0]].steps[s].operator
-            sub = source.select([r // k for r in rows]) if source is not None and s == 0 else current.select(rows)
-            params = [plans[r].steps[s].params for r in rows]
-            out = op.apply(sub, params)
-            for r, why in zip(rows, _step_check(op, s, rows, plans, sub, out, params, cases, case_k)):
-                if why is not None:
-                    reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
-            idx = torch.as_tensor(rows, device=image.device)
-            image.index_copy_(0, idx, out.image.to(image.dtype))  # the same writes as image[idx] = ..., faster
-            if mask is not None and (op.spatial or "mask" in op.changes):
-                mask[idx] = unknown_like(mask[idx]) if out.mask is None else out.mask.to(mask.dtype)
-            if op.spatial:
-                for key in extras:
-                    extras[key][idx] = out.extras[key]
-            if label is not None and "label" in op.changes:
-                label[idx.to(label.device)] = unknown_like(label[idx.to(label.device)]) if out.label is None else out.label.to(label)
-        # the next step reads its rows from ``current`` (copies, by select) before it writes them
-        # back, and rows of different groups never overlap: the buffers are updated in place, not
-        # cloned per step
-        current = original.replace(image=image, mask=mask, label=label, extras=extras)
+    # the buffers are updated in place by every call: a call reads its rows (copies, by select)
+    # before it writes them back, and the rows of one call are distinct
+    current = original.replace(image=image, mask=mask, label=label, extras=extras)
+    for rows, at in _schedule(plans):
+        op = plans[rows[0]].steps[at[0]].operator
+        if source is None or any(at):
+            if source is not None:  # rows at their first step: their pixels are still in ``source``
+                first = [r for r, s in zip(rows, at) if s == 0]
+                if first:
+                    image.index_copy_(0, torch.as_tensor(first, device=image.device),
+                                      source.image.index_select(0, torch.as_tensor([r // k for r in first], device=image.device)))
+            sub = current.select(rows)
+        else:
+            sub = source.select([r // k for r in rows])
+        params = [plans[r].steps[s].params for r, s in zip(rows, at)]
+        out = op.apply(sub, params)
+        for r, why in zip(rows, _step_check(op, at, rows, plans, sub, out, params, cases, case_k)):
+            if why is not None:
+                reasons[r] = why if reasons[r] is None else f"{reasons[r]}; {why}"
+        idx = torch.as_tensor(rows, device=image.device)
+        image.index_copy_(0, idx, out.image.to(image.dtype))  # the same writes as image[idx] = ..., faster
+        if mask is not None and (op.spatial or "mask" in op.changes):
+            mask[idx] = unknown_like(mask[idx]) if out.mask is None else out.mask.to(mask.dtype)
+        if op.spatial:
+            for key in extras:
+                extras[key][idx] = out.extras[key]
+        if label is not None and "label" in op.changes:
+            label[idx.to(label.device)] = unknown_like(label[idx.to(label.device)]) if out.label is None else out.label.to(label)
     return current, reasons
 
 
+def _schedule(plans: Sequence[Plan]) -> Iterator[tuple[list[int], list[int]]]:
+    """The calls that realise ``plans``: ``(rows, step index of each row)``, rows ascending, all
+    of one group key (:func:`_group_key`), each row's steps in their order.
+
+    A call takes every row whose next step has the key; the key chosen is one that no row still
+    needs in a later step (so it is not called again), else the first key at the earliest step
+    (a neighbourhood whose chains order two operators both ways: no order calls each once).
+    Ties go to the key reached first in row order, so the calls are a function of the plans.
+    """
+    keys = [[_group_key(step) for step in plan.steps] for plan in plans]
+    later: dict[tuple[str, str], int] = {}  # per key, how many (row, step) pairs wait behind another step
+    ready: dict[tuple[str, str], list[int]] = {}  # per key, the rows whose next step it is
+    position = [0] * len(plans)
+    for r, row_keys in enumerate(keys):
+        if row_keys:
+            ready.setdefault(row_keys[0], []).append(r)
+        for key in row_keys[1:]:
+            later[key] = later.get(key, 0) + 1
+    while ready:
+        key = next((key for key in ready if not later.get(key)), None)
+        if key is None:
+            key = min(ready, key=lambda kk: min(position[r] for r in ready[kk]))
+        rows = sorted(ready.pop(key))
+        yield rows, [position[r] for r in rows]
+        for r in rows:
+            position[r] += 1
+            if position[r] < len(keys[r]):
+                following = keys[r][position[r]]
+                later[following] -= 1
+                ready.setdefault(following, []).append(r)
+
+
 def _step_check(
-    op: Operator[Any], s: int, rows: list[int], plans: Sequence[Plan], sub: Batch, out: Batch,
+    op: Operator[Any], at: list[int], rows: list[int], plans: Sequence[Plan], sub: Batch, out: Batch,
     params: list[Any], cases: Batch, k: int,
 ) -> list[str | None]:
-    """``op.check`` for step ``s`` of ``rows`` (input ``sub``, output ``out``). A ``"case"`` check
-    compares with the case as drawn (row r // k of ``cases``), except in rows where an earlier step
+    """``op.check`` for the call on ``rows`` (row ``rows[i]`` at step ``at[i]``; input ``sub``,
+    output ``out``). A ``"case"`` check compares with the case as drawn (row r // k of
+    ``cases``; at a first step that is the step's input), except in rows where an earlier step
     declared ``changes`` (an edit whose new truth the case no longer shows): those compare with
     the step's input, as an ``"input"`` check does. Checks are per row, so the two sets of rows
     may be checked in separate calls."""
-    if s == 0 or op.check_reference != "case":
+    if op.check_reference != "case" or not any(at):
         return op.check(sub, out, params)
-    edited = [any(step.operator.changes for step in plans[r].steps[:s]) for r in rows]
+    edited = [any(step.operator.changes for step in plans[r].steps[:s]) for r, s in zip(rows, at)]
     reasons: list[str | None] = [None] * len(rows)
     for after_edit in (False, True):
-        at = [i for i, e in enumerate(edited) if e == after_edit]
-        if not at:
+        chosen = [i for i, e in enumerate(edited) if e == after_edit]
+        if not chosen:
             continue
-        whole = len(at) == len(rows)  # the usual case: no copies of the step's rows
-        ref = (sub if whole else sub.select(at)) if after_edit else cases.select([rows[i] // k for i in at])
-        got = op.check(ref, out if whole else out.select(at), params if whole else [params[i] for i in at])
-        for i, why in zip(at, got):
+        whole = len(chosen) == len(rows)  # the usual case: no copies of the step's rows
+        ref = (sub if whole else sub.select(chosen)) if after_edit else cases.select([rows[i] // k for i in chosen])
+        got = op.check(ref, out if whole else out.select(chosen), params if whole else [params[i] for i in chosen])
+        for i, why in zip(chosen, got):
             reasons[i] = why
     return reasons
 
