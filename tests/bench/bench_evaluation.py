@@ -203,17 +203,6 @@ def _data_pass(p: Any, batch_size: int, device: str, sync: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _cxr_floors() -> Any:
-    """``FLOORS`` of plugins/cxr/bench/bench_cxr.py: operator id -> (operator, severity) -> Floor."""
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[2] / "plugins" / "cxr" / "bench" / "bench_cxr.py"
-    spec = importlib.util.spec_from_file_location("bench_cxr", path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module.FLOORS
-
-
 def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
     """Plan and realise the first ``n`` cases as the evaluation does, timing each operator's
     ``apply`` on its sub-batch and that operator's floor on the same sub-batch (one call each)."""
@@ -222,7 +211,9 @@ def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
     from c3_core.batch import collate
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
-    floors = _cxr_floors()
+    from operator_floors import operator_floors
+
+    floors = operator_floors("cxr")
     p = _prepared(n, k, device)
     nb = p.neighbourhood
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)

@@ -33,12 +33,9 @@ a row per batch size).
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import inspect
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 TARGET_K1 = 2.3
@@ -218,17 +215,6 @@ def _measure(modality: str, bs: int, device: str, repeats: int, clock: _StepCloc
     return modality, bs, med["std"], draw, check, gate, med["k1"] - draw - gate, draw_floor, calls
 
 
-def _operator_floors(modality: str) -> dict[str, Any]:
-    """``FLOORS`` of ``plugins/<modality>/bench/bench_<modality>.py`` (operator id -> its floor)."""
-    path = Path(__file__).resolve().parents[2] / "plugins" / modality / "bench" / f"bench_{modality}.py"
-    spec = importlib.util.spec_from_file_location(f"_floors_{modality}", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"bench_training: cannot load the operator floors of {modality} from {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FLOORS
-
-
 def _draw_floor(modality: str, nb: Any, batch: Any, epochs: Any, device: str) -> tuple[float, float]:
     """Mean ms per draw (and calls per draw) of the operators' floors over the calls that drew the
     K = 1 counterfactuals of ``epochs``: the same plans and calls as the timed steps (the
@@ -236,12 +222,13 @@ def _draw_floor(modality: str, nb: Any, batch: Any, epochs: Any, device: str) ->
     cases (median of 5, after one untimed call), the severity of the call's first row; an operator
     with no registered floor counts a clone (the write of its output), and is named."""
     import torch
+    from operator_floors import floor_of, operator_floors
 
-    from c3_core.benchmarking import clone_floor, median_seconds
+    from c3_core.benchmarking import median_seconds
     from c3_core.neighbourhood import _schedule
     from c3_core.training.dataset import epoch_neighbourhood
 
-    floors, unfloored = _operator_floors(modality), set()
+    floors, unfloored = operator_floors(modality), set()
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     total, calls, draws = 0.0, 0, 0
     for epoch in epochs:
@@ -250,12 +237,9 @@ def _draw_floor(modality: str, nb: Any, batch: Any, epochs: Any, device: str) ->
         draws += 1
         for rows, at in _schedule(plans):
             step = plans[rows[0]].steps[at[0]]
-            make = floors.get(step.operator.id)
-            if make is None:  # no floor registered: the least any operator does, writing its output
+            floor, registered = floor_of(floors, step.operator, step.severity)
+            if not registered:
                 unfloored.add(step.operator.id)
-                floor = clone_floor()
-            else:
-                floor = make(*(step.operator, step.severity)[: len(inspect.signature(make).parameters)])
             sub = batch.select([r // k for r in rows])
             state = sub if floor.prepare is None else floor.prepare(sub)
             floor.work(state)
