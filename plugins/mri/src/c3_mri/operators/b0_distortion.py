@@ -44,7 +44,7 @@ class B0Distortion(MriOperator[B0Params]):
     """Δ(p) = Δf(p) / BW_px voxels along phase encode; intensity / (1 + ∂Δ/∂p) (signal conserved)."""
 
     id = "mri.b0_distortion"
-    version = "2"
+    version = "3"  # 3: the exact inverse of the order-2 map and its analytic Jacobian; 1-D interpolation along phase encode
     spatial = True
     severity = Severity(
         "peak_offresonance", "Hz", 0.0, 100.0, (25.0, 50.0, 75.0, 100.0),
@@ -85,9 +85,9 @@ class B0Distortion(MriOperator[B0Params]):
         axis = axes.pop()
         bw = torch.tensor([p.bandwidth_hz_per_px for p in params], device=batch.device).view(-1, *[1] * batch.spatial_dims)
         shift = displacement_px(offresonance_map(batch, params), bw)
-        image, pos = distort(batch.image, shift, axis)
+        image, warp = distort(batch.image, shift, axis, quadratic=True)  # an order-2 map: exact inverse
         mask = None
         if batch.mask is not None:
-            mask = (warp_like(batch.mask.float(), pos, axis) >= 0.5).to(batch.mask.dtype)
-        extras = {k: warp_like(v.float(), pos, axis).to(v.dtype) for k, v in batch.extras.items()}
+            mask = (warp_like(batch.mask.float(), warp) >= 0.5).to(batch.mask.dtype)
+        extras = {k: warp_like(v.float(), warp).to(v.dtype) for k, v in batch.extras.items()}
         return batch.replace(image=image.to(batch.image.dtype), mask=mask, extras=extras)
