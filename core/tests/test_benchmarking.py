@@ -65,7 +65,7 @@ def test_compare_prints_every_peer_and_judges_floor_and_same_physics_peers(capsy
     verdicts = compare(rows, {2: batch}, images, 1, lambda: None)
     out = capsys.readouterr().out
     assert "lib slow [same physics]" in out and "lib other" in out and "error: ZeroDivisionError" in out
-    assert "(no peer installed)" in out and "element-wise: a clone" in out and "(no floor declared)" in out
+    assert "(no peer run: none installed, or no library does this physics)" in out and "element-wise: a clone" in out and "(no floor declared)" in out
     assert len(verdicts) == 2  # the floor and the one same-physics peer that ran; "other" is listed only
     assert verdicts[0].startswith("PASS  gain, B=2: apply") or verdicts[0].startswith("FAIL  gain, B=2: apply")
     assert "its floor (a clone" in verdicts[0] and "target <= 3x (element-wise)" in verdicts[0]

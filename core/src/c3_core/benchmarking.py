@@ -345,7 +345,7 @@ def compare(
                                     f"{peer.library} {peer.name} (same physics, {peer_s * 1e3:.1f} ms / ours s+a "
                                     f"{sa_s * 1e3:.1f} ms); target >= {peer_target:g}x")  # fmt: skip
             if not r.peers:
-                print(f"{'':<7}   (no peer installed)")
+                print(f"{'':<7}   (no peer run: none installed, or no library does this physics)")
     return verdicts
 
 

@@ -260,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
     print("notes: noise: TorchIO RandomNoise adds Gaussian noise (1 normal/voxel, can go negative); ours and MONAI "
           "RandRicianNoise are Rician (2 normals/voxel), same sigma. slice profile: TorchIO RandomBlur and MONAI "
           "GaussianSmooth with sigma only along axis 2. ghosting/spike: TorchIO returns the real part, ours the "
-          "magnitude. motion: TorchIO resamples with SimpleITK (3 transforms = 4 segments).")
+          "magnitude. motion: TorchIO resamples with SimpleITK (3 transforms = 4 segments). b0 distortion, "
+          "contrast: no TorchIO or MONAI transform does this physics (a B0 field map, a Bloch protocol change).")
     print()
     failed = sum(v.startswith("FAIL") for v in verdicts)
     for v in verdicts:

@@ -85,6 +85,24 @@ def test_b0_displacement_matches_formula_and_moves_mask() -> None:
     assert (int(moved.min()), int(moved.max())) == (22, 29)
 
 
+def test_contrast_lookup_slabs_give_the_same_bits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the map runs in slabs of columns; a slab boundary anywhere (here every 7 or 1,000 values,
+    # against one slab for the whole batch) changes nothing, anchors and ties included
+    from c3_mri.operators import contrast
+
+    g = generator_from_seed(11)
+    x = (torch.rand(3, 5000, generator=g) * 16).round() / 8  # many values on the anchors
+    anchors = torch.tensor([[0.25, 0.5, 1.0], [0.5, 0.5, 1.5], [0.125, 1.0, 1.75]])
+    to = anchors * torch.tensor([[1.2, 0.8, 1.1]])
+    monkeypatch.setattr(contrast, "LOOKUP_SLAB_ELEMENTS", 1 << 20)
+    whole = contrast.lookup(x, anchors, to)
+    for slab in (21, 3000):  # 7 and 1,000 columns per slab for 3 cases
+        monkeypatch.setattr(contrast, "LOOKUP_SLAB_ELEMENTS", slab)
+        assert torch.equal(contrast.lookup(x, anchors, to), whole)
+    # two anchors at 0.5 (to 0.6 and 0.4): the map stays monotone, 0.5 goes to 0.6
+    assert float(whole[1, (x[1] == 0.5).nonzero()[0, 0]]) == pytest.approx(0.6)
+
+
 def test_signal_equations_hand_computed() -> None:
     pd, t1, t2 = torch.tensor(0.7, dtype=torch.float64), torch.tensor(1000.0, dtype=torch.float64), torch.tensor(80.0, dtype=torch.float64)
     assert float(spin_echo(pd, t1, t2, 500.0, 20.0)) == pytest.approx(0.7 * (1 - math.exp(-0.5)) * math.exp(-0.25))

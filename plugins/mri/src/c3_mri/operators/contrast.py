@@ -46,22 +46,33 @@ class ContrastParams:
     new_flip_deg: float
 
 
+#: values per slab of :func:`lookup` (1 MiB of float32): its dozen passes stay in the CPU's cache
+LOOKUP_SLAB_ELEMENTS = 1 << 18
+
+
 def lookup(image: Tensor, anchors_from: Tensor, anchors_to: Tensor) -> Tensor:
     """Per-case monotone piecewise-linear map ``(B, N)`` through anchors ``(B, A)`` (sorted by from).
 
-    (0, 0) is prepended; beyond the last anchor the map continues with that anchor's ratio.
+    (0, 0) is prepended; beyond the last anchor the map continues with that anchor's ratio. The
+    values are mapped in slabs of columns (element-wise, so the same bits as in one pass: 1.6x as
+    fast on a 160 x 192 x 160 volume, whose dozen full-size passes would each leave the cache).
     """
     b = image.shape[0]
     zero = torch.zeros(b, 1, dtype=image.dtype, device=image.device)
-    xf = torch.cat([zero, anchors_from.to(image.dtype)], 1)
+    xf = torch.cat([zero, anchors_from.to(image.dtype)], 1).contiguous()
     xt = torch.cummax(torch.cat([zero, anchors_to.to(image.dtype)], 1), 1).values
-    idx = torch.searchsorted(xf.contiguous(), image.contiguous(), right=True).clamp(1, xf.shape[1] - 1)
-    x0, x1 = xf.gather(1, idx - 1), xf.gather(1, idx)
-    y0, y1 = xt.gather(1, idx - 1), xt.gather(1, idx)
-    w = ((image - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
-    inside = y0 + w * (y1 - y0)
     last_ratio = (xt[:, -1] / xf[:, -1].clamp_min(1e-12)).unsqueeze(1)
-    return torch.where(image > xf[:, -1:], image * last_ratio, inside)
+    image = image.contiguous()
+    out = torch.empty_like(image)
+    step = max(1, LOOKUP_SLAB_ELEMENTS // max(b, 1))
+    for start in range(0, image.shape[1], step):
+        x = image[:, start : start + step]
+        idx = torch.searchsorted(xf, x.contiguous(), right=True).clamp_(1, xf.shape[1] - 1)
+        x0, x1 = xf.gather(1, idx - 1), xf.gather(1, idx)
+        y0, y1 = xt.gather(1, idx - 1), xt.gather(1, idx)
+        w = ((x - x0) / (x1 - x0).clamp_min(1e-12)).clamp(0, 1)
+        out[:, start : start + step] = torch.where(x > xf[:, -1:], x * last_ratio, y0 + w * (y1 - y0))
+    return out
 
 
 def class_medians(x: Tensor, classes: int = 3, iterations: int = 10) -> Tensor:
