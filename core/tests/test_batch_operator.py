@@ -27,6 +27,11 @@ def test_collate_select_repeat_concat() -> None:
     assert r.exam_ids == ("toy-000", "toy-000", "toy-001", "toy-001", "toy-002", "toy-002")
     c = concat([b, s])
     assert c.size == 5 and torch.equal(c.mask[3], b.mask[2])
+    pixels = torch.full((2, 1, 16, 16), 7.0)  # rows the caller already gathered: kept, the rest selected
+    given = b.select([2, 0], image=pixels)
+    assert given.image is pixels and torch.equal(given.mask, s.mask) and given.exam_ids == s.exam_ids
+    with pytest.raises(ValueError, match="1 image rows for 2 indices"):
+        b.select([2, 0], image=pixels[:1])
 
 
 @pytest.mark.parametrize(

@@ -148,12 +148,15 @@ class Batch:
         """A copy with fields replaced (tensors are shared, not cloned)."""
         return replace(self, **changes)
 
-    def select(self, index: Sequence[int] | Tensor) -> Batch:
-        """The sub-batch at ``index`` (order kept)."""
+    def select(self, index: Sequence[int] | Tensor, *, image: Tensor | None = None) -> Batch:
+        """The sub-batch at ``index`` (order kept). ``image``: those rows' pixels, when the caller
+        already holds them (one row per index), used instead of a copy of this batch's."""
         idx = torch.as_tensor(index, dtype=torch.long, device=self.image.device)
         ids = [int(i) for i in idx.tolist()]
+        if image is not None and image.shape[0] != len(ids):
+            raise ValueError(f"select: {image.shape[0]} image rows for {len(ids)} indices")
         return Batch(
-            image=self.image.index_select(0, idx),
+            image=self.image.index_select(0, idx) if image is None else image,
             exam_ids=tuple(self.exam_ids[i] for i in ids),
             modality=self.modality,
             domain=self.domain,

@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from c3_core.batch import Batch, CaseInfo, _CheckedSpacing
 from c3_core.operator import Operator, SeverityError
@@ -490,7 +491,9 @@ def apply_plans(original: Batch, plans: Sequence[Plan]) -> tuple[Batch, list[str
     Steps are batched across positions in the plans: a call applies one operator (with one set
     of options) to every row whose next step it is, and the calls are ordered so that an
     operator runs once all the rows that reach it have (see :func:`_schedule`): with the chains
-    of one neighbourhood in a consistent order, each operator is called once.
+    of one neighbourhood in a consistent order, each operator is called once. Operators are
+    batch-invariant (the conformance kit checks it), so which rows share a call, and in which
+    order, does not change a row's result beyond float rounding.
     """
     return _apply_plans(original, plans)
 
@@ -518,15 +521,14 @@ def _apply_plans(
     current = original.replace(image=image, mask=mask, label=label, extras=extras)
     for rows, at in _schedule(plans):
         op = plans[rows[0]].steps[at[0]].operator
-        if source is None or any(at):
-            if source is not None:  # rows at their first step: their pixels are still in ``source``
-                first = [r for r, s in zip(rows, at) if s == 0]
-                if first:
-                    image.index_copy_(0, torch.as_tensor(first, device=image.device),
-                                      source.image.index_select(0, torch.as_tensor([r // k for r in first], device=image.device)))
+        if source is None or all(at):
             sub = current.select(rows)
-        else:
+        elif not any(at):
             sub = source.select([r // k for r in rows])
+        else:  # rows at their first step (pixels still in ``source``) first, then the others
+            rows, at = _first_steps_first(rows, at)
+            sub = current.select(rows, image=_gathered(source.image, [r // k for r, s in zip(rows, at) if s == 0],
+                                                       image, [r for r, s in zip(rows, at) if s > 0]))
         params = [plans[r].steps[s].params for r, s in zip(rows, at)]
         out = op.apply(sub, params)
         for r, why in zip(rows, _step_check(op, at, rows, plans, sub, out, params, cases, case_k)):
@@ -542,6 +544,22 @@ def _apply_plans(
         if label is not None and "label" in op.changes:
             label[idx.to(label.device)] = unknown_like(label[idx.to(label.device)]) if out.label is None else out.label.to(label)
     return current, reasons
+
+
+def _first_steps_first(rows: list[int], at: list[int]) -> tuple[list[int], list[int]]:
+    """``rows`` and their step indices reordered: the rows at their first step first (order kept)."""
+    order = sorted(range(len(rows)), key=lambda i: at[i] > 0)
+    return [rows[i] for i in order], [at[i] for i in order]
+
+
+def _gathered(first: Tensor, first_rows: list[int], second: Tensor, second_rows: list[int]) -> Tensor:
+    """Rows ``first_rows`` of ``first`` followed by rows ``second_rows`` of ``second``, each row
+    copied once (into one new tensor)."""
+    out = torch.empty((len(first_rows) + len(second_rows), *first.shape[1:]), dtype=first.dtype, device=first.device)
+    n = len(first_rows)
+    torch.index_select(first, 0, torch.as_tensor(first_rows, device=first.device), out=out[:n])
+    torch.index_select(second, 0, torch.as_tensor(second_rows, device=second.device), out=out[n:])
+    return out
 
 
 def _schedule(plans: Sequence[Plan]) -> Iterator[tuple[list[int], list[int]]]:
