@@ -249,5 +249,6 @@ def _draw_floor(modality: str, nb: Any, batch: Any, epochs: Any, device: str) ->
         print(f"({modality} B={batch.size}: no floor registered for {', '.join(sorted(unfloored))}: a clone counted)")
     return total * 1000 / draws, calls / draws
 
+
 if __name__ == "__main__":
     main()
