@@ -16,7 +16,7 @@ def operator_floors(modality: str) -> dict[str, Any]:
     path = Path(__file__).resolve().parents[2] / "plugins" / modality / "bench" / f"bench_{modality}.py"
     spec = importlib.util.spec_from_file_location(f"_floors_{modality}", path)
     if not path.is_file() or spec is None or spec.loader is None:
-        raise SystemExit(f"no operator floors for {modality}: {path.relative_to(path.parents[4])} is missing")
+        raise SystemExit(f"no operator floors for {modality}: {path.relative_to(path.parents[3])} is missing")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.FLOORS

@@ -277,6 +277,7 @@ def operators_record(operators: Iterable[Operator[Any]]) -> dict[str, Any]:
     return {"operator_versions": dict(sorted({op.id: str(op.version) for op in ops}.items())),
             **({"case_checked": case} if case else {})}
 
+
 PLANNED_BLOCKS = 1  # Philox blocks (4 words each) precomputed per plan and step; later ones on demand
 
 
@@ -325,7 +326,7 @@ class Neighbourhood:
         """``{operator id: version}`` of every operator and editor the neighbourhood draws from:
         what a stored result made with it depends on besides the spec (a resumed run or a cached
         result must not mix outputs of two versions of an operator)."""
-        return {op.id: str(op.version) for op in self.drawn_operators()}
+        return operators_record(self.drawn_operators())["operator_versions"]
 
     def drawn_operators(self) -> list[Operator[Any]]:
         """Every operator and editor instance of every member's steps, in spec order."""

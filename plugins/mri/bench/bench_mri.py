@@ -17,7 +17,8 @@ k-space truncation (Gibbs) and along the slice axis for the slice profile, and f
 object resampled into each segment's pose (one bilinear ``grid_sample`` per segment; its 1-D FFTs
 along the phase-encode axis are the work above that floor), for B0 distortion the object displaced
 along the phase-encode axis (one linear interpolation along it: two gathers and a lerp; the
-fixed-point inversion of the displacement map is the work above that floor), and a clone for the
+per-voxel inverse of the displacement, a quadratic's root, and the Jacobian are the work above
+that floor), and a clone for the
 protocol contrast (a new signal per voxel; on this phantom, which has no tissue maps, the
 intensity lookup with its k-means anchors). The table lives here, not on the operator classes: a floor is a statement about
 what to time beside the operator on this benchmark's input, and the operator API stays free of

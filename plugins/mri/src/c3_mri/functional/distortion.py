@@ -41,7 +41,7 @@ class AxisWarp:
         length = positions.shape[1 + axis]
         p = positions.clamp(0, length - 1).unsqueeze(1)
         below = p.floor().clamp_max_(max(length - 2, 0))  # the last voxel is read as the upper end of the last gap
-        return cls(axis, positions, below.long(), (p - below).clamp_max_(1.0))
+        return cls(axis, positions, below.long(), p - below)
 
     def sample(self, volume: Tensor) -> Tensor:
         """``volume (B, C, *sp)`` read at the positions: two gathers along the axis and a lerp."""
