@@ -20,7 +20,7 @@ from torch_site import NoRoom, link, torch_site  # noqa: E402  (the one place to
 
 TEST_TOOLS = ["pytest>=8", "hypothesis>=6", "scipy>=1.10"]
 BENCH_TOOLS = ["monai>=1.3", "torchio>=0.19", "albumentations>=2", "imagecorruptions>=1.1", "setuptools<81", "medmnistc>=0.1"]  # the reference implementations the benchmarks compare against (imagecorruptions imports pkg_resources)
-BENCH_VALUE_OPTIONS = ("--device", "--sizes", "--kernels", "--k", "--batch-size", "--repeats", "--only", "--modality", "--passes", "--phases")  # bench options taking a value
+BENCH_VALUE_OPTIONS = ("--device", "--sizes", "--kernels", "--k", "--batch-size", "--repeats", "--only", "--modality", "--passes", "--phases", "--image-size")  # bench options taking a value
 PACKAGES = {
     "core": "core",
     "cxr": "plugins/cxr",

@@ -23,7 +23,30 @@ floor is a statement about what to time beside the operator on this benchmark's 
 floor needs this input's counts), and the operator API stays free of benchmark concerns. Targets: apply <= 3x a clone,
 <= 1.5x its draws, <= 3x its FFTs or its interpolation; ours s+a never slower than a peer doing
 the same physics (marked; here the shot-noise peers of ``cxr.dose``). Other peers are listed for
-reference. The CT operators (``ct.*``) are not timed here: their floor is a projector.
+reference.
+
+CT operators (``ct.*``, rows named ``ct ...``; ``--only ct`` runs them alone), at their extreme
+severity. Input: scikit-image's Shepp-Logan phantom in HU (``c3_cxr.data.ct_examples.shepp_logan_hu``:
+air -1000, soft tissue 0, skull +1000) at the radiographs' 512 x 512 px and 0.703 mm pitch (a 36 cm
+body field of view; the phantom spans about 25 x 33 cm), plus 10 HU of white noise per case drawn
+from explicit generators (a reconstruction's noise; the cases differ), as ``(B, 1, H, W)`` float32
+slices for ``ct.low_dose``, ``ct.kernel`` and ``ct.beam_hardening`` (single: one slice; B=8: 8
+slices) and, for ``ct.slice_thickness`` (volumes only), the same slices stacked 16 deep at 1 mm
+native slices under the z taper of ``ct_examples.ct_batch`` (single: one volume; B=8: 8 volumes).
+Their floors use the project's own parallel-beam kernels (``c3_cxr.functional.tomography``), called
+once on the whole batch at the operators' geometry (ceil(pi/2 N) angles over [0, pi), odd 1-px
+bins over the diagonal: 805 x 727 at 512 px); the HU -> mu * pixel conversion is done outside the
+clock. ``ct.kernel`` and ``ct.beam_hardening``: one ``radon`` + one ``fbp`` (ramp filter by FFT,
+back-projection) of the slices, because both re-filter or bend the projections of the slice and
+must reconstruct the change. ``ct.low_dose``: the same plus the photon draws at its counts (one
+normal per ray for the kept and one for the discarded photons, exact Poisson below 20 counts, as
+``c3_core.functional.photon`` draws them), because it simulates the reference scan and its
+thinning in the sinogram. ``ct.slice_thickness``: the weighted sum along z over the taps of its
+slice-sensitivity profile (``slab_weights``: 3 taps at ratio 3) as shifted slabs of the
+replicate-padded volume, because each output voxel must read that many native slices. The
+projector floors use the FFT target (<= 3x; c3_core has no projector kind), the z sum the
+element-wise one (<= 3x). No peer: no installed library inserts CT noise in the sinogram (or
+re-filters, hardens or thickens) with the same physics.
 
 Ours: each repeat draws the params with ``op.sample_params(case_info(i), generator_from_seed(i),
 severity)``, reads the clock, then runs ``op.apply(batch, params)``: "apply" excludes the sampling
@@ -36,7 +59,7 @@ Every time is the median of N repeats (``time.perf_counter``) after one untimed 
 which also checks that the peer changed the image (a peer that raises is reported and skipped).
 Each row prints the 1-minute load average: numbers taken on a loaded machine are not comparable.
 
-Run: ``nox -s bench -- cxr`` (``--quick``: 64 x 64 images, 1 repeat, a smoke run).
+Run: ``nox -s bench -- cxr`` (``--quick``: 64 x 64 images and CT slices, 1 repeat, a smoke run).
 Threads: ``OMP_NUM_THREADS`` (default 2) for torch and for OpenCV (``cv2.setNumThreads``).
 ``--device cuda`` runs ours and the floors on a GPU (peers stay on the CPU; the clock is read
 after a sync). Peer libraries are optional: a missing one is reported and skipped.
@@ -75,6 +98,10 @@ PIXEL_MM = 360.0 / FULL_SIZE  # a 36 cm detector across 512 px
 K = 8  # images in the batched setting
 DOSE_FRACTION = 0.25
 WINDOW_MU = 4.0  # the reference display window is mu 0..4 (c3_cxr.domains.to_display)
+CT_DEPTH = 16  # native slices per CT volume (ct.slice_thickness)
+CT_SLICE_MM = 1.0  # native slice thickness of the CT volumes, mm (a thin reconstruction)
+CT_NOISE_HU = 10.0  # std of the white noise added to each CT case, HU
+CT_SEED = 20261200  # CT case i draws its noise from generator_from_seed(CT_SEED + i)
 
 
 def _dose_counts(fraction: float, i0: float) -> Any:
@@ -108,6 +135,99 @@ def _padded_fft_floor() -> Floor:
     return Floor("fft", "rfft2 + irfft2 of the batch padded to 2x per axis", work, prepare)
 
 
+def _ct_projection_state(b: Any) -> tuple[Any, Any]:
+    """What the CT operators project, made outside the clock: the slices of ``b`` (HU, 2-D or 3-D) as
+    attenuation per pixel (mu in 1/mm times the pixel in mm, as ``project_hu`` does), ``(S, 1, H, W)``,
+    and the operators' angles (rad, ``default_angles``)."""
+    from c3_cxr.domains import hu_to_mu
+    from c3_cxr.functional.ct import as_slices, pixel_mm
+    from c3_cxr.functional.tomography import default_angles
+
+    slices, per_case = as_slices(b.image)
+    px = pixel_mm(b.spacing, per_case, slices.device, slices.dtype)
+    return hu_to_mu(slices) * px, default_angles(*slices.shape[-2:], slices.device, slices.dtype)
+
+
+def _projector_floor() -> Floor:
+    """One parallel-beam projection and one filtered back-projection of the batch's slices: ``radon``
+    at the operators' angles and bins, then ``fbp`` (Ram-Lak ramp by zero-padded FFT, back-projection).
+
+    ct.kernel (FBP with another ramp window of the projections, minus the FBP with the ramp) and
+    ct.beam_hardening (FBP of -beta p^2 of the projections) must project the slice once and
+    reconstruct the change once; the rest of their work is element-wise on the sinogram or image."""
+    from c3_cxr.functional.tomography import fbp, radon
+
+    def work(state: tuple[Any, Any]) -> Any:
+        mu, angles = state
+        return fbp(radon(mu, angles), angles, *mu.shape[-2:])
+
+    return Floor("fft", "radon + FBP of the slices (projector)", work, _ct_projection_state)
+
+
+def _ct_dose_floor(i0: float, fraction: float) -> Floor:
+    """The projector floor plus the photon draws of ct.low_dose at its counts (``i0`` photons per ray
+    at the reference dose, dose ``fraction``): one normal per ray for the kept (``fraction``) and one
+    for the discarded photons (one in all at fraction 1), exact Poisson where their expected counts
+    are below 20 (``c3_core.functional.photon``). The counts come from a projection made outside the
+    clock; the clock covers the radon, the draws and one FBP.
+
+    ct.low_dose projects the slice, simulates the reference scan and its thinning ray by ray
+    (``poisson_thinning``) and reconstructs the change of the log sinogram once."""
+    import torch
+
+    from c3_core.functional.photon import EXACT_BELOW
+    from c3_cxr.functional.tomography import fbp, radon
+
+    def prepare(b: Any) -> tuple[Any, Any, int, list[Any]]:
+        mu, angles = _ct_projection_state(b)
+        counts = i0 * torch.exp(-radon(mu, angles))  # expected photons per ray at the reference dose
+        parts = [fraction * counts, (1.0 - fraction) * counts] if fraction < 1.0 else [counts]
+        return mu, angles, len(parts), [p[p < EXACT_BELOW].contiguous() for p in parts]
+
+    def work(state: tuple[Any, Any, int, list[Any]]) -> Any:
+        mu, angles, draws, low = state
+        sino = radon(mu, angles)
+        g = torch.Generator(device=mu.device)
+        g.manual_seed(0)
+        z = torch.randn((draws, *sino.shape), generator=g, device=sino.device, dtype=sino.dtype)
+        exact = [torch.poisson(x, generator=g) for x in low]
+        return fbp(sino, angles, *mu.shape[-2:]), z, exact
+
+    normals = "2 normals" if fraction < 1.0 else "1 normal"
+    return Floor("fft", f"radon + {normals}/ray + Poisson < {EXACT_BELOW:g} + FBP", work, prepare)
+
+
+def _z_sum_floor(ratio: float) -> Floor:
+    """ct.slice_thickness at ``ratio`` (x native thickness): the weighted sum along z over the taps of
+    its box slice-sensitivity profile (``slab_weights``, 2 ceil((ratio - 1) / 2) + 1 taps) as shifted
+    slabs of the volume, replicate-padded along z outside the clock; a clone at ratio 1 (identity).
+
+    Each output voxel averages that many native slices, so it must read them all once."""
+    import torch
+    from torch.nn import functional as F
+
+    from c3_cxr.functional.ct import slab_weights
+
+    r = torch.tensor([float(ratio)])
+    half = int(torch.ceil((r - 1) / 2).item())  # as thicken_slices computes it
+    if half <= 0:
+        return clone_floor()
+    taps = [float(v) for v in slab_weights(r, half)[0]]
+
+    def prepare(b: Any) -> tuple[Any, int]:
+        v = b.image  # (B, 1, D, H, W)
+        return F.pad(v, (0, 0, 0, 0, half, half), mode="replicate"), v.shape[2]
+
+    def work(state: tuple[Any, int]) -> Any:
+        padded, d = state
+        out = padded[:, :, :d] * taps[0]
+        for k in range(1, len(taps)):
+            out.add_(padded[:, :, k : k + d], alpha=taps[k])
+        return out
+
+    return Floor("element-wise", f"{len(taps)}-tap weighted sum along z", work, prepare)
+
+
 FLOORS: dict[str, Callable[[Any, float], Floor]] = {
     # operator id -> its floor, given the operator and the severity (they fix the counts of a photon floor)
     "cxr.dose": lambda op, sev: photon_floor(_dose_counts(sev, op.i0)),
@@ -117,6 +237,10 @@ FLOORS: dict[str, Callable[[Any, float], Floor]] = {
     "cxr.beam_hardening": lambda op, sev: clone_floor(),
     "cxr.scatter": lambda op, sev: _padded_fft_floor(),  # a kernel as wide as the image: linear convolution
     "cxr.geometry": lambda op, sev: resample_floor(),
+    "ct.low_dose": lambda op, sev: _ct_dose_floor(op.i0, sev),  # the projector + its photon draws
+    "ct.kernel": lambda op, sev: _projector_floor(),
+    "ct.beam_hardening": lambda op, sev: _projector_floor(),
+    "ct.slice_thickness": lambda op, sev: _z_sum_floor(sev),  # a weighted sum along z
 }
 
 
@@ -186,11 +310,53 @@ def _rows(libs: dict[str, Any], sigma_display: float) -> list[Row]:
     return rows
 
 
+def _ct_rows() -> tuple[list[Row], list[Row]]:
+    """The CT operators at their extreme severity, each with its floor: (rows on slices, rows on volumes)."""
+    from c3_cxr.operators.ct_beam_hardening import CTBeamHardening
+    from c3_cxr.operators.ct_dose import CTLowDose
+    from c3_cxr.operators.ct_kernel import CTKernel
+    from c3_cxr.operators.ct_slice import CTSliceThickness
+
+    def row(name: str, op: Any, note: str) -> Row:
+        sev = op.severity.extreme
+        return Row(f"ct {name} {sev:g}", op, sev, note=note, floor=FLOORS[op.id](op, sev))
+
+    dose = CTLowDose()
+    slices = [
+        row("low dose", dose, f"ours: radon, Poisson reference scan at I0 {dose.i0:g}/ray split into kept and discarded photons, "
+                              "FBP of the log change; floor: the same radon, draws and one FBP; no peer: no same-physics "
+                              "library for CT noise insertion is installed"),
+        row("kernel", CTKernel(), "ours: radon + one FBP with the change of the ramp window; floor: radon + FBP"),
+        row("beam hardening", CTBeamHardening(), "ours: radon, -beta p^2, one FBP of the change; floor: radon + FBP"),
+    ]
+    volumes = [row("slice thickness", CTSliceThickness(), "ours: box slice profile along z, a multiply-add per tap on "
+                                                          "shifted slabs, end slices replicated; floor: the same sum on "
+                                                          "a volume padded outside the clock")]
+    return slices, volumes
+
+
+def _ct_input(size: int, n: int) -> tuple[Any, Any]:
+    """``n`` CT cases in HU: slices ``(n, 1, size, size)`` (Shepp-Logan plus ``CT_NOISE_HU`` of white
+    noise, case i from ``generator_from_seed(CT_SEED + i)``) and volumes ``(n, 1, CT_DEPTH, size, size)``
+    (each slice stacked under the z taper of ``ct_examples.ct_batch``, so thickening has something to average)."""
+    import torch
+
+    from c3_core.seeding import generator_from_seed
+    from c3_cxr.data.ct_examples import shepp_logan_hu
+
+    base = shepp_logan_hu(size)
+    noise = [torch.randn(base.shape, generator=generator_from_seed(CT_SEED + i)) for i in range(n)]
+    slices = torch.stack([base + CT_NOISE_HU * z for z in noise])[:, None].contiguous()
+    z = torch.linspace(-1, 1, CT_DEPTH).view(1, 1, -1, 1, 1)
+    volumes = -1000.0 + (slices[:, :, None] + 1000.0) * (1 - 0.6 * z**2).clamp_min(0)
+    return slices, volumes.contiguous()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="64 x 64 images, 1 repeat (smoke run)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run")
+    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run; 'ct': the CT rows")
     ap.add_argument("--device", default="cpu", help="torch device for ours (peers always run on the CPU)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
@@ -239,9 +405,20 @@ def main(argv: list[str] | None = None) -> int:
     counts = DOSE_FRACTION * 20000.0 * torch.exp(-mu[body])
     sigma_display = float((1.0 / counts.sqrt()).mean()) / WINDOW_MU
     rows = _rows(libs, sigma_display)
+    ct_slice_rows, ct_volume_rows = _ct_rows()
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
-        rows = [r for r in rows if any(w in r.name for w in wanted)]
+        rows, ct_slice_rows, ct_volume_rows = ([r for r in rs if any(w in r.name for w in wanted)]
+                                               for rs in (rows, ct_slice_rows, ct_volume_rows))
+    ct_batches: dict[str, dict[int, Batch]] = {}
+    if ct_slice_rows or ct_volume_rows:
+        hu, volumes = _ct_input(size, K)
+        ids = tuple(f"bench-ct-{i:03d}" for i in range(K))
+        flat, deep = ((pixel_mm, pixel_mm),), ((CT_SLICE_MM, pixel_mm, pixel_mm),)
+        ct_batches["slices"] = {1: Batch(hu[:1].clone().to(device), ids[:1], "ct", "hu", flat),
+                                K: Batch(hu.to(device), ids, "ct", "hu", flat * K)}
+        ct_batches["volumes"] = {1: Batch(volumes[:1].clone().to(device), ids[:1], "ct", "hu", deep),
+                                 K: Batch(volumes.to(device), ids, "ct", "hu", deep * K)}
     np.random.seed(0)  # imagecorruptions' and MedMNIST-C's only source of randomness
 
     versions = peer_versions(libs) or "no peer library"
@@ -252,11 +429,19 @@ def main(argv: list[str] | None = None) -> int:
           + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
     print("times in ms per batch; ratio = ours apply / floor; peer speedup = peer / ours s+a (above 1: ours faster); "
           "peers loop over the images")
-    verdicts = compare(rows, batches, images, repeats, sync, name_width=18, peer_width=44)
+    verdicts = compare(rows, batches, images, repeats, sync, name_width=18, peer_width=44) if rows else []
+    if rows:
+        print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
+              + f"; peers: GaussNoise std {sigma_display:.4f} (our dose noise in display units), ShotNoise scale 1e-3; "
+              "imagecorruptions stacks grey images to 3 channels; MedMNIST-C runs on PIL images.")
+    if ct_batches:
+        print(f"\nCT: Shepp-Logan in HU + {CT_NOISE_HU:g} HU noise, slices (B, 1, {size}, {size}) at {pixel_mm:.3f} mm; "
+              f"volumes (B, 1, {CT_DEPTH}, {size}, {size}) at {CT_SLICE_MM:g} mm slices; no peer library does this physics")
+        for kind, ct_rows in (("slices", ct_slice_rows), ("volumes", ct_volume_rows)):
+            if ct_rows:
+                verdicts += compare(ct_rows, ct_batches[kind], {}, repeats, sync, name_width=24, peer_width=44)
+        print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in ct_slice_rows + ct_volume_rows if r.note) + ".")
     failed = sum(v.startswith("FAIL") for v in verdicts)
-    print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
-          + f"; peers: GaussNoise std {sigma_display:.4f} (our dose noise in display units), ShotNoise scale 1e-3; "
-          "imagecorruptions stacks grey images to 3 channels; MedMNIST-C runs on PIL images.")
     print()
     for v in verdicts:
         print(v)

@@ -12,7 +12,7 @@ from scipy import stats
 
 from c3_core.batch import Batch
 from c3_cxr.data.ct_examples import ct_batch, ct_small_hu, shepp_logan_hu
-from c3_cxr.functional.ct import poisson_thinning, slab_weights
+from c3_cxr.functional.ct import poisson_thinning, slab_weights, thicken_slices
 from c3_cxr.functional.tomography import default_angles, fbp, radon
 from c3_cxr.operators.ct_beam_hardening import CTBeamHardening, CTBeamHardeningParams
 from c3_cxr.operators.ct_dose import CTDoseParams, CTLowDose
@@ -141,6 +141,25 @@ def test_slice_thickness_averages_along_z_only() -> None:
     step[:, :, 4:] = 1000.0
     thick = CTSliceThickness().apply(_ct(step, (5.0, 1.0, 1.0)), [CTSliceParams(2.0)]).image
     assert torch.allclose(thick[0, 0, 3:5, 0, 0], torch.tensor([250.0, 750.0]))  # partial volume at the edge
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 7, 12])
+def test_thicken_slices_is_the_replicate_padded_weighted_sum(depth: int) -> None:
+    """Against the definition, in float64: out[z] = sum_t w_t · volume[clamp(z + t)], per case its
+    own weights (a ratio of 1 is the identity beside a wider one), volumes shorter than the taps."""
+    g = torch.Generator().manual_seed(depth)
+    ratios = torch.tensor([1.0, 1.5, 3.0, 5.5])
+    vol = torch.randn(4, 2, depth, 6, 5, generator=g, dtype=torch.float64) * 100
+    half = 3  # ceil((5.5 - 1) / 2): taps -3 .. 3
+    w = slab_weights(ratios.double(), half)
+    want = torch.zeros_like(vol)
+    for z in range(depth):
+        for t in range(-half, half + 1):
+            want[:, :, z] += w[:, t + half].view(-1, 1, 1, 1) * vol[:, :, min(max(z + t, 0), depth - 1)]
+    torch.testing.assert_close(thicken_slices(vol, ratios.double()), want, rtol=1e-12, atol=1e-10)
+    out32 = thicken_slices(vol.float(), ratios)
+    torch.testing.assert_close(out32, want.float(), rtol=1e-5, atol=1e-3)
+    assert torch.equal(out32[0], vol[0].float())  # ratio 1: the slices themselves
 
 
 def test_slice_thickness_refuses_single_slices() -> None:

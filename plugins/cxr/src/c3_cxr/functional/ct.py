@@ -96,13 +96,28 @@ def slab_weights(ratio: Tensor, max_half: int) -> Tensor:
 
 
 def thicken_slices(volume: Tensor, ratio: Tensor) -> Tensor:
-    """Partial-volume averaging along z of ``(B, 1, D, H, W)`` (replicate padding at the ends)."""
+    """Partial-volume averaging along z of ``(B, C, D, H, W)`` (replicate padding at the ends).
+
+    Output slice z is ``sum_t w_t · volume[clamp(z + t)]`` over the taps t of :func:`slab_weights`:
+    one multiply-add of the whole volume per tap, read from shifted slabs of the input (the slices
+    beyond either end read the end slice), so no padded copy of the volume is made.
+    """
     b, c, d, h, w = volume.shape
     max_half = int(torch.ceil((ratio.max() - 1) / 2).item()) if ratio.numel() else 0
     if max_half == 0:
         return volume
     weights = slab_weights(ratio.to(volume.dtype), max_half)  # (B, L)
-    x = volume.reshape(1, b * c, d, h * w)
-    x = torch.nn.functional.pad(x, (0, 0, max_half, max_half), mode="replicate")
-    kernel = weights.repeat_interleave(c, dim=0).view(b * c, 1, -1, 1)
-    return torch.nn.functional.conv2d(x, kernel, groups=b * c).reshape(b, c, d, h, w)
+    out = volume * weights[:, max_half].view(b, 1, 1, 1, 1)
+    for offset in (o for o in range(-max_half, max_half + 1) if o != 0):
+        tap = weights[:, max_half + offset].view(b, 1, 1, 1, 1)
+        inner = max(d - abs(offset), 0)  # output slices whose source slice z + offset is inside the volume
+        edge = d - inner  # the rest read the first (offset < 0) or last (offset > 0) slice
+        if offset > 0:
+            if inner:
+                out.narrow(2, 0, inner).addcmul_(volume.narrow(2, offset, inner), tap)
+            out.narrow(2, inner, edge).addcmul_(volume.narrow(2, d - 1, 1), tap)
+        else:
+            if inner:
+                out.narrow(2, edge, inner).addcmul_(volume.narrow(2, 0, inner), tap)
+            out.narrow(2, 0, edge).addcmul_(volume.narrow(2, 0, 1), tap)
+    return out

@@ -26,7 +26,7 @@ class CTSliceThickness(CTOperator[CTSliceParams]):
     with z first; single 2-D slices carry no z information, so 2-D input is refused."""
 
     id = "ct.slice_thickness"
-    version = "1"
+    version = "2"  # 2: one multiply-add per tap on shifted slabs (no padded copy, no convolution): rounding apart
     spatial_dims: ClassVar[tuple[int, ...]] = (3,)
     severity = Severity(
         "thickness_ratio", "× native slice thickness", 1.0, 3.0, (1.5, 2.0, 3.0),
