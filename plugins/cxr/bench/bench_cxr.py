@@ -33,18 +33,19 @@ from explicit generators (a reconstruction's noise; the cases differ), as ``(B, 
 slices for ``ct.low_dose``, ``ct.kernel`` and ``ct.beam_hardening`` (single: one slice; B=8: 8
 slices) and, for ``ct.slice_thickness`` (volumes only), the same slices stacked 16 deep at 1 mm
 native slices under the z taper of ``ct_examples.ct_batch`` (single: one volume; B=8: 8 volumes).
-Their floors use the project's own parallel-beam kernels (``c3_cxr.functional.tomography``), called
-once on the whole batch at the operators' geometry (ceil(pi/2 N) angles over [0, pi), odd 1-px
-bins over the diagonal: 805 x 727 at 512 px); the HU -> mu * pixel conversion is done outside the
-clock. ``ct.kernel`` and ``ct.beam_hardening``: one ``radon`` + one ``fbp`` (ramp filter by FFT,
-back-projection) of the slices, because both re-filter or bend the projections of the slice and
-must reconstruct the change. ``ct.low_dose``: the same plus the photon draws at its counts (one
-normal per ray for the kept and one for the discarded photons, exact Poisson below 20 counts, as
-``c3_core.functional.photon`` draws them), because it simulates the reference scan and its
-thinning in the sinogram. ``ct.slice_thickness``: the weighted sum along z over the taps of its
-slice-sensitivity profile (``slab_weights``: 3 taps at ratio 3) as shifted slabs of the
-replicate-padded volume, because each output voxel must read that many native slices. The
-projector floors use the FFT target (<= 3x; c3_core has no projector kind), the z sum the
+Their floors count the interpolation a projector must do at the operators' geometry (ceil(pi/2 N)
+angles over [0, pi), 805 at 512 px): one linear interpolation per pixel per angle for the
+projection and as many for the back-projection (two gathers and a lerp each, the positions made
+outside the clock), the slices' HU -> mu * pixel conversion also outside. ``ct.kernel`` and
+``ct.beam_hardening``: that interpolation, because both re-filter or bend the projections of the
+slice and must project it and reconstruct the change once (the ramp filter's FFTs, a few ms, and
+the element-wise work on the sinogram are left out). ``ct.low_dose``: the same plus the photon
+draws at its counts (one normal per ray for the kept and one for the discarded photons, exact
+Poisson below 20 counts, as ``c3_core.functional.photon`` draws them), because it simulates the
+reference scan and its thinning in the sinogram. ``ct.slice_thickness``: the weighted sum along z
+over the taps of its slice-sensitivity profile (``slab_weights``: 3 taps at ratio 3) as shifted
+slabs of the replicate-padded volume, because each output voxel must read that many native
+slices. The projector floors use the resampling target (<= 3x its interpolation), the z sum the
 element-wise one (<= 3x). No peer: no installed library inserts CT noise in the sinogram (or
 re-filters, hardens or thickens) with the same physics.
 
@@ -148,20 +149,54 @@ def _ct_projection_state(b: Any) -> tuple[Any, Any]:
     return hu_to_mu(slices) * px, default_angles(*slices.shape[-2:], slices.device, slices.dtype)
 
 
+def _interpolation_state(b: Any) -> dict[str, Any]:
+    """The projector floor's state, made outside the clock: the slices as ``_ct_projection_state``
+    gives them, flattened with a zero beyond each row; the operators' number of angles A and
+    detector bins D; and, for one call's worth of angles (as many as ``tomography`` gathers per
+    call), each pixel's position on the projection rotated to that angle, as int32 indices into the
+    flat slices and interpolation weights (reused for every call: the cost does not depend on the angle)."""
+    import torch
+    from torch.nn import functional as F
+
+    from c3_cxr.functional.tomography import _angles_per_call, detector_bins
+
+    mu, angles = _ct_projection_state(b)
+    s, _, h, w = mu.shape
+    chunk = angles[: _angles_per_call(s, h * w)]
+    c, si = chunk.cos().view(-1, 1, 1), chunk.sin().view(-1, 1, 1)
+    xs = (torch.arange(w, device=mu.device, dtype=mu.dtype) - (w - 1) / 2).view(1, 1, -1)
+    ys = (torch.arange(h, device=mu.device, dtype=mu.dtype) - (h - 1) / 2).view(1, -1, 1)
+    pos = (xs * c + ys * si + (w + 1) / 2).clamp(0, w + 1)  # along a row, in the padded row
+    start = pos.floor().clamp(max=w)
+    rows = (torch.arange(h, device=mu.device, dtype=torch.int32) * (w + 2)).view(1, -1, 1)
+    index = (start.to(torch.int32) + rows).flatten()
+    return {"flat": F.pad(mu[:, 0], (1, 1)).reshape(s, -1), "a": angles.numel(), "d": detector_bins(h, w),
+            "chunk": chunk.numel(), "index": index, "next": index + 1, "frac": (pos - start).flatten(), "pixels": h * w}
+
+
+def _interpolate(state: dict[str, Any]) -> None:
+    """A x H x W linear interpolations of the slices (two gathers and a lerp each, positions given),
+    summed over each call's angles, twice: the least a two-tap interpolating projector and
+    back-projector read and compute (the positions' arithmetic is left out)."""
+    flat, index, after, frac = state["flat"], state["index"], state["next"], state["frac"]
+    for _ in range(2 * -(-state["a"] // state["chunk"])):
+        low = flat.index_select(1, index)
+        low.lerp_(flat.index_select(1, after), frac).view(flat.shape[0], state["chunk"], state["pixels"]).sum(1)
+
+
 def _projector_floor() -> Floor:
-    """One parallel-beam projection and one filtered back-projection of the batch's slices: ``radon``
-    at the operators' angles and bins, then ``fbp`` (Ram-Lak ramp by zero-padded FFT, back-projection).
+    """The interpolation an interpolating projector and back-projector must do at the operators'
+    angles: one linear interpolation per pixel per angle for the projection and as many for the
+    back-projection, with positions made outside the clock (``_interpolation_state``).
 
     ct.kernel (FBP with another ramp window of the projections, minus the FBP with the ramp) and
     ct.beam_hardening (FBP of -beta p^2 of the projections) must project the slice once and
-    reconstruct the change once; the rest of their work is element-wise on the sinogram or image."""
-    from c3_cxr.functional.tomography import fbp, radon
-
-    def work(state: tuple[Any, Any]) -> Any:
-        mu, angles = state
-        return fbp(radon(mu, angles), angles, *mu.shape[-2:])
-
-    return Floor("fft", "radon + FBP of the slices (projector)", work, _ct_projection_state)
+    reconstruct the change once; the ramp filter's FFTs (a few ms) and the element-wise work on the
+    sinogram are left out. Ours (Joseph's method) samples each of the D rays once per row or column
+    (D x H samples per angle, about 1.4 times the pixels), then back-projects one sample per pixel
+    per angle, each sample's position computed."""
+    return Floor("resample", "A x H x W linear interpolations, twice (projection + back-projection)", _interpolate,
+                 _interpolation_state)
 
 
 def _ct_dose_floor(i0: float, fraction: float) -> Floor:
@@ -169,32 +204,33 @@ def _ct_dose_floor(i0: float, fraction: float) -> Floor:
     at the reference dose, dose ``fraction``): one normal per ray for the kept (``fraction``) and one
     for the discarded photons (one in all at fraction 1), exact Poisson where their expected counts
     are below 20 (``c3_core.functional.photon``). The counts come from a projection made outside the
-    clock; the clock covers the radon, the draws and one FBP.
+    clock; the clock covers the interpolation and the draws.
 
     ct.low_dose projects the slice, simulates the reference scan and its thinning ray by ray
     (``poisson_thinning``) and reconstructs the change of the log sinogram once."""
     import torch
 
     from c3_core.functional.photon import EXACT_BELOW
-    from c3_cxr.functional.tomography import fbp, radon
+    from c3_cxr.functional.tomography import radon
 
-    def prepare(b: Any) -> tuple[Any, Any, int, list[Any]]:
+    def prepare(b: Any) -> tuple[dict[str, Any], int, list[Any]]:
+        state = _interpolation_state(b)
         mu, angles = _ct_projection_state(b)
         counts = i0 * torch.exp(-radon(mu, angles))  # expected photons per ray at the reference dose
         parts = [fraction * counts, (1.0 - fraction) * counts] if fraction < 1.0 else [counts]
-        return mu, angles, len(parts), [p[p < EXACT_BELOW].contiguous() for p in parts]
+        return state, len(parts), [p[p < EXACT_BELOW].contiguous() for p in parts]
 
-    def work(state: tuple[Any, Any, int, list[Any]]) -> Any:
-        mu, angles, draws, low = state
-        sino = radon(mu, angles)
-        g = torch.Generator(device=mu.device)
+    def work(prepared: tuple[dict[str, Any], int, list[Any]]) -> Any:
+        state, draws, low = prepared
+        flat = state["flat"]
+        _interpolate(state)
+        g = torch.Generator(device=flat.device)
         g.manual_seed(0)
-        z = torch.randn((draws, *sino.shape), generator=g, device=sino.device, dtype=sino.dtype)
-        exact = [torch.poisson(x, generator=g) for x in low]
-        return fbp(sino, angles, *mu.shape[-2:]), z, exact
+        z = torch.randn((draws, flat.shape[0], 1, state["a"], state["d"]), generator=g, device=flat.device, dtype=flat.dtype)
+        return z, [torch.poisson(x, generator=g) for x in low]
 
     normals = "2 normals" if fraction < 1.0 else "1 normal"
-    return Floor("fft", f"radon + {normals}/ray + Poisson < {EXACT_BELOW:g} + FBP", work, prepare)
+    return Floor("resample", f"A x H x W interpolations twice + {normals}/ray + Poisson < {EXACT_BELOW:g}", work, prepare)
 
 
 def _z_sum_floor(ratio: float) -> Floor:
@@ -324,10 +360,10 @@ def _ct_rows() -> tuple[list[Row], list[Row]]:
     dose = CTLowDose()
     slices = [
         row("low dose", dose, f"ours: radon, Poisson reference scan at I0 {dose.i0:g}/ray split into kept and discarded photons, "
-                              "FBP of the log change; floor: the same radon, draws and one FBP; no peer: no same-physics "
-                              "library for CT noise insertion is installed"),
-        row("kernel", CTKernel(), "ours: radon + one FBP with the change of the ramp window; floor: radon + FBP"),
-        row("beam hardening", CTBeamHardening(), "ours: radon, -beta p^2, one FBP of the change; floor: radon + FBP"),
+                              "FBP of the log change; floor: the interpolation of a projection and a back-projection, and "
+                              "the draws; no peer: no same-physics library for CT noise insertion is installed"),
+        row("kernel", CTKernel(), "ours: radon + one FBP with the change of the ramp window; floor: the interpolation"),
+        row("beam hardening", CTBeamHardening(), "ours: radon, -beta p^2, one FBP of the change; floor: the interpolation"),
     ]
     volumes = [row("slice thickness", CTSliceThickness(), "ours: box slice profile along z, a multiply-add per tap on "
                                                           "shifted slabs, end slices replicated; floor: the same sum on "

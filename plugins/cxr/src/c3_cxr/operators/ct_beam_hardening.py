@@ -24,7 +24,7 @@ class CTBeamHardening(CTOperator[CTBeamHardeningParams]):
     reads low (cupping) and dark bands join dense structures. Shifts are in HU."""
 
     id = "ct.beam_hardening"
-    version = "1"
+    version = "2"  # 2: Joseph's projector and a gathered back-projection (c3_cxr.functional.tomography)
     severity = Severity(
         "beta", "1 / line-integral unit (residual after water correction)", 0.0, 0.014, (0.005, 0.01, 0.014),
         source=SeveritySource(

@@ -32,7 +32,7 @@ class CTLowDose(CTOperator[CTDoseParams]):
     """
 
     id = "ct.low_dose"
-    version = "2"  # 2: kept and discarded photons drawn by c3_core.functional.photon (no binomial), new realisations
+    version = "3"  # 3: Joseph's projector and a gathered back-projection; 2: photons drawn by c3_core.functional.photon
     severity = Severity(
         "dose_fraction", "fraction of the reference mAs", 1.0, 0.1, (0.5, 0.25, 0.1),
         source=SeveritySource(

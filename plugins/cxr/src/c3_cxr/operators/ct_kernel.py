@@ -29,7 +29,7 @@ class CTKernel(CTOperator[CTKernelParams]):
     """
 
     id = "ct.kernel"
-    version = "1"
+    version = "2"  # 2: Joseph's projector and a gathered back-projection (c3_cxr.functional.tomography)
     severity = Severity(
         "kernel_change", "fraction of the soft-to-sharp range (sign drawn)", 0.0, 1.0, (0.25, 0.5, 1.0),
         source=SeveritySource(
