@@ -163,9 +163,12 @@ def test_check_reference_case_sees_the_whole_chain(host: PluginHost, k: int) -> 
     assert all(r is not None and "mean x2.00" in r for r in reasons["toy.gain_case"])  # the second sees x2
 
 
-def test_check_reference_is_validated() -> None:
+def test_check_reference_is_validated_and_catalogued() -> None:
     with pytest.raises(TypeError, match="check_reference must be one of"):
         type("Bad", (toy_plugin.ToyGain,), {"id": "toy.bad", "check_reference": "step"})
+    # the catalogue (c3 ops --json) says what each check compares with
+    assert _GainCheckedAgainstInput.describe()["check_reference"] == "input"
+    assert _GainCheckedAgainstCase.describe()["check_reference"] == "case"
 
 
 class _GainEdit(toy_plugin.ToyGain):

@@ -269,7 +269,8 @@ class Operator(ABC, Generic[P]):
 
     @classmethod
     def describe(cls) -> dict[str, Any]:
-        """The catalogue entry: id, version, domain, units, severity range, flags."""
+        """The catalogue entry: id, version, domain, units, severity range, flags, and what
+        ``check`` compares a step's output with (``check_reference``: its input or the case as drawn)."""
         return {
             "id": cls.id,
             "version": cls.version,
@@ -280,6 +281,7 @@ class Operator(ABC, Generic[P]):
             "preserves": sorted(cls.preserves),
             "changes": sorted(cls.changes),
             "spatial_dims": list(cls.spatial_dims),
+            "check_reference": cls.check_reference,
             "severity": cls.severity.describe(),
             "summary": cls.summary,
             "params": [f for f in getattr(cls.params_type, "__dataclass_fields__", {})],
