@@ -15,6 +15,8 @@ from c3_ultrasound.functional.speckle import (
     k_alpha_for_contrast,
     k_contrast,
     k_speckle,
+    psf_filter,
+    psf_kernel_1d,
     rayleigh_speckle,
     rician_coherent_for_contrast,
     rician_contrast,
@@ -40,6 +42,21 @@ def test_uncorrelated_speckle_is_rayleigh_with_unit_mean_square() -> None:
     assert float((a**2).mean()) == pytest.approx(1.0, rel=0.01)
     assert stats.kstest(a.numpy(), stats.rayleigh(scale=math.sqrt(0.5)).cdf).pvalue > 0.01
     assert _contrast(a) == pytest.approx(RAYLEIGH_CONTRAST, rel=0.02)
+
+
+@pytest.mark.parametrize(("h", "w", "sa", "sl"), [(16, 12, 0.8, 1.7), (9, 40, 3.0, 0.0), (5, 5, 9.0, 9.0)])
+def test_psf_filter_is_the_circular_convolution(h: int, w: int, sa: float, sl: float) -> None:
+    """Against the definition: out[i, j] = sum_a sum_l ka[a] kl[l] x[(i + a - pa) mod H, (j + l - pl) mod W],
+    in float64, per field; kernels wider than the image are capped (the (5, 5) case)."""
+    x = torch.randn(3, h, w, generator=generator_from_seed(h * w), dtype=torch.float64)
+    ka = psf_kernel_1d(sa, torch.float64, x.device, (h - 1) // 2)
+    kl = psf_kernel_1d(sl, torch.float64, x.device, (w - 1) // 2)
+    pa, pl = ka.numel() // 2, kl.numel() // 2
+    want = torch.zeros_like(x)
+    for a in range(ka.numel()):
+        for b in range(kl.numel()):
+            want += ka[a] * kl[b] * torch.roll(x, shifts=(pa - a, pl - b), dims=(1, 2))
+    torch.testing.assert_close(psf_filter(x, sa, sl), want, rtol=1e-12, atol=1e-12)
 
 
 def test_psf_correlation_keeps_the_marginal_law() -> None:

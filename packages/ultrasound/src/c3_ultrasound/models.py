@@ -24,7 +24,7 @@ from c3_ultrasound.data.demo import CLASSES, UltrasoundDemo
 from c3_ultrasound.domains import envelope_to_bmode
 from c3_ultrasound.intensity_domains import ENVELOPE
 
-DEMO_WEIGHTS = "c3_ultrasound-demo_cnn-v3"  # bump when the architecture, data or training change (v3: seeded init)
+DEMO_WEIGHTS = "c3_ultrasound-demo_cnn-v4"  # bump when the architecture, data or training change (v3: seeded init; v4: speckle v3 phantoms)
 
 
 class EchoCNN(nn.Module):

@@ -86,7 +86,7 @@ class Speckle(UltrasoundOperator[SpeckleParams]):
     """Multiply the envelope by a new PSF-correlated speckle field of a given contrast."""
 
     id = "us.speckle"
-    version = "2"
+    version = "3"  # 3: the PSF blur by multiply-adds on shifted views (psf_filter), not a one-channel conv2d: rounding apart
     severity = Severity(
         "speckle_contrast",
         "std/mean of the multiplicative amplitude (0 none, 0.523 Rayleigh, above: K-distributed)",
