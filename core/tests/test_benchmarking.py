@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import toy_plugin
 
 from c3_core.batch import collate
-from c3_core.benchmarking import Peer, format_ratio, median_seconds, time_operator, warm_peer
+from c3_core.benchmarking import (
+    Peer,
+    format_ratio,
+    median_seconds,
+    operator_bench_arguments,
+    print_verdicts,
+    time_operator,
+    warm_peer,
+)
 
 
 def test_median_seconds_is_the_median_of_the_calls_and_syncs_around_each() -> None:
@@ -100,3 +110,25 @@ def test_admissible_clamps_into_the_severity_range() -> None:
     op = toy_plugin.ToyGain()
     lo, hi = op.severity.low, op.severity.high
     assert admissible(op, hi + 100) == hi and admissible(op, lo - 100) == lo and admissible(op, (lo + hi) / 2) == (lo + hi) / 2
+
+
+def test_print_verdicts_counts_the_failed_targets_and_reports_the_wall_time(capsys) -> None:  # noqa: ANN001
+    print_verdicts(["PASS  a, single: ...", "FAIL  b, B=8: ...", "FAIL  c, B=8: ..."], time.perf_counter() - 2.0)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:3] == ["PASS  a, single: ...", "FAIL  b, B=8: ...", "FAIL  c, B=8: ..."]
+    assert lines[3] == "2 target(s) failed"
+    assert lines[4].startswith("total 2 s; load average ")
+    print_verdicts(["PASS  a, single: ..."], time.perf_counter())
+    assert capsys.readouterr().out.splitlines()[1] == "all targets met"
+
+
+def test_operator_bench_arguments_are_the_shared_options() -> None:
+    ap = operator_bench_arguments("Doc line.\n\nMore.", "64 x 64 images", only="; 'ct': the CT rows")
+    assert ap.description == "Doc line."
+    assert vars(ap.parse_args([])) == {"quick": False, "repeats": 3, "only": "", "device": "cpu"}
+    args = ap.parse_args(["--quick", "--repeats", "7", "--only", "ct,dose", "--device", "cuda"])
+    assert (args.quick, args.repeats, args.only, args.device) == (True, 7, "ct,dose", "cuda")
+    shown = " ".join(ap.format_help().split())  # argparse wraps the help text
+    assert "to run; 'ct': the CT rows" in shown and "64 x 64 images, 1 repeat (smoke run)" in shown
+    with pytest.raises(SystemExit):
+        ap.parse_args(["--repeats", "many"])

@@ -18,6 +18,7 @@ here is imported by the rest of c3-core, and no peer library is imported at modu
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import statistics
@@ -234,6 +235,32 @@ def _ms(seconds: float) -> str:
 def format_ratio(ratio: float) -> str:
     """A ratio as "12x", "3.4x" or "0.05x" (two significant digits below 10)."""
     return f"{ratio:.0f}x" if ratio >= 10 else f"{ratio:.2g}x"
+
+
+def operator_bench_arguments(
+    doc: str | None, quick: str, device: str = "torch device for ours and the floors", only: str = ""
+) -> argparse.ArgumentParser:
+    """The options every operator benchmark takes: ``--quick`` (``quick`` says its input),
+    ``--repeats`` (median of N, default 3), ``--only`` (row names by substring; ``only`` adds to its
+    help) and ``--device`` (``device`` says what runs there). The description is ``doc``'s first line."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap.add_argument("--quick", action="store_true", help=f"{quick}, 1 repeat (smoke run)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
+    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run" + only)
+    ap.add_argument("--device", default="cpu", help=device)
+    return ap
+
+
+def print_verdicts(verdicts: list[str], started: float) -> None:
+    """Print each verdict line, how many targets failed, and the run's wall time (since
+    ``started``, a ``time.perf_counter()`` reading) with the load average: every benchmark's last lines."""
+    import time
+
+    failed = sum(v.startswith("FAIL") for v in verdicts)
+    for v in verdicts:
+        print(v)
+    print(f"{failed} target(s) failed" if failed else "all targets met")
+    print(f"total {time.perf_counter() - started:.0f} s; load average {load_average()} at the end")
 
 
 def load_image_peers(tag: str) -> dict[str, Any]:

@@ -54,7 +54,6 @@ a GPU (the clock is read after a sync).
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -71,6 +70,8 @@ from c3_core.benchmarking import (
     cpu_model,
     load_average,
     normal_floor,
+    operator_bench_arguments,
+    print_verdicts,
 )
 
 FULL_SIZE = 512  # px
@@ -141,11 +142,7 @@ def _phantoms(size: int) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="64 x 64 images, 1 repeat (smoke run)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run")
-    ap.add_argument("--device", default="cpu", help="torch device for ours and the floors")
+    ap = operator_bench_arguments(__doc__, "64 x 64 images")
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
@@ -182,15 +179,11 @@ def main(argv: list[str] | None = None) -> int:
           + ("  [QUICK: smoke run, numbers not meaningful]" if args.quick else ""))
     print("times in ms per batch; ratio = ours apply / floor")
     verdicts = compare(rows, batches, {}, repeats, sync, name_width=18, peer_width=44) if rows else []
-    failed = sum(v.startswith("FAIL") for v in verdicts)
     print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
           + "; peers: none (Albumentations has no speckle, TGC or envelope gain; imagecorruptions speckle_noise and "
           "MedMNIST-C SpeckleNoise are i.i.d. multiplicative Gaussian noise on the display image).")
     print()
-    for v in verdicts:
-        print(v)
-    print(f"{failed} target(s) failed" if failed else "all targets met")
-    print(f"total {time.perf_counter() - started:.0f} s; load average {load_average()} at the end")
+    print_verdicts(verdicts, started)
     return 0
 
 

@@ -68,7 +68,6 @@ after a sync). Peer libraries are optional: a missing one is reported and skippe
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
@@ -88,8 +87,10 @@ from c3_core.benchmarking import (
     fft_floor,
     load_average,
     load_image_peers,
+    operator_bench_arguments,
     peer_versions,
     photon_floor,
+    print_verdicts,
     resample_floor,
 )
 
@@ -389,11 +390,7 @@ def _ct_input(size: int, n: int) -> tuple[Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="64 x 64 images, 1 repeat (smoke run)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run; 'ct': the CT rows")
-    ap.add_argument("--device", default="cpu", help="torch device for ours (peers always run on the CPU)")
+    ap = operator_bench_arguments(__doc__, "64 x 64 images", device="torch device for ours (peers always run on the CPU)", only="; 'ct': the CT rows")
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
@@ -477,12 +474,8 @@ def main(argv: list[str] | None = None) -> int:
             if ct_rows:
                 verdicts += compare(ct_rows, ct_batches[kind], {}, repeats, sync, name_width=24, peer_width=44)
         print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in ct_slice_rows + ct_volume_rows if r.note) + ".")
-    failed = sum(v.startswith("FAIL") for v in verdicts)
     print()
-    for v in verdicts:
-        print(v)
-    print(f"{failed} target(s) failed" if failed else "all targets met")
-    print(f"total {time.perf_counter() - started:.0f} s; load average {load_average()} at the end")
+    print_verdicts(verdicts, started)
     return 0
 
 

@@ -47,7 +47,6 @@ after a sync). Peer libraries are optional: a missing one is reported and skippe
 
 from __future__ import annotations
 
-import argparse
 import os
 import platform
 import sys
@@ -67,8 +66,10 @@ from c3_core.benchmarking import (
     load_average,
     load_image_peers,
     median_seconds,
+    operator_bench_arguments,
     peer_versions,
     photon_floor,
+    print_verdicts,
     resample_floor,
     time_operator,
 )
@@ -256,11 +257,7 @@ def _photographs(size: int) -> tuple[Any, Any, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="64 x 64 images, 1 repeat (smoke run)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run")
-    ap.add_argument("--device", default="cpu", help="torch device for ours (peers always run on the CPU)")
+    ap = operator_bench_arguments(__doc__, "64 x 64 images", device="torch device for ours (peers always run on the CPU)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
@@ -319,16 +316,12 @@ def main(argv: list[str] | None = None) -> int:
           "peers loop over the images")
     verdicts = compare(rows, batches, images, repeats, sync, name_width=15, peer_width=48)
     verdicts += _round_trip_verdicts(rows, batches, repeats, sync)
-    failed = sum(v.startswith("FAIL") for v in verdicts)
     sensor = next((r for r in rows if r.name == "sensor"), None)  # absent when --only leaves it out
     print("notes: " + "; ".join(f"{r.name}: {r.note}" for r in rows if r.note)
           + (f"; peers: ShotNoise scale 1/{sensor.severity:g} (our full well) where the sensor row runs" if sensor else "")
           + "; MedMNIST-C runs on PIL images.")
     print()
-    for v in verdicts:
-        print(v)
-    print(f"{failed} target(s) failed" if failed else "all targets met")
-    print(f"total {time.perf_counter() - started:.0f} s; load average {load_average()} at the end")
+    print_verdicts(verdicts, started)
     return 0
 
 

@@ -48,7 +48,6 @@ read after a sync). TorchIO and MONAI are optional: a missing one is reported an
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import platform
@@ -68,6 +67,8 @@ from c3_core.benchmarking import (
     fft_floor,
     load_average,
     normal_floor,
+    operator_bench_arguments,
+    print_verdicts,
     resample_floor,
 )
 
@@ -195,11 +196,7 @@ def _rows(tio: Any | None, monai: Any | None, snr_to_sigma: Callable[[float], fl
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="1x32x32x32 volume, 1 repeat (smoke run)")
-    ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
-    ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run")
-    ap.add_argument("--device", default="cpu", help="torch device for ours and the floors (references always run on the CPU)")
+    ap = operator_bench_arguments(__doc__, "1x32x32x32 volume", device="torch device for ours and the floors (references always run on the CPU)")
     args = ap.parse_args(argv)
     started = time.perf_counter()
 
@@ -264,11 +261,7 @@ def main(argv: list[str] | None = None) -> int:
           "magnitude. motion: TorchIO resamples with SimpleITK (3 transforms = 4 segments). b0 distortion, "
           "contrast: no TorchIO or MONAI transform does this physics (a B0 field map, a Bloch protocol change).")
     print()
-    failed = sum(v.startswith("FAIL") for v in verdicts)
-    for v in verdicts:
-        print(v)
-    print(f"{failed} target(s) failed" if failed else "all targets met")
-    print(f"total {time.perf_counter() - started:.0f} s; load average {load_average()} at the end")
+    print_verdicts(verdicts, started)
     return 0
 
 
