@@ -243,7 +243,7 @@ def operator_bench_arguments(
     """The options every operator benchmark takes: ``--quick`` (``quick`` says its input),
     ``--repeats`` (median of N, default 3), ``--only`` (row names by substring; ``only`` adds to its
     help) and ``--device`` (``device`` says what runs there). The description is ``doc``'s first line."""
-    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0] if doc else None)
+    ap = argparse.ArgumentParser(description=doc.splitlines()[0] if doc else None)
     ap.add_argument("--quick", action="store_true", help=f"{quick}, 1 repeat (smoke run)")
     ap.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median)")
     ap.add_argument("--only", default="", help="comma-separated row names (substring match) to run" + only)

@@ -151,8 +151,8 @@ def _ct_projection_state(b: Any) -> tuple[Any, Any]:
 
 
 def _interpolation_state(b: Any) -> dict[str, Any]:
-    """The projector floor's state, made outside the clock: the slices as ``_ct_projection_state``
-    gives them, flattened with a zero beyond each row; the operators' number of angles A and
+    """The projector floor's state, made outside the clock: the slices and angles as
+    ``_ct_projection_state`` gives them (``mu``, ``angles``), and flattened with a zero beyond each row; the operators' number of angles A and
     detector bins D; and, for one call's worth of angles (as many as ``tomography`` gathers per
     call), each pixel's position on the projection rotated to that angle, as int32 indices into the
     flat slices and interpolation weights (reused for every call: the cost does not depend on the angle)."""
@@ -171,7 +171,7 @@ def _interpolation_state(b: Any) -> dict[str, Any]:
     start = pos.floor().clamp(max=w)
     rows = (torch.arange(h, device=mu.device, dtype=torch.int32) * (w + 2)).view(1, -1, 1)
     index = (start.to(torch.int32) + rows).flatten()
-    return {"flat": F.pad(mu[:, 0], (1, 1)).reshape(s, -1), "a": angles.numel(), "d": detector_bins(h, w),
+    return {"mu": mu, "angles": angles, "flat": F.pad(mu[:, 0], (1, 1)).reshape(s, -1), "a": angles.numel(), "d": detector_bins(h, w),
             "chunk": chunk.numel(), "index": index, "next": index + 1, "frac": (pos - start).flatten(), "pixels": h * w}
 
 
@@ -216,8 +216,7 @@ def _ct_dose_floor(i0: float, fraction: float) -> Floor:
 
     def prepare(b: Any) -> tuple[dict[str, Any], int, list[Any]]:
         state = _interpolation_state(b)
-        mu, angles = _ct_projection_state(b)
-        counts = i0 * torch.exp(-radon(mu, angles))  # expected photons per ray at the reference dose
+        counts = i0 * torch.exp(-radon(state["mu"], state["angles"]))  # expected photons per ray at the reference dose
         parts = [fraction * counts, (1.0 - fraction) * counts] if fraction < 1.0 else [counts]
         return state, len(parts), [p[p < EXACT_BELOW].contiguous() for p in parts]
 
@@ -375,18 +374,16 @@ def _ct_rows() -> tuple[list[Row], list[Row]]:
 def _ct_input(size: int, n: int) -> tuple[Any, Any]:
     """``n`` CT cases in HU: slices ``(n, 1, size, size)`` (Shepp-Logan plus ``CT_NOISE_HU`` of white
     noise, case i from ``generator_from_seed(CT_SEED + i)``) and volumes ``(n, 1, CT_DEPTH, size, size)``
-    (each slice stacked under the z taper of ``ct_examples.ct_batch``, so thickening has something to average)."""
+    (each slice under ``ct_examples.stack_under_taper``, as the CT test batches, so thickening has something to average)."""
     import torch
 
     from c3_core.seeding import generator_from_seed
-    from c3_cxr.data.ct_examples import shepp_logan_hu
+    from c3_cxr.data.ct_examples import shepp_logan_hu, stack_under_taper
 
     base = shepp_logan_hu(size)
     noise = [torch.randn(base.shape, generator=generator_from_seed(CT_SEED + i)) for i in range(n)]
     slices = torch.stack([base + CT_NOISE_HU * z for z in noise])[:, None].contiguous()
-    z = torch.linspace(-1, 1, CT_DEPTH).view(1, 1, -1, 1, 1)
-    volumes = -1000.0 + (slices[:, :, None] + 1000.0) * (1 - 0.6 * z**2).clamp_min(0)
-    return slices, volumes.contiguous()
+    return slices, stack_under_taper(slices, CT_DEPTH).contiguous()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -47,6 +47,14 @@ def _resize(image: Tensor, size: int) -> Tensor:
     return F.interpolate(image[None, None], size=(size, size), mode="area")[0, 0]
 
 
+def stack_under_taper(hu: Tensor, depth: int) -> Tensor:
+    """A volume ``(..., depth, H, W)`` in HU from slices ``(..., H, W)``: the slice repeated along z
+    under a smooth ellipsoidal taper (tissue fades towards air at both ends of the stack)."""
+    z = torch.linspace(-1, 1, depth, dtype=hu.dtype, device=hu.device).view(-1, 1, 1)
+    taper = (1 - 0.6 * z**2).clamp_min(0)
+    return -1000.0 + (hu.unsqueeze(-3) + 1000.0) * taper
+
+
 def ct_batch(spatial_dims: int = 2, size: int = 48, depth: int = 4) -> Batch:
     """Two cases (CT_small, Shepp–Logan) in HU, ``(2, 1, size, size)`` or ``(2, 1, depth, size, size)``."""
     hu, (sy, sx), thickness = ct_small_hu()
@@ -55,10 +63,7 @@ def ct_batch(spatial_dims: int = 2, size: int = 48, depth: int = 4) -> Batch:
     samples = []
     for k, (img, (py, px), dz) in enumerate(slices):
         if spatial_dims == 3:
-            z = torch.linspace(-1, 1, depth).view(-1, 1, 1)
-            taper = (1 - 0.6 * z**2).clamp_min(0)
-            vol = -1000.0 + (img[None] + 1000.0) * taper  # tissue fades towards the ends of the stack
-            image, spacing = vol[None], (dz, py, px)
+            image, spacing = stack_under_taper(img, depth)[None], (dz, py, px)
         elif spatial_dims == 2:
             image, spacing = img[None], (py, px)
         else:
