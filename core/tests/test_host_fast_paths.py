@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 import torch
@@ -63,6 +64,40 @@ def test_realise_equals_apply_plans_on_the_repeated_batch() -> None:
     assert torch.equal(batch.image, collate([ds[i] for i in range(5)]).image)  # the source is left as it was
 
 
+def test_draw_beside_writes_the_counterfactuals_after_the_originals() -> None:
+    """draw_beside gives draw's counterfactuals, plans and rejections, and one tensor holding the
+    originals then the counterfactuals, whose rows B: are the returned batch's image (no copy);
+    plans with an empty step list (identity rows, only built by hand) take the concatenating path."""
+    import dataclasses
+
+    import toy_plugin
+
+    from c3_core.batch import collate
+    from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpec
+    from c3_core.plugins.host import PluginHost
+
+    host = PluginHost(autoload=False, modules={"toy": toy_plugin}).load()
+    ds = toy_plugin.make_dataset(n=4)
+    batch = collate([ds[i] for i in range(4)])
+    nb = Neighbourhood(NeighbourhoodSpec.from_toml_string(
+        'k = 5\nseed = 2\n[[members]]\nop = "toy.gain"\nlevels = [1.0, 6.0]\n'
+        '[[members]]\nsteps = [ { op = "toy.shift", severity = 2 }, { op = "toy.noise", severity = [0.05, 0.2] } ]\n'
+    ), host.make_operator)
+    cf, plans, reasons = nb.draw(batch)
+    stacked, cf2, plans2, reasons2 = nb.draw_beside(batch)
+    assert stacked.shape == (batch.size * (nb.k + 1), *batch.image.shape[1:])
+    assert torch.equal(stacked[: batch.size], batch.image) and torch.equal(stacked[batch.size :], cf.image)
+    assert torch.equal(cf2.image, cf.image) and plans2 == plans and reasons2 == reasons
+    assert torch.equal(cf2.label, cf.label) and cf2.exam_ids == cf.exam_ids
+    assert cf2.image.data_ptr() == stacked[batch.size :].data_ptr()  # a view of it, not a copy
+    with_identity = [[dataclasses.replace(case[0], steps=()), *case[1:]] for case in plans]
+    cf3, reasons3 = nb.realise(batch, with_identity)
+    cf4, reasons4, stacked4 = nb._realise(batch, with_identity, beside=True)
+    assert torch.equal(cf4.image, cf3.image) and reasons4 == reasons3
+    assert torch.equal(stacked4, torch.cat([batch.image, cf3.image]))
+    assert torch.equal(cf3.image[:: nb.k], batch.image)  # the identity rows are the originals
+
+
 def test_the_scored_provenance_record_is_the_plans_provenance() -> None:
     """score_batch writes each counterfactual's provenance without building Provenance objects;
     the label, first step and JSON text are those of ``plan.provenance()`` (one format, checked)."""
@@ -114,3 +149,53 @@ def test_provenance_json_is_json_dumps_sorted() -> None:
         assert prov.to_json() == json.dumps(prov.to_dict(), sort_keys=True)
 
     check()
+
+
+def test_params_json_writer_writes_what_json_dumps_writes() -> None:
+    """The per-type params template writes ``json.dumps(params_to_dict(p), sort_keys=True)`` for
+    non-ASCII and upper-case field names and awkward values (non-finite floats, huge ints, bools, None, escapes, nested
+    lists, enums), one field or several, and refuses what is not a dataclass."""
+    import dataclasses
+    import enum
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from c3_core.provenance import params_json_writer
+
+    class Kind(enum.Enum):
+        A = "a\u00e9"
+        B = 2
+
+    @dataclasses.dataclass(frozen=True)
+    class Many:
+        zeta: Any
+        alpha: Any
+        _b: Any
+        percent_name: Any = dataclasses.field(default=None)
+
+    Odd = dataclasses.make_dataclass("Odd", [("σ_read", Any), ("Z", Any)], frozen=True)  # non-ASCII, upper case
+
+    @dataclasses.dataclass(frozen=True)
+    class One:
+        x: Any
+
+    @dataclasses.dataclass(frozen=True)
+    class Empty:
+        pass
+
+    scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=6),
+                        st.floats(allow_nan=True, allow_infinity=True), st.sampled_from(list(Kind)))
+    values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3).map(tuple) | st.lists(inner, max_size=3),
+                          max_leaves=5)
+
+    @settings(max_examples=300, deadline=None)
+    @given(values, values, values, values)
+    def check(a: Any, b: Any, c: Any, d: Any) -> None:
+        for params in (Many(a, b, c, d), One(a), Odd(a, b)):
+            assert params_json_writer(type(params))(params) == json.dumps(params_to_dict(params), sort_keys=True)
+
+    check()
+    assert params_json_writer(Empty)(Empty()) == "{}"
+    with pytest.raises(TypeError, match="dataclass"):
+        params_json_writer(int)

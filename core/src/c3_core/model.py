@@ -32,6 +32,9 @@ class ModelBundle:
     ``network`` maps ``prepare(image)`` to logits ``(B, C)`` (classification) or
     ``(B, C, *spatial)`` (segmentation; C = 1 means a sigmoid foreground channel).
     ``input_domain`` is the intensity domain of the images it takes (before ``prepare``).
+    ``prepare``, ``infer`` and the network must not write into the image they are given: an
+    evaluation forwards one tensor of originals and counterfactuals through the model and then
+    through the gate's teacher.
     ``infer`` optionally replaces the plain forward (e.g. sliding-window inference).
     ``trained`` says whether the factory loaded trained weights: False for an architecture built
     without any (evaluation refuses it), None where the factory does not say.

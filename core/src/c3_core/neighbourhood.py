@@ -435,32 +435,66 @@ class Neighbourhood:
         return plans
 
     # -- realisation ----------------------------------------------------------------------
-    def realise(self, batch: Batch, plans: Sequence[Sequence[Plan]]) -> tuple[Batch, list[list[str | None]]]:
-        """Apply plans: returns the (B*K)-row batch (row i*K+k) and operator-check rejections."""
+    def realise(self, batch: Batch, plans: Sequence[Sequence[Plan]]) -> tuple[Batch, list[str | None]]:
+        """Apply plans: returns the (B*K)-row batch (row i*K+k) and operator-check rejections (one per row)."""
+        cf, rejections, _ = self._realise(batch, plans, beside=False)
+        return cf, rejections
+
+    def _realise(
+        self, batch: Batch, plans: Sequence[Sequence[Plan]], *, beside: bool
+    ) -> tuple[Batch, list[str | None], Tensor | None]:
+        """:meth:`realise`; with ``beside``, also the (B + B*K)-row image of the originals followed
+        by the counterfactuals, whose rows B: are the returned batch's image (no copy made for it)."""
         k = len(plans[0]) if plans else 0
         flat = [p for case in plans for p in case]
         if any(len(case) != k for case in plans):
             raise ValueError("every case must have the same number of plans")
         if k == 0 or not all(p.steps for p in flat):
-            return apply_plans(batch.repeat_interleave(k), flat)
+            cf, rejections = apply_plans(batch.repeat_interleave(k), flat)
+            return cf, rejections, torch.cat([batch.image, cf.image], 0) if beside else None
         # every row is written by its first step, which reads the row from ``batch``: the K copies
         # of each image are never made, and the repeated buffers are this call's own (no clone)
-        return _apply_plans(_repeated_without_pixels(batch, k), flat, source=batch, k=k)
+        repeated, stacked = _repeated_without_pixels(batch, k, beside=beside)
+        cf, rejections = _apply_plans(repeated, flat, source=batch, k=k)
+        return cf, rejections, stacked
 
     def draw(self, batch: Batch) -> tuple[Batch, list[list[Plan]], list[list[str | None]]]:
         """Plan and realise: ``(counterfactuals (B*K rows), plans (B x K), rejections (B x K))``."""
+        _, cf, plans, rejections = self._draw(batch, beside=False)
+        return cf, plans, rejections
+
+    def draw_beside(self, batch: Batch) -> tuple[Tensor, Batch, list[list[Plan]], list[list[str | None]]]:
+        """:meth:`draw`, with the counterfactuals' images written after a copy of the originals':
+        ``(images, counterfactuals, plans, rejections)``, ``images`` holding B + B*K rows (the B
+        originals, then counterfactual k of case i at row B + i*K + k) and the counterfactuals'
+        image being its rows B: (a view). One forward over originals and counterfactuals takes
+        ``images`` as it is, with no concatenation."""
+        stacked, cf, plans, rejections = self._draw(batch, beside=True)
+        assert stacked is not None
+        return stacked, cf, plans, rejections
+
+    def _draw(
+        self, batch: Batch, *, beside: bool
+    ) -> tuple[Tensor | None, Batch, list[list[Plan]], list[list[str | None]]]:
         plans = self.plan(batch)
-        cf, rejections = self.realise(batch, plans)
+        cf, rejections, stacked = self._realise(batch, plans, beside=beside)
         k = self.spec.k
-        return cf, plans, [rejections[i * k : (i + 1) * k] for i in range(batch.size)]  # type: ignore[misc]
+        return stacked, cf, plans, [rejections[i * k : (i + 1) * k] for i in range(batch.size)]
 
 
-def _repeated_without_pixels(batch: Batch, k: int) -> Batch:
+def _repeated_without_pixels(batch: Batch, k: int, *, beside: bool = False) -> tuple[Batch, Tensor | None]:
     """``batch.repeat_interleave(k)`` with an uninitialised image (label, mask, extras, ids and
-    spacing repeated as there): for :func:`_apply_plans` with ``source=batch``, which writes every row."""
+    spacing repeated as there): for :func:`_apply_plans` with ``source=batch``, which writes every row.
+    With ``beside``, that image is rows B: of a (B + B*K)-row tensor whose rows :B are a copy of
+    ``batch.image``, returned second (else None)."""
     idx = torch.arange(batch.size, device=batch.image.device).repeat_interleave(k)
-    return Batch(
-        image=torch.empty((batch.size * k, *batch.image.shape[1:]), dtype=batch.image.dtype, device=batch.image.device),
+    b = batch.size
+    rows = b + b * k if beside else b * k
+    stacked = torch.empty((rows, *batch.image.shape[1:]), dtype=batch.image.dtype, device=batch.image.device)
+    if beside:
+        stacked[:b].copy_(batch.image)
+    repeated = Batch(
+        image=stacked[b:] if beside else stacked,
         exam_ids=tuple(e for e in batch.exam_ids for _ in range(k)),
         modality=batch.modality,
         domain=batch.domain,
@@ -469,6 +503,7 @@ def _repeated_without_pixels(batch: Batch, k: int) -> Batch:
         mask=None if batch.mask is None else batch.mask.index_select(0, idx),
         extras={key: v.index_select(0, idx.to(v.device)) for key, v in batch.extras.items()},
     )
+    return repeated, stacked if beside else None
 
 
 def _group_key(step: PlannedStep) -> tuple[str, str]:

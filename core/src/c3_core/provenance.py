@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 from c3_core._jsonenc import dumps, dumps_sorted
@@ -32,7 +33,43 @@ def step_head(op_id: str, op_version: str, options: Mapping[str, Any]) -> str:
 
 def step_json(head: str, params: Mapping[str, Any], severity: float) -> str:
     """One step's JSON text from its :func:`step_head` and its JSON-ready params."""
-    return f'{head}{dumps_sorted(params)}, "severity": {_number(severity)}}}'
+    return step_json_text(head, dumps_sorted(params), severity)
+
+
+def step_json_text(head: str, params_text: str, severity: float) -> str:
+    """One step's JSON text from its :func:`step_head` and its params' JSON text."""
+    return f'{head}{params_text}, "severity": {_number(severity)}}}'
+
+
+def params_json_writer(params_type: type) -> Callable[[Any], str]:
+    """A function writing an instance of the params dataclass ``params_type`` as the JSON text
+    ``json.dumps(params_to_dict(params), sort_keys=True)``, from a template made here once: the
+    sorted field names are written once, and each value as the encoder writes it (``repr`` for
+    ints and finite floats, the C string escaper for str, the encoder itself for anything else)."""
+    if not dataclasses.is_dataclass(params_type):
+        raise TypeError(f"params_type must be a dataclass, got {params_type!r}")
+    names = sorted(f.name for f in dataclasses.fields(params_type))  # sort_keys: keys in str order
+    if not names:
+        return lambda params: "{}"
+    # field names are identifiers: no '%' to escape in the template
+    template = "{" + ", ".join(f"{_ESCAPE(name)}: %s" for name in names) + "}"
+    if len(names) == 1:
+        name = names[0]
+        return lambda params: template % (_value_json(getattr(params, name)),)
+    values = attrgetter(*names)  # a tuple of the field values, in ``names`` order
+    return lambda params: template % tuple([_value_json(v) for v in values(params)])
+
+
+def _value_json(value: Any) -> str:
+    """``json.dumps(_jsonable(value), sort_keys=True)``, with the usual scalars written directly."""
+    kind = type(value)
+    if kind is float:
+        return repr(value) if value - value == 0.0 else dumps(value)  # finite: x - x == 0
+    if kind is int:
+        return repr(value)
+    if kind is str:
+        return _ESCAPE(value)
+    return dumps_sorted(_jsonable(value))
 
 
 def record_json(exam_id: str, index: int, member: int, seed: int, steps: Sequence[str]) -> str:

@@ -300,6 +300,9 @@ def _collate_guarded(items: Sequence[tuple[int, Sample | None, str | None]]) -> 
     values gets :func:`check_finite`'s message."""
     ok = [(i, s) for i, s, err in items if err is None and s is not None]
     failed = [(i, err) for i, _, err in items if err is not None]
+    batch = _collated_when_finite([s for _, s in ok])
+    if batch is not None:  # the usual batch: stacked once, checked on the stack
+        return [i for i, _ in ok], batch, failed
     finite = _finite_rows([s.image for _, s in ok])
     if not all(finite):
         for (i, s), good in zip(ok, finite):
@@ -311,6 +314,16 @@ def _collate_guarded(items: Sequence[tuple[int, Sample | None, str | None]]) -> 
         ok = [pair for pair, good in zip(ok, finite) if good]
         failed.sort(key=lambda f: f[0])
     return [i for i, _ in ok], collate([s for _, s in ok]) if ok else None, failed
+
+
+def _collated_when_finite(samples: Sequence[Sample]) -> Batch | None:
+    """``collate(samples)`` when the images share a shape and dtype and the stacked image holds
+    only finite values (one pass over it); None otherwise (no sample, or :func:`_collate_guarded`
+    must look at the images one by one)."""
+    if not samples or len({(tuple(s.image.shape), s.image.dtype) for s in samples}) != 1:
+        return None
+    batch = collate(samples)
+    return batch if bool(torch.isfinite(batch.image).all()) else None
 
 
 def _finite_rows(images: Sequence[torch.Tensor]) -> list[bool]:
@@ -380,9 +393,9 @@ def _evaluate_batches(
             batch = batch.to(device)
             written = [p.written_id(e) for e in batch.exam_ids]
             with torch.no_grad():
-                cf, plans, rejections = p.neighbourhood.draw(batch)
+                stacked, cf, plans, rejections = p.neighbourhood.draw_beside(batch)
                 cases, cfs, tensors = score_batch(
-                    p.bundle, batch, cf, plans, rejections, gate, p.teacher, written_ids=written
+                    p.bundle, batch, cf, plans, rejections, gate, p.teacher, written_ids=written, stacked=stacked
                 )
                 if p.bundle.task == "segmentation":
                     for row, extra in zip(cases, segmentation_case_metrics(tensors["probs"], batch, gate.threshold)):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from c3_core.batch import Batch
 from c3_core.gate import ClassificationGate, GateDecision, SegmentationGate
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Plan, PlannedStep
-from c3_core.provenance import params_to_dict, record_json, step_head, step_json
+from c3_core.provenance import params_json_writer, params_to_dict, record_json, step_head, step_json_text
 from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
 
 
@@ -119,6 +119,7 @@ def score_batch(
     teacher: ModelBundle | None,
     chunk: int | None = None,
     written_ids: Sequence[str] | None = None,
+    stacked: Tensor | None = None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Tensor]]:
     """Rows for this batch plus the raw tensors the modality summary needs.
 
@@ -128,13 +129,17 @@ def score_batch(
     The neighbourhood N(x) of each case is the original plus its *admitted* counterfactuals.
     Without a teacher, only operator-declared checks gate; with one, the learned tests
     (probability shift and class change, or teacher-mask IoU) gate too. The originals and their
-    counterfactuals go through the model as one batch of (K+1)·B inputs (``chunk`` splits it).
+    counterfactuals go through the model as one batch of (K+1)·B inputs (``chunk`` splits it):
+    ``stacked`` when the caller has them in one tensor already (originals first, as
+    :meth:`~c3_core.neighbourhood.Neighbourhood.draw_beside` gives them), else their concatenation.
     """
     task = bundle.task
     b, k = batch.size, len(plans[0])
-    probs_all = _forward(bundle, torch.cat([batch.image, cf.image], 0), chunk)
+    if stacked is None:
+        stacked = torch.cat([batch.image, cf.image], 0)
+    probs_all = _forward(bundle, stacked, chunk)
     probs, probs_cf = probs_all[:b], probs_all[b:]
-    decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk)
+    decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, bundle.class_names, chunk, stacked=stacked)
     cf_truth, unknown = _counterfactual_truth(task, batch, cf, k)
     rejections = [
         [r if r is not None or not unknown[i * k + j] else "truth unknown after the edit (not scored)" for j, r in enumerate(row)]
@@ -241,12 +246,12 @@ class _ProvenanceWriter:
     one batch: the values ``plan.provenance()`` gives (``.label``, ``.steps[0]``, ``.to_json()``
     with ``exam_id`` the written id), without building Provenance and Step objects (one per
     counterfactual, used once). The JSON text shared by every step of one operator with one set
-    of options (:func:`~c3_core.provenance.step_head`) and each params type's field names are
-    worked out once per batch."""
+    of options (:func:`~c3_core.provenance.step_head`) and each params type's JSON template
+    (:func:`~c3_core.provenance.params_json_writer`) are made once per batch."""
 
     def __init__(self) -> None:
         self._heads: dict[tuple[int, int], str] = {}
-        self._fields: dict[type, tuple[str, ...]] = {}
+        self._writers: dict[type, Callable[[Any], str]] = {}
 
     def _head(self, step: PlannedStep) -> str:
         key = (id(step.operator), id(step.options))  # both live as long as the plans do
@@ -255,16 +260,17 @@ class _ProvenanceWriter:
             head = self._heads[key] = step_head(step.operator.id, step.operator.version, step.options)
         return head
 
-    def _params(self, params: Any) -> dict[str, Any]:
-        names = self._fields.get(type(params))
-        if names is None:
-            names = self._fields[type(params)] = tuple(params_to_dict(params))
-        return params_to_dict(params, names)
+    def _params(self, params: Any) -> str:
+        write = self._writers.get(type(params))
+        if write is None:
+            params_to_dict(params)  # its TypeError for what is no dataclass instance
+            write = self._writers[type(params)] = params_json_writer(type(params))
+        return write(params)
 
     def __call__(self, plan: Plan, written_id: str) -> tuple[str, str, float, str]:
         steps = plan.steps
         text = record_json(written_id, plan.index, plan.member, plan.seed,
-                           [step_json(self._head(s), self._params(s.params), s.severity) for s in steps])
+                           [step_json_text(self._head(s), self._params(s.params), s.severity) for s in steps])
         label = " + ".join(f"{s.operator.id}@{s.severity:g}" for s in steps)
         return label, steps[0].operator.id, steps[0].severity, text
 
@@ -310,10 +316,16 @@ def gate_counterfactuals(
     teacher: ModelBundle | None,
     class_names: Sequence[str],
     chunk: int | None,
+    *,
+    stacked: Tensor | None = None,
 ) -> GateDecision:
+    """The gate's decision on the (B, K) counterfactuals of ``batch``: the operators' own checks
+    only without a ``teacher``, else the learned tests on the teacher's forward over the originals
+    and counterfactuals (``stacked``: those B + B·K images in one tensor, originals first, when
+    the caller has it)."""
     if teacher is None:
         return GateDecision.admit_all(b, k)
-    t_all = _forward(teacher, torch.cat([batch.image, cf.image], 0), chunk)
+    t_all = _forward(teacher, torch.cat([batch.image, cf.image], 0) if stacked is None else stacked, chunk)
     t_ref, t_cf = t_all[:b], t_all[b:]
     if task == "segmentation":
         return SegmentationGate(tau=gate.tau, threshold=gate.threshold)(

@@ -184,9 +184,10 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
         score = case_scores(task, p, batch, thr)
 
         # default neighbourhood, gated
-        cf, plans, rejections = nb.draw(batch)
+        stacked, cf, plans, rejections = nb.draw_beside(batch)
         pcf = chunked_probabilities(inputs.model, cf.image, inputs.chunk)
-        decision = gate_counterfactuals(task, batch, cf, b, k, inputs.gate, inputs.teacher, inputs.model.class_names, inputs.chunk)
+        decision = gate_counterfactuals(task, batch, cf, b, k, inputs.gate, inputs.teacher, inputs.model.class_names,
+                                        inputs.chunk, stacked=stacked)
         admitted = decision.with_extra_rejections(rejections).admitted.bool().cpu()
         mcf = S.decision_margin(task, pcf, ref.repeat_interleave(k, 0), thr).view(b, k, *m0.shape[1:])
         score_cf = case_scores(task, pcf, batch.repeat_interleave(k), thr).view(b, k)

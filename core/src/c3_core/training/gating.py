@@ -31,6 +31,7 @@ def admitted_pairs(
     gate: GateSettings | None,
     teacher: ModelBundle | None,
     class_names: Sequence[str],
+    stacked: Tensor | None = None,
 ) -> tuple[Tensor, GateDecision]:
     """A ``(B, K)`` bool of the counterfactuals the consistency term may use, and the decision.
 
@@ -42,6 +43,8 @@ def admitted_pairs(
     counterfactual whose plan declares that it changes the task's truth (the label, or the mask
     for segmentation; ``Operator.changes``) is never a pair: its truth is not the original's, so
     f(x) is no target for f(x').
+    ``stacked``: the originals' and counterfactuals' images in one tensor (originals first, as
+    :meth:`~c3_core.neighbourhood.Neighbourhood.draw_beside` gives them), for the teacher's forward.
     """
     b, k = batch.size, len(plans[0]) if plans else 0
     changed = [[truth_change(plan, task) for plan in row] for row in plans]
@@ -50,7 +53,7 @@ def admitted_pairs(
         if any(why is not None for row in changed for why in row):
             decision = decision.with_extra_rejections(changed)
         return decision.admitted.bool().cpu(), decision
-    decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, class_names, None)
+    decision = gate_counterfactuals(task, batch, cf, b, k, gate, teacher, class_names, None, stacked=stacked)
     extra = [["; ".join(r for r in (why, c) if r) or None for why, c in zip(row, crow)] for row, crow in zip(operator_rejections, changed)]
     if task == "segmentation":
         for i, row in enumerate(plans):

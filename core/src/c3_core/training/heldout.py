@@ -55,10 +55,10 @@ def heldout_consistency(
     total, pairs, seen = 0.0, 0, 0
     for batch in loader:
         batch = batch.to(device)
-        cf, plans, rejections = neighbourhood.draw(batch)
+        stacked, cf, plans, rejections = neighbourhood.draw_beside(batch)
         admitted, _ = admitted_pairs(
             bundle.task, batch, cf, plans, rejections, gate=gate or GateSettings(), teacher=teacher,
-            class_names=bundle.class_names,
+            class_names=bundle.class_names, stacked=stacked,
         )
         flat = admitted.flatten().nonzero().squeeze(1)
         seen += admitted.numel()

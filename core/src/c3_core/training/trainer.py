@@ -276,10 +276,10 @@ class Trainer:
         cf_images, case_index, n_admitted, n_cf = None, None, 0, 0
         if o.lam > 0 and self.nb is not None:
             nb = epoch_neighbourhood(self.nb, epoch)
-            cf, plans, rejections = nb.draw(batch)
+            stacked, cf, plans, rejections = nb.draw_beside(batch)  # the teacher forwards ``stacked`` as it is
             admitted, _ = admitted_pairs(
                 self.bundle.task, batch, cf, plans, rejections,
-                gate=self.gate, teacher=self.teacher, class_names=self.bundle.class_names,
+                gate=self.gate, teacher=self.teacher, class_names=self.bundle.class_names, stacked=stacked,
             )
             flat = admitted.flatten().nonzero().squeeze(1)
             n_admitted, n_cf = int(flat.numel()), admitted.numel()
