@@ -262,7 +262,7 @@ def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
 
 PHASES = (  # (label, module, attribute path): what the phase pass wraps, outermost first within a phase
     ("plan", "c3_core.neighbourhood", "Neighbourhood.plan"),
-    ("realise (with kernels)", "c3_core.neighbourhood", "Neighbourhood.realise"),
+    ("realise (with kernels)", "c3_core.neighbourhood", "Neighbourhood._realise"),
     ("  of which operator apply", "c3_core.operator", "Operator.apply"),
     ("score", "c3_core.evaluation.runner", "score_batch"),
     ("  of which provenance", "c3_core.evaluation.scoring", "_ProvenanceWriter.__call__"),
@@ -283,6 +283,7 @@ def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     spent: dict[str, float] = {label: 0.0 for label, _, _ in PHASES}
+    calls: dict[str, int] = dict.fromkeys(spent, 0)
 
     def clocked(label: str, inner: Any) -> Any:
         def call(*a: Any, **kw: Any) -> Any:
@@ -291,6 +292,7 @@ def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
                 return inner(*a, **kw)
             finally:
                 spent[label] += time.perf_counter() - t0
+                calls[label] += 1
         return call
 
     for label, module, path in PHASES:  # this process only: the pass is its own process
@@ -313,6 +315,10 @@ def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
         finish_modality(p, store, 0.0)
         t2 = time.perf_counter()
         store.close()
+    never = [f"{path} ({label.strip()})" for label, _, path in PHASES if not calls[label]]
+    if never:  # a renamed or bypassed function would print a phase of 0 ms
+        raise RuntimeError(f"the phase pass wrapped {', '.join(never)}, which the evaluation never called: "
+                           "update PHASES to the functions it calls now")
     return {"n": n, "loop": t1 - t0, "summary": t2 - t1, "phases": spent}
 
 
