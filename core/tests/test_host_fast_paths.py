@@ -90,6 +90,8 @@ def test_draw_beside_writes_the_counterfactuals_after_the_originals() -> None:
     assert torch.equal(cf2.image, cf.image) and plans2 == plans and reasons2 == reasons
     assert torch.equal(cf2.label, cf.label) and cf2.exam_ids == cf.exam_ids
     assert cf2.image.data_ptr() == stacked[batch.size :].data_ptr()  # a view of it, not a copy
+    none, cf5, plans5, reasons5 = nb.draw_beside(batch, stack=False)
+    assert none is None and torch.equal(cf5.image, cf.image) and plans5 == plans and reasons5 == reasons
     with_identity = [[dataclasses.replace(case[0], steps=()), *case[1:]] for case in plans]
     cf3, reasons3 = nb.realise(batch, with_identity)
     cf4, reasons4, stacked4 = nb._realise(batch, with_identity, beside=True)

@@ -463,15 +463,16 @@ class Neighbourhood:
         _, cf, plans, rejections = self._draw(batch, beside=False)
         return cf, plans, rejections
 
-    def draw_beside(self, batch: Batch) -> tuple[Tensor, Batch, list[list[Plan]], list[list[str | None]]]:
+    def draw_beside(
+        self, batch: Batch, *, stack: bool = True
+    ) -> tuple[Tensor | None, Batch, list[list[Plan]], list[list[str | None]]]:
         """:meth:`draw`, with the counterfactuals' images written after a copy of the originals':
         ``(images, counterfactuals, plans, rejections)``, ``images`` holding B + B*K rows (the B
         originals, then counterfactual k of case i at row B + i*K + k) and the counterfactuals'
         image being its rows B: (a view). One forward over originals and counterfactuals takes
-        ``images`` as it is, with no concatenation."""
-        stacked, cf, plans, rejections = self._draw(batch, beside=True)
-        assert stacked is not None
-        return stacked, cf, plans, rejections
+        ``images`` as it is, with no concatenation. ``stack=False`` (a caller with no such
+        forward this time): ``images`` is None and the rest is :meth:`draw`'s."""
+        return self._draw(batch, beside=stack)
 
     def _draw(
         self, batch: Batch, *, beside: bool

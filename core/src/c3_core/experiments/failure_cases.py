@@ -184,7 +184,8 @@ def compute_seed_tables(cases: Sequence[Any], inputs: FailureInputs, batch_size:
         score = case_scores(task, p, batch, thr)
 
         # default neighbourhood, gated
-        stacked, cf, plans, rejections = nb.draw_beside(batch)
+        # the teacher forwards originals and counterfactuals as drawn, in one tensor
+        stacked, cf, plans, rejections = nb.draw_beside(batch, stack=inputs.teacher is not None)
         pcf = chunked_probabilities(inputs.model, cf.image, inputs.chunk)
         decision = gate_counterfactuals(task, batch, cf, b, k, inputs.gate, inputs.teacher, inputs.model.class_names,
                                         inputs.chunk, stacked=stacked)

@@ -55,7 +55,8 @@ def heldout_consistency(
     total, pairs, seen = 0.0, 0, 0
     for batch in loader:
         batch = batch.to(device)
-        stacked, cf, plans, rejections = neighbourhood.draw_beside(batch)
+        # the teacher forwards originals and counterfactuals as drawn, in one tensor
+        stacked, cf, plans, rejections = neighbourhood.draw_beside(batch, stack=teacher is not None)
         admitted, _ = admitted_pairs(
             bundle.task, batch, cf, plans, rejections, gate=gate or GateSettings(), teacher=teacher,
             class_names=bundle.class_names, stacked=stacked,

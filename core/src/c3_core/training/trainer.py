@@ -276,7 +276,8 @@ class Trainer:
         cf_images, case_index, n_admitted, n_cf = None, None, 0, 0
         if o.lam > 0 and self.nb is not None:
             nb = epoch_neighbourhood(self.nb, epoch)
-            stacked, cf, plans, rejections = nb.draw_beside(batch)  # the teacher forwards ``stacked`` as it is
+            # a gate's teacher forwards originals and counterfactuals as drawn, in one tensor
+            stacked, cf, plans, rejections = nb.draw_beside(batch, stack=self.teacher is not None and self.gate is not None)
             admitted, _ = admitted_pairs(
                 self.bundle.task, batch, cf, plans, rejections,
                 gate=self.gate, teacher=self.teacher, class_names=self.bundle.class_names, stacked=stacked,
