@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -70,6 +71,7 @@ def make_logfeat(*, weights=None, device="cpu", **options):
 def c3_register_models(registry):
     registry.add("toy.model", "toy_plugin:make_model", "toy model", task="multiclass")
     registry.add("toy.logfeat", __name__ + ":make_logfeat", "log-feature toy model", task="multiclass")
+    registry.add("toy.dropout_model", "toy_plugin:make_dropout_model", "random initialisation and dropout", task="multiclass")
 
 
 @hookimpl
@@ -225,6 +227,38 @@ def test_interrupted_then_resumed_equals_uninterrupted(site: dict[str, str], tmp
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda p: [r.rsplit(",", 1)[0] for r in (p / "history.csv").read_text().splitlines()]  # noqa: E731
     assert strip(whole) == strip(broken)  # every column but seconds
+
+
+def test_a_seed_repeats_a_run_with_random_initialisation_and_dropout(site: dict[str, str], tmp_path: Path) -> None:
+    """With a randomly initialised network that has dropout, the same --seed gives the same
+    weights (the initialisation and every step's dropout masks come from the seed, not from the
+    process's RNG), another seed others, and an interrupted run resumed ends where an
+    uninterrupted one does."""
+    def run(name: str, seed: int, **kw: Any) -> Path:
+        out = tmp_path / name
+        req = _request(out, seed=seed, checkpoint_every=2)
+        req.model = "toy.dropout_model"
+        assert run_training(req, _host(), echo=lambda m: None, **kw) in (0, 130)
+        return out
+
+    torch.manual_seed(123)  # the process's RNG state differs between the runs: it must not matter
+    a = run("a", 7)
+    torch.rand(5)
+    b = run("b", 7)
+    c = run("c", 8)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+    def stop_at_5(step: int) -> None:
+        if step == 5:
+            raise KeyboardInterrupt
+
+    broken = run("broken", 7, on_step=stop_at_5)
+    res = CliRunner().invoke(app, ["train", "--resume", str(broken), "-q"])
+    assert res.exit_code == 0, res.output
+    wr = _weights(broken)
+    assert all(torch.equal(wa[k], wr[k]) for k in wa)
 
 
 def test_cli_bad_options_exit_2_and_write_nothing(site: dict[str, str], tmp_path: Path) -> None:

@@ -159,6 +159,25 @@ def make_model(*, weights=None, device: str = "cpu", **options) -> ModelBundle: 
     return ModelBundle(net.to(device), "multiclass", ("absent", "present"), IntensityDomain.DISPLAY, name="toy.model")
 
 
+class ToyDropoutNet(torch.nn.Module):
+    """A randomly initialised net with dropout: what makes training depend on the global RNG."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = torch.nn.Linear(1, 16)
+        self.drop = torch.nn.Dropout(0.5)
+        self.out = torch.nn.Linear(16, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centre = x[:, :, 4:10, 4:10].mean(dim=(1, 2, 3), keepdim=False).unsqueeze(1)
+        return self.out(self.drop(torch.relu(self.hidden(centre))))
+
+
+def make_dropout_model(*, weights=None, device: str = "cpu", **options) -> ModelBundle:  # noqa: ANN001
+    return ModelBundle(ToyDropoutNet().to(device), "multiclass", ("absent", "present"), IntensityDomain.DISPLAY,
+                       name="toy.dropout_model")
+
+
 @hookimpl
 def c3_register_operators(registry):  # noqa: ANN001
     registry.add("toy.gain", "toy_plugin:ToyGain", "global gain")

@@ -397,7 +397,7 @@ def train(
     batch_size: Annotated[int, typer.Option(min=1, help="Cases per step and process.")] = 16,
     lr: Annotated[float, typer.Option(min=0.0, help="Peak learning rate (AdamW; warm-up then cosine).")] = 3e-3,
     weight_decay: Annotated[float, typer.Option(min=0.0)] = 1e-4,
-    seed: Annotated[int, typer.Option(help="Seed of shuffling, augmentation and counterfactual draws.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the initialisation, shuffling, augmentation, dropout and counterfactual draws.")] = 0,
     device: Annotated[str, typer.Option(help="torch device: cpu, cuda, cuda:1 ...")] = "cpu",
     amp: Annotated[bool, typer.Option("--amp/--no-amp", help="bfloat16 autocast on CUDA.")] = False,
     checkpoint_every: Annotated[int, typer.Option(min=0, help="Also checkpoint every N steps (0: each epoch).")] = 0,

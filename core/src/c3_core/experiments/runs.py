@@ -26,6 +26,7 @@ from c3_core.experiments.sizes import Budget
 from c3_core.model import ModelBundle, load_state_dict_safely
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.shown_paths import portable_source
+from c3_core.training.rng import StepSeeds
 
 CONDITIONS = ("in_domain", "held_out")
 
@@ -39,23 +40,6 @@ def _finite(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_finite(v) for v in obj]
     return obj
-
-
-class StepSeeds:
-    """Seeds torch's global RNG before every optimiser step from (base seed, step).
-
-    Layers such as dropout draw from the global RNG, which the Trainer leaves alone; reseeding it
-    per step (the Trainer's ``on_step`` hook, and once before the first step to run) makes a
-    step's dropout masks a function of (seed, step) only, so a run repeats bit for bit and a
-    resumed run continues as an uninterrupted one would. Callers wrap training in
-    :func:`torch.random.fork_rng`, so the process's own RNG state is untouched.
-    """
-
-    def __init__(self, base: int) -> None:
-        self.base = int(base)
-
-    def __call__(self, global_step: int) -> None:
-        torch.manual_seed(derive_seed(self.base, global_step) % (2**63))
 
 
 def fresh_model(ctx: ModalityContext, init: str | None, seed: int) -> ModelBundle:

@@ -95,6 +95,13 @@ def _select_members(spec: Any, host: PluginHost, members: str) -> Any:
     return NeighbourhoodSpec(tuple(keep), spec.k, spec.seed, spec.source)
 
 
+def _seed(req: TrainRequest) -> int:
+    """The run's ``--seed`` (TrainOptions' default when the request does not set one)."""
+    from c3_core.training.trainer import TrainOptions
+
+    return int(req.options.get("seed", TrainOptions.seed))
+
+
 def _modality(req: TrainRequest, host: PluginHost) -> str:
     installed = host.modalities()
     if req.modality is None:
@@ -137,6 +144,8 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
     from c3_core.factory_options import FactoryOptionError, convert
     from c3_core.model import WeightsError, load_state_dict_safely
     from c3_core.neighbourhood import Neighbourhood, NeighbourhoodSpecError
+    from c3_core.seeding import derive_seed
+    from c3_core.training.rng import seeded_rng
 
     modality = _modality(req, host)
     try:
@@ -149,7 +158,8 @@ def prepare_training(req: TrainRequest, host: PluginHost) -> PreparedTraining:
             raise TrainInputError(f"--model {model_id}: not a registered model id for {modality} (see `c3 plugins`)")
         factory = models.get(model_id).load()
         model_kwargs = convert(req.model_options, factory, "model", "--model-option", model_id)
-        bundle = factory(weights=None, device=req.device, **model_kwargs)
+        with seeded_rng(derive_seed(_seed(req), "train-init"), req.device):  # the architecture's initialisation
+            bundle = factory(weights=None, device=req.device, **model_kwargs)
         if req.init is not None:
             if req.init == "demo":
                 bundle = factory(weights="demo", device=req.device, **model_kwargs)
@@ -225,8 +235,10 @@ def run_training(
     from c3_core.evaluation.distributed import ProcessGroup
     from c3_core.evaluation.output import OutputError, prepare_output_dir, write_atomic, write_json
     from c3_core.output_folder import OutputFolderError, busy, claim
+    from c3_core.seeding import derive_seed
     from c3_core.training.checkpoint import CheckpointError, save_weights
     from c3_core.training.heldout import heldout_consistency
+    from c3_core.training.rng import StepSeeds, seeded_rng
     from c3_core.training.trainer import Interrupted, Trainer, TrainOptions, history_csv
 
     out = Path(req.out)
@@ -256,17 +268,26 @@ def run_training(
                 _drop_checkpoint(out / "checkpoint")
             out = prepare_output_dir(out)
         ckpt = out / "checkpoint"
+        step_seed = StepSeeds(derive_seed(options.seed, "train-step-rng"))
+
+        def after_step(step: int) -> None:
+            step_seed(step)
+            if on_step is not None:
+                on_step(step)
+
         trainer = Trainer(
             prepared.bundle, prepared.train_set, prepared.neighbourhood, options,
             teacher=prepared.teacher, gate=prepared.gate, group=group, checkpoint_dir=ckpt,
-            echo=(lambda m: None) if req.quiet or not group.leader else echo, on_step=on_step, workers=req.workers,
+            echo=(lambda m: None) if req.quiet or not group.leader else echo, on_step=after_step, workers=req.workers,
             checkpoint_meta={"request": asdict(req)},
         )
         if resume:
             trainer.resume(ckpt)
             echo(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.global_step}")
         started = time.time()
-        history = trainer.fit()
+        with seeded_rng(0, group.device):  # the process's RNG state is left as it was
+            step_seed(trainer.state.global_step)  # the next step's dropout masks: a function of (seed, step)
+            history = trainer.fit()
     except Interrupted as exc:
         echo(f"interrupted ({exc}); every completed step is in {out / 'checkpoint'}: continue with `c3 train --resume {out}`")
         if claimed is not None:

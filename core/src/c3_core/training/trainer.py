@@ -335,7 +335,10 @@ class Trainer:
         o, s = self.opt, self.state
         self.sampler.set_epoch(s.epoch)
         batches = _batches(self.sampler, o.batch_size)[s.step_in_epoch :]
-        loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.workers)
+        # the loader's own seed (its workers' seeds) from an explicit generator: made from the
+        # global RNG, it would shift the dropout masks of a resumed epoch's next step
+        loader = DataLoader(self.dataset, batch_sampler=batches, collate_fn=collate, num_workers=self.workers,
+                            generator=generator_from_seed(derive_seed(o.seed, "train-loader", s.epoch, self.group.rank)))
         self.network.train()
         t0 = time.perf_counter()
         keys = ("loss", "supervised", "consistency", "jsd", "admitted", "n", "n_admitted", "seconds")

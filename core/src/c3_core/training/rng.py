@@ -1,0 +1,45 @@
+"""Training's randomness outside its explicit generators: the network's initialisation and the
+global RNG that layers such as dropout draw from.
+
+Both come from seeds here, so a run repeats bit for bit from its ``--seed`` and a resumed run
+continues as an uninterrupted one would: the initialisation inside :func:`seeded_rng`, and the
+global RNG reseeded from (base seed, global step) before every optimiser step
+(:class:`StepSeeds`), each inside :func:`torch.random.fork_rng` so the process's own RNG state is
+left as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from c3_core.seeding import derive_seed
+
+
+@contextmanager
+def seeded_rng(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Inside: torch's global RNG (the CPU's, and ``device``'s when it is a CUDA device) seeded with
+    ``seed``; after: the process's RNG state as it was before."""
+    dev = torch.device(device)
+    with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        torch.manual_seed(int(seed) % (2**63))
+        yield
+
+
+class StepSeeds:
+    """Seeds torch's global RNG before every optimiser step from (base seed, step).
+
+    Layers such as dropout draw from the global RNG, which the Trainer leaves alone; reseeding it
+    per step (the Trainer's ``on_step`` hook, and once before the first step to run) makes a
+    step's dropout masks a function of (seed, step) only, so a run repeats bit for bit and a
+    resumed run continues as an uninterrupted one would. Callers wrap training in
+    :func:`seeded_rng` (or :func:`torch.random.fork_rng`), so the process's own RNG state is untouched.
+    """
+
+    def __init__(self, base: int) -> None:
+        self.base = int(base)
+
+    def __call__(self, global_step: int) -> None:
+        torch.manual_seed(derive_seed(self.base, global_step) % (2**63))
