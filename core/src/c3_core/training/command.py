@@ -268,7 +268,7 @@ def run_training(
                 _drop_checkpoint(out / "checkpoint")
             out = prepare_output_dir(out)
         ckpt = out / "checkpoint"
-        step_seed = StepSeeds(derive_seed(options.seed, "train-step-rng"))
+        step_seed = StepSeeds(derive_seed(options.seed, "train-step-rng", group.rank))  # each process its own masks
 
         def after_step(step: int) -> None:
             step_seed(step)
