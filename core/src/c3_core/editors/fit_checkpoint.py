@@ -91,7 +91,7 @@ def _stem(epoch: int) -> str:
 def save(folder: Path, state: FitState) -> Path:
     """Write ``state`` into ``folder`` (tensors first, the JSON that completes it last), then
     remove older epochs; returns the JSON's path."""
-    from safetensors.torch import save_file
+    from c3_core.weightsfile import safetensors_bytes
 
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {f"net.{k}": v.contiguous() for k, v in state.network.items()}
@@ -104,7 +104,8 @@ def save(folder: Path, state: FitState) -> Path:
                 scalars[f"{pid}.{key}"] = value
     tensors["rng.state"] = state.rng.contiguous()
     stem = _stem(state.epoch)
-    _atomic(folder / f"{stem}.safetensors", lambda tmp: save_file(tensors, tmp, metadata={"format": FORMAT, "epoch": str(state.epoch)}))
+    raw = safetensors_bytes(tensors, {"format": FORMAT, "epoch": str(state.epoch)})
+    _atomic(folder / f"{stem}.safetensors", lambda tmp: Path(tmp).write_bytes(raw))
     meta = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "epoch": state.epoch, "history": state.history,
         "optimizer": {"param_groups": state.optimizer["param_groups"], "scalars": scalars},

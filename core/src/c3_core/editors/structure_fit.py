@@ -44,12 +44,12 @@ def parse_grid(text: str) -> tuple[int, int, int]:
 # -- 2-D area models: file I/O -------------------------------------------------------------------
 def save_area_model(model: Any, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
     """Write a :class:`~c3_core.editors.structure.StructureModel` with its config in the metadata."""
-    from safetensors.torch import save_file
+    from c3_core.weightsfile import safetensors_bytes
 
     meta = {"format": AREA_FORMAT, "config": json.dumps(asdict(model.config)), "structures": json.dumps(list(model.structures))}
     if extra:
         meta["fit"] = json.dumps(extra, default=str)
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(path), metadata=meta)
+    Path(path).write_bytes(safetensors_bytes({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, meta))
     return Path(path)
 
 

@@ -135,14 +135,14 @@ def save_volume_model(model: VolumeStructureModel, path: str | Path, extra: Mapp
     import os
     import tempfile
 
-    from safetensors.torch import save_file
+    from c3_core.weightsfile import safetensors_bytes
 
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     os.close(fd)
     try:
-        save_file(model.state_dict(), tmp, metadata=model.metadata(extra))
+        Path(tmp).write_bytes(safetensors_bytes({k: v.contiguous() for k, v in model.state_dict().items()}, model.metadata(extra)))
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):

@@ -389,14 +389,14 @@ def run_modality(host: Any, modality: str, config: StudyConfig, echo: Callable[[
 
 def save_tables(path: Path, t: SeedTables, key: str, generic: Mapping[str, Any]) -> None:
     """One seed's tables as safetensors (written to a temporary name, then renamed)."""
-    from safetensors.torch import save_file
+    from c3_core.weightsfile import safetensors_bytes
 
     tensors = {f"signal/{k}": v.contiguous() for k, v in t.signals.items()}
     tensors |= {f"failure/{h}/{kind}": v.contiguous() for h, d in t.failures.items() for kind, v in d.items()}
     meta = {"key": key, "task": t.task, "stats": json.dumps(t.stats), "generic": json.dumps(generic),
             "shifts": json.dumps(list(t.failures))}
     tmp = path.with_name(path.name + ".part")
-    save_file(tensors, str(tmp), metadata=meta)
+    tmp.write_bytes(safetensors_bytes(tensors, meta))
     tmp.replace(path)
 
 

@@ -106,10 +106,11 @@ def load_checkpoint(folder: str | Path, network: nn.Module, optimizer: torch.opt
 
 
 def save_weights(path: str | Path, network: nn.Module, metadata: dict[str, str]) -> Path:
-    """The trained weights alone, as ``c3 evaluate --model`` reads them (safetensors)."""
-    from safetensors.torch import save
+    """The trained weights alone, as ``c3 evaluate --model`` reads them (safetensors; the same
+    bytes for the same weights and metadata)."""
+    from c3_core.weightsfile import safetensors_bytes
 
     path = Path(path)
     tensors = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    _atomic_write_bytes(path, save(tensors, metadata=metadata))
+    _atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
     return path
