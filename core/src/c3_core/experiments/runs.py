@@ -26,7 +26,7 @@ from c3_core.experiments.sizes import Budget
 from c3_core.model import ModelBundle, load_state_dict_safely
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.shown_paths import portable_source
-from c3_core.training.rng import StepSeeds
+from c3_core.training.rng import StepSeeds, kept_rng
 
 CONDITIONS = ("in_domain", "held_out")
 
@@ -90,7 +90,7 @@ def train_row(
         echo(f"  resuming at epoch {trainer.state.epoch + 1}")
     started = time.perf_counter()
     device = torch.device(ctx.device)
-    with torch.random.fork_rng(devices=[device.index or 0] if device.type == "cuda" else []):
+    with kept_rng(device):
         step_seed(trainer.state.global_step)
         history = trainer.fit()
     save_weights(weights, bundle.network, {"modality": ctx.modality, "row": row.key, "seed": str(seed)})

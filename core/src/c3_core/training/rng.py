@@ -19,11 +19,18 @@ from c3_core.seeding import derive_seed
 
 
 @contextmanager
-def seeded_rng(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
-    """Inside: torch's global RNG (the CPU's, and ``device``'s when it is a CUDA device) seeded with
-    ``seed``; after: the process's RNG state as it was before."""
+def kept_rng(device: str | torch.device = "cpu") -> Iterator[None]:
+    """After the block, torch's global RNG (the CPU's, and ``device``'s when it is a CUDA device)
+    is as it was before it, whatever the block drew or seeded."""
     dev = torch.device(device)
     with torch.random.fork_rng(devices=[dev.index or 0] if dev.type == "cuda" else []):
+        yield
+
+
+@contextmanager
+def seeded_rng(seed: int, device: str | torch.device = "cpu") -> Iterator[None]:
+    """Inside: torch's global RNG seeded with ``seed``; after: as it was (:func:`kept_rng`)."""
+    with kept_rng(device):
         torch.manual_seed(int(seed) % (2**63))
         yield
 
@@ -35,7 +42,7 @@ class StepSeeds:
     per step (the Trainer's ``on_step`` hook, and once before the first step to run) makes a
     step's dropout masks a function of (seed, step) only, so a run repeats bit for bit and a
     resumed run continues as an uninterrupted one would. Callers wrap training in
-    :func:`seeded_rng` (or :func:`torch.random.fork_rng`), so the process's own RNG state is untouched.
+    :func:`kept_rng`, so the process's own RNG state is untouched.
     """
 
     def __init__(self, base: int) -> None:
