@@ -174,7 +174,7 @@ def test_params_json_writer_writes_what_json_dumps_writes() -> None:
         zeta: Any
         alpha: Any
         _b: Any
-        percent_name: Any = dataclasses.field(default=None)
+        with_default: Any = dataclasses.field(default=None)
 
     Odd = dataclasses.make_dataclass("Odd", [("σ_read", Any), ("Z", Any)], frozen=True)  # non-ASCII, upper case
 

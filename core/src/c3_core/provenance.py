@@ -47,7 +47,7 @@ def params_json_writer(params_type: type) -> Callable[[Any], str]:
     sorted field names are written once, and each value as the encoder writes it (``repr`` for
     ints and finite floats, the C string escaper for str, the encoder itself for anything else)."""
     if not dataclasses.is_dataclass(params_type):
-        raise TypeError(f"params_type must be a dataclass, got {params_type!r}")
+        raise TypeError(f"params must be dataclass instances, got {getattr(params_type, '__name__', params_type)}")
     names = sorted(f.name for f in dataclasses.fields(params_type))  # sort_keys: keys in str order
     if not names:
         return lambda params: "{}"

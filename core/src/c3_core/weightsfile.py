@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+if TYPE_CHECKING:
+    from torch import Tensor
 
 _HEADER_ALIGN = 8  # safetensors pads its JSON header with spaces to a multiple of 8 bytes
 

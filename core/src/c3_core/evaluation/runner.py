@@ -327,12 +327,8 @@ def _collated_when_finite(samples: Sequence[Sample]) -> Batch | None:
 
 
 def _finite_rows(images: Sequence[torch.Tensor]) -> list[bool]:
-    """Whether each image holds only finite values: one pass over the stack when the images share
-    a shape and dtype (the usual batch), else one per image."""
-    if not images:
-        return []
-    if len({(tuple(x.shape), x.dtype) for x in images}) == 1:
-        return torch.isfinite(torch.stack(images)).flatten(1).all(1).tolist()
+    """Whether each image holds only finite values, one by one (the usual batch never gets here:
+    :func:`_collated_when_finite` checks it on its stack)."""
     return [bool(torch.isfinite(x).all()) for x in images]
 
 

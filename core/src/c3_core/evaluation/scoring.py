@@ -16,7 +16,7 @@ from c3_core.batch import Batch
 from c3_core.gate import ClassificationGate, GateDecision, SegmentationGate
 from c3_core.model import ModelBundle
 from c3_core.neighbourhood import Plan, PlannedStep
-from c3_core.provenance import params_json_writer, params_to_dict, record_json, step_head, step_json_text
+from c3_core.provenance import params_json_writer, record_json, step_head, step_json_text
 from c3_core.utility import dice_score, one_minus_brier, shift_stable_utility, true_class_probability
 
 
@@ -263,7 +263,6 @@ class _ProvenanceWriter:
     def _params(self, params: Any) -> str:
         write = self._writers.get(type(params))
         if write is None:
-            params_to_dict(params)  # its TypeError for what is no dataclass instance
             write = self._writers[type(params)] = params_json_writer(type(params))
         return write(params)
 
