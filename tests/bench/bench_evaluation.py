@@ -1,7 +1,8 @@
 """Evaluation at cohort scale: throughput, peak memory and the overhead of C3 over bare forwards.
 
-For synthetic cohorts of small radiographs (1 x 64 x 64, five findings, the c3-cxr default
-neighbourhood with K counterfactuals), four passes over the same cases, each in its own process:
+For synthetic cohorts of small radiographs (1 x 64 x 64; ``--image-size`` sets the side), five
+findings, the c3-cxr default neighbourhood with K counterfactuals, four passes over the same cases,
+each in its own process:
 
 * **bare**: the DataLoader and the model's forward on the (K+1)·B inputs of every batch, nothing
   else (what any robustness evaluation must pay);
@@ -32,6 +33,15 @@ counterfactual, for everything else (planning, gate, scoring, provenance, the st
 A fifth pass (``--phases N``, off by default) runs the host-mode evaluation of N cases with each
 phase's calls wrapped in a clock (planning, realising with the operators' ``apply`` inside it,
 scoring with provenance inside it, the store's commits, the summary) and prints ms per case.
+A sixth pass (``--ablation N``, off by default) is an ablation of the host work: the host-mode
+evaluation of N cases as it is, with the operators made free (``apply`` returns its input), with
+planning and the records made free (the first batch's plans reused; no provenance JSON, no
+counterfactual row stored), and with all three free, in interleaved rounds, each in its own
+process. What remains with all three free, plus each operator at its floor from the kernel pass,
+is a lower bound on the host work of any version that keeps this loop; the pass prints it and
+what the 0.3 ms target leaves, per counterfactual, for planning and records.
+Every pass runs with ``malloc`` keeping freed memory (``c3_core.allocator``), as the ``c3``
+command line runs; ``--system-malloc`` leaves glibc's default in every pass (the A/B).
 Run: ``nox -s bench -- evaluation`` (add ``--quick`` for a smoke run, ``--device cuda`` on a GPU).
 """
 
@@ -79,7 +89,7 @@ def _cohort(n: int, size: int) -> Any:
     return SyntheticChests()
 
 
-def _prepared(n: int, k: int, device: str, free: bool = False) -> Any:
+def _prepared(n: int, k: int, device: str, free: bool = False, size: int = 64) -> Any:
     """A PreparedModality for the synthetic cohort with a small CNN (``free``: a model whose forward
     costs nothing) and the c3-cxr neighbourhood."""
     import torch
@@ -98,7 +108,7 @@ def _prepared(n: int, k: int, device: str, free: bool = False) -> Any:
     bundle = ModelBundle(net, "multilabel", FINDINGS, "log_attenuation", name="bench.smallcnn")
     if free:
         bundle = ModelBundle(_FreeForward(len(FINDINGS)).to(device), "multilabel", FINDINGS, "log_attenuation", name="bench.free")
-    prepared = PreparedModality("cxr", "bench.synthetic", _cohort(n, 64), n, spec, Neighbourhood(spec, host.make_operator),
+    prepared = PreparedModality("cxr", "bench.synthetic", _cohort(n, size), n, spec, Neighbourhood(spec, host.make_operator),
                                 bundle, "bench.smallcnn", None, None)
     prepared.pseudonymise = Pseudonymiser(b"bench-key-not-secret-0123456789")  # evaluation writes pseudonyms only
     return prepared
@@ -125,7 +135,7 @@ def _FreeForward(n_outputs: int) -> Any:  # noqa: N802 - reads as the class it b
     return _free_forward_class()(n_outputs)
 
 
-def _one(mode: str, n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
+def _one(mode: str, n: int, k: int, batch_size: int, device: str, size: int) -> dict[str, Any]:
     """One pass in this process; returns seconds and peak RSS (MiB)."""
     import torch
     from torch.utils.data import DataLoader
@@ -136,15 +146,18 @@ def _one(mode: str, n: int, k: int, batch_size: int, device: str) -> dict[str, A
     from c3_core.evaluation.store import ResultStore
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
+    mode, _, freed = mode.partition(":")
+    if freed:
+        _make_free(freed.split(","))
     free = mode == "host"  # the real evaluation with a model whose forward is free: host work alone
-    p = _prepared(n, k, device, free)
+    p = _prepared(n, k, device, free, size)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     if mode == "data":
         return {"mode": mode, "n": n, "seconds": _data_pass(p, batch_size, device, sync), "peak_mib": _peak_mib()}
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up outside the timing (first-call imports, kernel and allocator set-up): one
         # batch through the same path
-        warm = _prepared(batch_size, k, device, free)
+        warm = _prepared(batch_size, k, device, free, size)
         if mode == "bare":
             with torch.no_grad():
                 x = collate([warm.dataset[i] for i in range(batch_size)]).image.to(device)
@@ -176,6 +189,54 @@ def _one(mode: str, n: int, k: int, batch_size: int, device: str) -> dict[str, A
     return {"mode": mode, "n": n, "seconds": seconds, "peak_mib": _peak_mib()}
 
 
+ABLATIONS = (  # (label, parts made free) of the ablation pass, each a host-mode evaluation
+    ("as it is", ""),
+    ("operators free", "operators"),
+    ("planning and records free", "planning,records"),
+    ("all three free", "operators,planning,records"),
+)
+
+
+def _make_free(parts: list[str]) -> None:
+    """Make parts of the host work cost (almost) nothing, in this process only (the ablation pass):
+    ``operators``: each operator's ``apply`` returns its input (the rows are still gathered and
+    scattered around it, and each operator's check still runs); ``planning``: a neighbourhood
+    plans the first batch of each size once and returns those plans again for every batch of that
+    size; ``records``: no provenance JSON is written (a constant stands in) and no counterfactual
+    row is stored, so the summary reads none. What remains is what C3 pays besides its physics
+    and its records: the data, the gathers and scatters, the gate and scores, the case rows and
+    their store, the summary."""
+    from c3_core.evaluation import scoring, store
+    from c3_core.neighbourhood import Neighbourhood
+    from c3_core.operator import Operator
+
+    unknown = set(parts) - {"operators", "planning", "records"}
+    if unknown:
+        raise ValueError(f"cannot make {sorted(unknown)} free")
+    if "operators" in parts:
+        Operator.apply = lambda self, batch, params: batch  # type: ignore[method-assign]
+    if "planning" in parts:
+        plan = Neighbourhood.plan
+        planned: dict[tuple[int, int], Any] = {}
+
+        def reused(self: Any, batch: Any) -> Any:
+            key = (id(self), batch.size)
+            if key not in planned:
+                planned[key] = plan(self, batch)
+            return planned[key]
+
+        Neighbourhood.plan = reused  # type: ignore[method-assign]
+    if "records" in parts:
+        scoring._ProvenanceWriter.__call__ = (  # type: ignore[method-assign]
+            lambda self, plan, written_id: ("", plan.steps[0].operator.id, plan.steps[0].severity, "{}"))
+        commit = store.ResultStore.commit_batch
+
+        def without_counterfactuals(self: Any, modality: str, results: Any, failures: Any) -> None:
+            commit(self, modality, [store.CaseResult(r.idx, r.case, ()) for r in results], failures)
+
+        store.ResultStore.commit_batch = without_counterfactuals  # type: ignore[method-assign]
+
+
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
@@ -203,7 +264,7 @@ def _data_pass(p: Any, batch_size: int, device: str, sync: Any) -> float:
     return time.perf_counter() - t0
 
 
-def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
+def _kernels(n: int, k: int, batch_size: int, device: str, size: int) -> dict[str, Any]:
     """Plan and realise the first ``n`` cases as the evaluation does, timing each operator's
     ``apply`` on its sub-batch and that operator's floor on the same sub-batch (one call each)."""
     import torch
@@ -214,7 +275,7 @@ def _kernels(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
     from operator_floors import operator_floors
 
     floors = operator_floors("cxr")
-    p = _prepared(n, k, device)
+    p = _prepared(n, k, device, size=size)
     nb = p.neighbourhood
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     per_op: dict[str, list[float]] = {}  # id -> [apply s, floor s, calls, rows]
@@ -270,7 +331,7 @@ PHASES = (  # (label, module, attribute path): what the phase pass wraps, outerm
 )
 
 
-def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
+def _phases(n: int, k: int, batch_size: int, device: str, size: int) -> dict[str, Any]:
     """The host-mode evaluation of ``n`` cases with each phase of :data:`PHASES` wrapped in a
     clock, then the summary: seconds per phase, the loop's total and the summary's."""
     import importlib
@@ -302,12 +363,12 @@ def _phases(n: int, k: int, batch_size: int, device: str) -> dict[str, Any]:
             owner = getattr(owner, part)
         setattr(owner, name, clocked(label, getattr(owner, name)))
     with tempfile.TemporaryDirectory() as tmp:
-        warm = _prepared(batch_size, k, device, True)
+        warm = _prepared(batch_size, k, device, True, size)
         store = ResultStore(Path(tmp) / "warm.sqlite", create=True)
         run_modality(warm, store, gate=GateSettings(), device=device, batch_size=batch_size)
         store.close()
         spent.update(dict.fromkeys(spent, 0.0))
-        p = _prepared(n, k, device, True)
+        p = _prepared(n, k, device, True, size)
         store = ResultStore(Path(tmp) / "results.sqlite", create=True)
         t0 = time.perf_counter()
         run_modality(p, store, gate=GateSettings(), device=device, batch_size=batch_size)
@@ -333,18 +394,24 @@ def _print_phases(res: dict[str, Any]) -> None:
     print(f"  {'total':<28} {1000 * (res['loop'] + res['summary']) / n:>7.3f} ms per case (load {os.getloadavg()[0]:.1f})")
 
 
+def _kernel_totals(res: dict[str, Any]) -> tuple[float, float, float]:
+    """The kernel pass's ms per case: every apply, every floor, and each operator's floor or its
+    apply where that is lower."""
+    ops = res["operators"].values()
+    n = res["n"]
+    return (1000 * sum(a for a, _, _, _ in ops) / n, 1000 * sum(f for _, f, _, _ in ops) / n,
+            1000 * sum(min(a, f) for a, f, _, _ in ops) / n)
+
+
 def _print_kernels(res: dict[str, Any], host: tuple[float, float] | None, k: int) -> None:
     """The kernel pass's table; with ``host`` = (host work alone, data alone) in ms per case at the
     same size, the rest of the host work and the host work's measured floor."""
     n = res["n"]
     print(f"\noperator kernels where the evaluation calls them (first {n} cases, each apply and its floor timed on the same sub-batch):")
     print(f"{'operator':<20} {'calls':>6} {'rows/call':>9} {'apply ms/case':>14} {'floor ms/case':>14} {'ratio':>6}")
-    apply_total = floor_total = lower_total = 0.0
     for op_id, (a, f, calls, rows) in sorted(res["operators"].items(), key=lambda kv: -kv[1][0]):
-        apply_total += a
-        floor_total += f
-        lower_total += min(a, f)
         print(f"{op_id:<20} {calls:>6} {rows / calls:>9.1f} {1000 * a / n:>14.3f} {1000 * f / n:>14.3f} {a / f:>6.1f}")
+    apply_total, floor_total, lower_total = (n * t / 1000 for t in _kernel_totals(res))
     print(f"{'all kernels':<20} {'':>6} {'':>9} {1000 * apply_total / n:>14.3f} {1000 * floor_total / n:>14.3f} {apply_total / floor_total:>6.1f}")
     print(f"plan + realise (kernels, grouping, copies): {1000 * res['seconds'] / n:.3f} ms per case (timing adds the floors' time)")
     if host is None:
@@ -366,7 +433,8 @@ def _in_own_process(mode: str, n: int, args: argparse.Namespace) -> dict[str, An
     """Run pass ``mode`` on ``n`` cases in a fresh process; its result, or None (its stderr
     printed) when it failed."""
     cmd = [sys.executable, __file__, "--one", mode, str(n), "--k", str(args.k),
-           "--batch-size", str(args.batch_size), "--device", args.device]
+           "--batch-size", str(args.batch_size), "--device", args.device, "--image-size", str(args.image_size),
+           *(["--system-malloc"] if args.system_malloc else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         print(out.stderr[-3000:], file=sys.stderr)
@@ -380,21 +448,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cpu")
+    ap.add_argument("--image-size", type=int, default=64, help="side of the square synthetic radiographs, pixels (default 64)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc as it is in every pass (default: keep freed memory, as the c3 command line does)")
     ap.add_argument("--quick", action="store_true", help="tiny cohorts (smoke run)")
     ap.add_argument("--kernels", type=int, default=1000, help="cases of the per-operator kernel pass (0: skip it)")
     ap.add_argument("--phases", type=int, default=0, help="cases of the pass that clocks each phase of the host work (0: skip it)")
+    ap.add_argument("--ablation", type=int, default=0,
+                    help="cases of the ablation pass: the host work with the operators, planning and records made free (0: skip it)")
     ap.add_argument("--passes", type=int, default=3,
                     help="rounds of the bare / c3 / host / data passes per size, interleaved; medians printed (default 3)")
     ap.add_argument("--one", nargs=2, metavar=("MODE", "N"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
+        if not args.system_malloc:
+            from c3_core.allocator import keep_freed_memory
+
+            keep_freed_memory()  # as the c3 command line does for its process
         mode, n = args.one[0], int(args.one[1])
         run = {"kernels": _kernels, "phases": _phases}.get(mode, lambda *a: _one(mode, *a))
-        res = run(n, args.k, args.batch_size, args.device)
+        res = run(n, args.k, args.batch_size, args.device, args.image_size)
         print(json.dumps(res))
         return 0
     sizes = [64, 256] if args.quick else [int(s) for s in args.sizes.split(",")]
-    print(f"evaluation benchmark: 1x64x64 cases, K={args.k}, batch {args.batch_size}, device {args.device}, "
+    print(f"evaluation benchmark: 1x{args.image_size}x{args.image_size} cases, K={args.k}, batch {args.batch_size}, device {args.device}, "
+          f"malloc {'as the system has it' if args.system_malloc else 'keeping freed memory (c3_core.allocator, as the c3 command line)'}, "
           f"threads {os.environ.get('OMP_NUM_THREADS', '2')}")
     passes = 1 if args.quick else max(1, args.passes)
     print(f"each size: {passes} round(s) of the bare, c3, host and data passes, interleaved, each in its own process; "
@@ -442,7 +520,40 @@ def main(argv: list[str] | None = None) -> int:
         if phases is None:
             return 1
         _print_phases(phases)
+    if args.ablation > 0:
+        n_ab = min(args.ablation, 256) if args.quick else args.ablation
+        ablation: dict[str, list[float]] = {label: [] for label, _ in ABLATIONS}
+        for _ in range(passes):  # interleaved, like the size rounds
+            for label, parts in ABLATIONS:
+                one = _in_own_process(f"host:{parts}" if parts else "host", n_ab, args)
+                if one is None:
+                    return 1
+                ablation[label].append(one["seconds"])
+        floors = _kernel_totals(kernels)[2] if n_kernels > 0 else None
+        _print_ablation(n_ab, {label: statistics.median(ts) for label, ts in ablation.items()}, passes, floors, args.k)
     return 0
+
+
+def _print_ablation(n: int, seconds: dict[str, float], rounds: int, floor_ms: float | None, k: int) -> None:
+    """The ablation pass's table and, with the kernel pass's floors, the host work's lower bound."""
+    print(f"\nablation: the host work (host mode, {n} cases, medians of {rounds} round(s), each in its own process) "
+          "with parts of it made free (operators: apply returns its input; planning: the first batch's plans "
+          "reused; records: no provenance JSON, no counterfactual row stored)")
+    ms = {label: 1000 * t / n for label, t in seconds.items()}
+    for label, _ in ABLATIONS:
+        print(f"  {label:<28} {ms[label]:>7.3f} ms per case")
+    base, free_all = ms[ABLATIONS[0][0]], ms[ABLATIONS[-1][0]]
+    records = ms[ABLATIONS[0][0]] - ms[ABLATIONS[2][0]]
+    print(f"  planning and records cost {records:.3f} ms per case ({1000 * records / k:.1f} us per counterfactual); "
+          f"with all three free {free_all:.3f} ms per case remain (load {os.getloadavg()[0]:.1f})")
+    if floor_ms is None:
+        return
+    bound = free_all + floor_ms
+    left = TARGET_HOST_MS - bound
+    print(f"  lower bound with every operator at its floor (kernel pass, or its apply where lower): {free_all:.3f} + "
+          f"{floor_ms:.3f} = {bound:.3f} ms per case before any plan or record; the {TARGET_HOST_MS} ms target leaves "
+          f"{left:.3f} ms per case, {1000 * left / k:.1f} us per counterfactual, for planning and records "
+          f"({1000 * records / k:.1f} us here; host work as it is {base:.3f} ms per case)")
 
 
 if __name__ == "__main__":

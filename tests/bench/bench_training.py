@@ -10,6 +10,9 @@ Same model, same batch, same process, measured side by side (interleaved repeats
   costs on as many images as a K = 1 step's student sees (twice the images need not cost twice
   the time: caches, the allocator; the split table prints it beside the step's floor).
 
+Both steps run with ``malloc`` keeping freed memory (``c3_core.allocator``), as ``c3 train`` runs;
+``--system-malloc`` leaves glibc's default (each batch's large tensors freshly mapped and faulted in).
+
 Target (issue 9): a K = 1 step costs at most 2.3x a standard step. Each configuration first runs
 two steps untimed. Repeat r is the step of epoch r + 1, so every repeat draws a fresh neighbourhood
 for the same cases (a counterfactual depends on the epoch's seed, the exam and k): the cost of a
@@ -161,7 +164,13 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=None,
                     help="render the demo cohort at this many px (fundus only: its demo renders at any size >= 32; "
                          "default: the demo's own 128)")
+    ap.add_argument("--system-malloc", action="store_true",
+                    help="leave glibc's malloc as it is (default: keep freed memory, as the c3 command line does)")
     args = ap.parse_args()
+    if not args.system_malloc:
+        from c3_core.allocator import keep_freed_memory
+
+        keep_freed_memory()  # as `c3 train` does for its process
     try:
         sizes = [int(b) for b in str(args.batch_size).split(",")]
     except ValueError:
@@ -179,6 +188,7 @@ def main() -> None:
                  f"pass --modality fundus (got {args.image_size} px for {', '.join(modalities)})")
     repeats = 3 if args.quick else args.repeats
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, device {args.device}, batch {args.batch_size}, "
+          f"malloc {'as the system has it' if args.system_malloc else 'keeping freed memory (c3_core.allocator)'}, "
           f"load average {os.getloadavg()[0]:.1f} (numbers taken on a loaded machine are not comparable)")
     print("| modality | standard step (ms, mean) | C3 K=1 (ms, mean over draws) | ratio K=1 | C3 K=4 (ms) | ratio K=4 | target K=1 <= 2.3x | load |")
     print("|---|---|---|---|---|---|---|---|")

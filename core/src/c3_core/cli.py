@@ -510,7 +510,12 @@ def experiment(
 
 
 def main() -> None:
-    """Console entry point."""
+    """Console entry point. The process's ``malloc`` keeps freed memory for reuse
+    (:func:`c3_core.allocator.keep_freed_memory`: each batch reuses the pages the last one
+    mapped) unless the user chose the allocator's behaviour."""
+    from c3_core.allocator import keep_freed_memory
+
+    keep_freed_memory()
     try:
         app()
     except KeyboardInterrupt:
