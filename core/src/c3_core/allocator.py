@@ -6,14 +6,16 @@ block larger than its mmap threshold (128 KiB at start, raised as blocks are fre
 heap to the OS once that exceeds its trim threshold. Every batch of an evaluation or a training
 step allocates the same large tensors again (the (K+1)·B images, each operator's output, the
 activations), so each batch pays the kernel's page faults and the zeroing of every page it
-touches first: on the 2-core development machine this was 6 % of the evaluation's host work at
-64 × 64 images, 19 % at 256 × 256 and ~40 % at 512 × 512, and ~40 % of a fundus training step
-at 512 px (docs/benchmarks.md). :func:`keep_freed_memory` turns mmap off for ``malloc``
+touches first. Measured on the 2-core development machine (docs/benchmarks.md): 3–6 % of the
+evaluation's host work at 64 × 64 images, 12–19 % at 256 × 256, ~40 % at 512 × 512, and 38–45 % of
+a fundus C³ training step at 512 px. :func:`keep_freed_memory` turns mmap off for ``malloc``
 (``M_MMAP_MAX = 0``) and raises the trim threshold, so freed blocks stay in the heap and the next
-batch reuses pages already mapped. The cost: the process keeps its peak memory until it exits
-(measured: peak resident memory 0–20 % higher), which is why only the ``c3`` command line, which
-owns its process, calls it. It is the process-wide ``mallopt`` of glibc; elsewhere (macOS, musl,
-Windows) it does nothing.
+batch reuses pages already mapped. The cost is memory: the process keeps what it has reached
+until it exits, and blocks that once were separate mappings now share one heap (peak resident
+memory the same at 64 px, 10–20 % higher at 512 px, 22–32 % higher for ``c3 evaluate`` of 48
+cases of each bundled modality). That is why only the ``c3`` command line, which owns its
+process, calls it. It is glibc's process-wide ``mallopt``; elsewhere (macOS, musl, Windows) it
+does nothing.
 """
 
 from __future__ import annotations
