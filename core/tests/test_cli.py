@@ -52,6 +52,20 @@ def test_version() -> None:
     assert result.exit_code == 0 and c3_core.__version__ in result.output
 
 
+def test_the_console_entry_point_keeps_freed_memory_before_any_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import c3_core.allocator
+    from c3_core import cli
+
+    calls: list[str] = []
+    monkeypatch.setattr(c3_core.allocator, "keep_freed_memory", lambda: calls.append("kept") or True)
+    monkeypatch.setattr(sys, "argv", ["c3", "--version"])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 0 and calls == ["kept"]
+
+
 def test_plugins_json_lists_good_and_failed_plugins(site: Path) -> None:
     populate(site)
     result = runner.invoke(app, ["plugins", "--json"])
