@@ -411,13 +411,12 @@ def _print_kernels(res: dict[str, Any], host: tuple[float, float] | None, k: int
     print(f"{'operator':<20} {'calls':>6} {'rows/call':>9} {'apply ms/case':>14} {'floor ms/case':>14} {'ratio':>6}")
     for op_id, (a, f, calls, rows) in sorted(res["operators"].items(), key=lambda kv: -kv[1][0]):
         print(f"{op_id:<20} {calls:>6} {rows / calls:>9.1f} {1000 * a / n:>14.3f} {1000 * f / n:>14.3f} {a / f:>6.1f}")
-    apply_total, floor_total, lower_total = (n * t / 1000 for t in _kernel_totals(res))
-    print(f"{'all kernels':<20} {'':>6} {'':>9} {1000 * apply_total / n:>14.3f} {1000 * floor_total / n:>14.3f} {apply_total / floor_total:>6.1f}")
+    kernels_ms, floors_ms, lower_ms = _kernel_totals(res)
+    print(f"{'all kernels':<20} {'':>6} {'':>9} {kernels_ms:>14.3f} {floors_ms:>14.3f} {kernels_ms / floors_ms:>6.1f}")
     print(f"plan + realise (kernels, grouping, copies): {1000 * res['seconds'] / n:.3f} ms per case (timing adds the floors' time)")
     if host is None:
         return
     host_ms, data_ms = host
-    kernels_ms, lower_ms = 1000 * apply_total / n, 1000 * lower_total / n
     rest_ms = host_ms - data_ms - kernels_ms
     print(f"host work alone {host_ms:.3f} ms per case = data {data_ms:.3f} + kernels {kernels_ms:.3f} + the rest {rest_ms:.3f} "
           f"(planning, grouping, gate, scoring, provenance, store and summary: {1000 * rest_ms / k:.1f} us per counterfactual); "
@@ -543,7 +542,7 @@ def _print_ablation(n: int, seconds: dict[str, float], rounds: int, floor_ms: fl
     for label, _ in ABLATIONS:
         print(f"  {label:<28} {ms[label]:>7.3f} ms per case")
     base, free_all = ms[ABLATIONS[0][0]], ms[ABLATIONS[-1][0]]
-    records = ms[ABLATIONS[0][0]] - ms[ABLATIONS[2][0]]
+    records = base - ms[ABLATIONS[2][0]]
     print(f"  planning and records cost {records:.3f} ms per case ({1000 * records / k:.1f} us per counterfactual); "
           f"with all three free {free_all:.3f} ms per case remain (load {os.getloadavg()[0]:.1f})")
     if floor_ms is None:
