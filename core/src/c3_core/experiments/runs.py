@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from c3_core.evaluation.output import write_json
 from c3_core.evaluation.scoring import GateSettings
 from c3_core.experiments.casemetrics import bootstrap_intervals, case_table, prediction_flips, table_metrics
@@ -26,7 +24,7 @@ from c3_core.experiments.sizes import Budget
 from c3_core.model import ModelBundle, load_state_dict_safely
 from c3_core.seeding import derive_seed, generator_from_seed
 from c3_core.shown_paths import portable_source
-from c3_core.training.rng import StepSeeds, kept_rng
+from c3_core.training.rng import StepSeeds, seeded_rng
 
 CONDITIONS = ("in_domain", "held_out")
 
@@ -45,8 +43,7 @@ def _finite(obj: Any) -> Any:
 def fresh_model(ctx: ModalityContext, init: str | None, seed: int) -> ModelBundle:
     """The row's starting network: ``init`` weights (e.g. the demo reference model) or a random
     initialisation seeded by (seed, modality), without touching the global RNG's state."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(derive_seed(seed, "experiment-init", ctx.modality) % (2**63))
+    with seeded_rng(derive_seed(seed, "experiment-init", ctx.modality)):  # the CPU's RNG, as before
         return ctx.make_model(init)
 
 
@@ -89,10 +86,7 @@ def train_row(
         trainer.resume(ckpt)
         echo(f"  resuming at epoch {trainer.state.epoch + 1}")
     started = time.perf_counter()
-    device = torch.device(ctx.device)
-    with kept_rng(device):
-        step_seed(trainer.state.global_step)
-        history = trainer.fit()
+    history = step_seed.fit(trainer, ctx.device)
     save_weights(weights, bundle.network, {"modality": ctx.modality, "row": row.key, "seed": str(seed)})
     write_json(folder, "train.json", _finite({
         "row": row.key, "seed": seed, "options": options.__dict__, "init": budget.init,

@@ -238,7 +238,7 @@ def run_training(
     from c3_core.seeding import derive_seed
     from c3_core.training.checkpoint import CheckpointError, save_weights
     from c3_core.training.heldout import heldout_consistency
-    from c3_core.training.rng import StepSeeds, kept_rng
+    from c3_core.training.rng import StepSeeds
     from c3_core.training.trainer import Interrupted, Trainer, TrainOptions, history_csv
 
     out = Path(req.out)
@@ -285,9 +285,7 @@ def run_training(
             trainer.resume(ckpt)
             echo(f"resuming at epoch {trainer.state.epoch + 1}, step {trainer.state.global_step}")
         started = time.time()
-        with kept_rng(group.device):  # the process's RNG state is left as it was
-            step_seed(trainer.state.global_step)  # the next step's dropout masks: a function of (seed, step)
-            history = trainer.fit()
+        history = step_seed.fit(trainer, group.device)  # dropout masks a function of (seed, step); RNG kept
     except Interrupted as exc:
         echo(f"interrupted ({exc}); every completed step is in {out / 'checkpoint'}: continue with `c3 train --resume {out}`")
         if claimed is not None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -50,3 +51,11 @@ class StepSeeds:
 
     def __call__(self, global_step: int) -> None:
         torch.manual_seed(derive_seed(self.base, global_step) % (2**63))
+
+    def fit(self, trainer: Any, device: str | torch.device = "cpu") -> Any:
+        """``trainer.fit()`` with the global RNG seeded for the next step to run (the trainer's
+        ``on_step`` hook must call this object after each step) and restored afterwards
+        (:func:`kept_rng`); returns what ``fit`` returns."""
+        with kept_rng(device):
+            self(trainer.state.global_step)
+            return trainer.fit()
